@@ -1,0 +1,64 @@
+# The developer verbs. README and CI use exactly these.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install install-test run test test-python test-postgres test-js lint format bench chromium clean
+
+install: $(VENV)/.installed node_modules/.installed ## venv with the package, npm packages, compiled translations
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install-test: install $(VENV)/.installed-test chromium
+
+run: install ## serve the portal on the embedded default (SQLite + the built-in emulator)
+	$(BIN)/embedportal serve
+
+# Debian's Chromium drives the browser tests; test tools may not download browsers.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install-test ## the whole suite: Python (SQLite), again on PostgreSQL, and the JavaScript
+	$(MAKE) --no-print-directory test-python test-postgres test-js
+
+test-python:
+	$(BIN)/pytest
+
+test-postgres:
+	EMBEDPORTAL_TEST_DATABASE_URL=$(PG_TEST_URL) EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) \
+	  $(BIN)/pytest -m "not browser" -p no:randomly -q
+
+test-js: node_modules/.installed
+	node --test tests/js/
+
+lint: install-test ## ruff (lint + format check) and mypy strict
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install-test
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: install-test ## benchmarks print their figures; nothing here asserts timings
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from embedportal.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""The application factory: everything the portal needs is built here from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from embedportal import __version__
+from embedportal.db.session import create_db_engine, create_session_factory
+from embedportal.settings import Settings
+from embedportal.web.routes import health, vendor
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="embedportal",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    engine = create_db_engine(settings.resolved_database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = create_session_factory(engine)
+
+    app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.include_router(health.router)
+    app.include_router(vendor.router)
+    return app

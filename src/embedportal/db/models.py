@@ -1,0 +1,193 @@
+"""The portal's tables. Power BI's own objects are referred to by their Power BI ids."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from embedportal.db.base import Base, utcnow
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=Role.VIEWER,
+    )
+    is_blocked: Mapped[bool] = mapped_column(default=False)
+    # The identity sent to Power BI for row-level security (EffectiveIdentity.username).
+    rls_username: Mapped[str | None] = mapped_column(String(256), default=None)
+    rls_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    may_start_capacity: Mapped[bool] = mapped_column(default=False)
+    keeps_capacity_on: Mapped[bool] = mapped_column(default=False)
+    language: Mapped[str | None] = mapped_column(String(10), default=None)
+    failed_login_count: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    memberships: Mapped[list[GroupMembership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Permissions are additive: a member has a permission if the user or any group has it.
+    may_start_capacity: Mapped[bool] = mapped_column(default=False)
+    keeps_capacity_on: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[GroupMembership]] = relationship(
+        back_populates="group", cascade="all, delete-orphan"
+    )
+
+
+class GroupMembership(Base):
+    __tablename__ = "group_memberships"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    group: Mapped[Group] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class Report(Base):
+    """A Power BI report the portal knows, kept in step with Power BI by a catalogue sync."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # Power BI report id
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    dataset_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    embed_url: Mapped[str] = mapped_column(Text)
+    web_url: Mapped[str] = mapped_column(Text, default="")
+    rls_required: Mapped[bool] = mapped_column(default=False)
+    rls_roles_required: Mapped[bool] = mapped_column(default=False)
+    # Gone from Power BI at the last sync: kept (grants survive a mistaken removal) but not shown.
+    is_available: Mapped[bool] = mapped_column(default=True)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    grants: Mapped[list[ReportGrant]] = relationship(
+        back_populates="report", cascade="all, delete-orphan"
+    )
+
+
+class ReportGrant(Base):
+    """Lets one user, or every member of one group, open a report with the given RLS roles."""
+
+    __tablename__ = "report_grants"
+    __table_args__ = (
+        CheckConstraint("(user_id IS NULL) <> (group_id IS NULL)", name="exactly_one_grantee"),
+        UniqueConstraint("report_id", "user_id", name="uq_report_grants_report_user"),
+        UniqueConstraint("report_id", "group_id", name="uq_report_grants_report_group"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), default=None
+    )
+    rls_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    report: Mapped[Report] = relationship(back_populates="grants")
+    user: Mapped[User | None] = relationship()
+    group: Mapped[Group | None] = relationship()
+
+
+class WebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEntry(Base):
+    """Who did what, when. Never holds a token or a secret."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_action_at", "action", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    actor_email: Mapped[str] = mapped_column(String(320), default="")
+    action: Mapped[str] = mapped_column(String(80))
+    target_type: Mapped[str] = mapped_column(String(40), default="")
+    target_id: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Organization(Base):
+    """The single row of organization-wide settings (id is always 1)."""
+
+    __tablename__ = "organization"
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    name: Mapped[str] = mapped_column(String(200), default="embedportal")
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The Power BI connection; empty fields fall back to EMBEDPORTAL_POWERBI_* settings.
+    powerbi_tenant_id: Mapped[str] = mapped_column(String(64), default="")
+    powerbi_client_id: Mapped[str] = mapped_column(String(64), default="")
+    # Encrypted with the secret key; the UI never shows it back (write-only).
+    powerbi_client_secret_encrypted: Mapped[str] = mapped_column(Text, default="")
+    powerbi_workspace_id: Mapped[str] = mapped_column(String(64), default="")
+    # Token keeper policy, sent to every open viewer.
+    refresh_every_minutes: Mapped[int | None] = mapped_column(default=None)
+    token_lifetime_minutes: Mapped[int] = mapped_column(default=60)
+    refresh_margin_minutes: Mapped[int] = mapped_column(default=10)
+    interaction_min_age_minutes: Mapped[int] = mapped_column(default=5)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,143 @@
+"""All of embedportal's settings, in one typed class read from EMBEDPORTAL_* variables and `.env`.
+
+Every field carries a description: docs/configuration.md lists them all, and a test fails when
+one is missing there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class UnsafeSettingsError(ValueError):
+    """Raised when a production setting would be unsafe (a default or short secret key)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EMBEDPORTAL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "production", "test"] = Field(
+        "development",
+        description="`development` allows the built-in secret key and demo accounts; "
+        "`production` refuses unsafe secrets.",
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(DEVELOPMENT_SECRET_KEY),
+        description="Signs sessions and encrypts the stored Power BI client secret. "
+        "Outside development it must be set, at least 32 characters.",
+    )
+    data_dir: Path = Field(
+        Path("var"),
+        description="Folder for the default SQLite database and other local state.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database, e.g. "
+        "`postgresql+psycopg://user:pass@host/db`. Default: a SQLite file in `data_dir`.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (`redis://host:6379/0`) for the shared token cache and the push "
+        "fan-out when several portal instances run. Default: in-process.",
+    )
+    host: str = Field("127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
+    emulator_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the built-in emulator started by `serve` (default: port + 1).",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The portal's public base URL when it runs behind a proxy "
+        "(used for secure cookies and links).",
+    )
+    powerbi_tenant_id: str | None = Field(
+        None, description="Entra tenant id of the service principal that calls Power BI."
+    )
+    powerbi_client_id: str | None = Field(
+        None, description="Application (client) id of the service principal."
+    )
+    powerbi_client_secret: SecretStr | None = Field(
+        None,
+        description="Client secret of the service principal. When tenant, client id and secret "
+        "are all set, `serve` starts no emulator.",
+    )
+    powerbi_workspace_id: str | None = Field(
+        None, description="Power BI workspace (group) id whose reports the portal syncs."
+    )
+    powerbi_authority_host: str = Field(
+        "https://login.microsoftonline.com", description="Entra authority host."
+    )
+    powerbi_api_url: str = Field("https://api.powerbi.com", description="Power BI REST base URL.")
+    arm_url: str = Field(
+        "https://management.azure.com", description="Azure Resource Manager base URL."
+    )
+    capacity_subscription_id: str | None = Field(
+        None, description="Azure subscription id of the Power BI Embedded capacity."
+    )
+    capacity_resource_group: str | None = Field(None, description="Resource group of the capacity.")
+    capacity_name: str | None = Field(None, description="Name of the capacity in Azure.")
+    session_idle_minutes: int = Field(
+        480,
+        ge=1,
+        le=60 * 24 * 90,
+        description="A session unused for this many minutes ends (sign in again). "
+        "TV screens stay signed in while their viewer is open.",
+    )
+    login_max_attempts: int = Field(
+        5, ge=1, description="Wrong passwords in a row before the account is locked."
+    )
+    login_lockout_minutes: int = Field(
+        30, ge=1, description="How long a locked account stays locked."
+    )
+    default_language: Literal["en", "pt_BR"] = Field(
+        "en", description="UI language when neither the user nor the browser picks one."
+    )
+    demo: bool = Field(
+        True,
+        description="With the built-in emulator in development, create the demo accounts and "
+        "grants at start so the quick start shows reports at once.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secrets(self) -> Settings:
+        if self.environment == "development":
+            return self
+        key = self.secret_key.get_secret_value()
+        if key == DEVELOPMENT_SECRET_KEY or len(key) < MIN_SECRET_KEY_LENGTH:
+            raise UnsafeSettingsError(
+                "EMBEDPORTAL_SECRET_KEY must be set to a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters outside development "
+                '(e.g. `python -c "import secrets; print(secrets.token_urlsafe(48))"`).'
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'embedportal.db').as_posix()}"
+
+    @property
+    def resolved_emulator_port(self) -> int:
+        return self.emulator_port or self.port + 1
+
+    @property
+    def has_powerbi_credentials(self) -> bool:
+        return bool(
+            self.powerbi_tenant_id and self.powerbi_client_id and self.powerbi_client_secret
+        )
