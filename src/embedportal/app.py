@@ -10,7 +10,10 @@ from fastapi.staticfiles import StaticFiles
 from embedportal import __version__
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.settings import Settings
+from embedportal.web.context import request_context_middleware
+from embedportal.web.errors import install_error_handlers
 from embedportal.web.routes import health, vendor
+from embedportal.web.templating import create_templates
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
@@ -28,6 +31,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
+    app.state.templates = create_templates()
+
+    app.middleware("http")(request_context_middleware)
+    install_error_handlers(app)
 
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(health.router)

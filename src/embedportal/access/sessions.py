@@ -1,0 +1,71 @@
+"""Server-side sessions: the browser holds a random token, the database holds its hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from embedportal.db.base import utcnow
+from embedportal.db.models import User, WebSession
+
+SESSION_COOKIE = "embedportal_session"
+# Writing last_seen_at on every request would make every page view a database write.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class NewSession:
+    cookie_value: str
+    record: WebSession
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(*, session: Session, user: User, user_agent: str = "") -> NewSession:
+    token = secrets.token_urlsafe(32)
+    record = WebSession(
+        id=_hash(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        user_agent=user_agent[:300],
+    )
+    session.add(record)
+    session.flush()
+    return NewSession(cookie_value=token, record=record)
+
+
+def resolve_session(
+    *, session: Session, cookie_value: str | None, idle_minutes: int, now: datetime | None = None
+) -> WebSession | None:
+    """The live session for a cookie, or None if unknown, idle too long, or its user is blocked."""
+    if not cookie_value:
+        return None
+    record = session.get(WebSession, _hash(cookie_value))
+    if record is None:
+        return None
+    now = now or utcnow()
+    if now - record.last_seen_at > timedelta(minutes=idle_minutes):
+        session.delete(record)
+        return None
+    if record.user.is_blocked:
+        return None
+    if now - record.last_seen_at > LAST_SEEN_RESOLUTION:
+        record.last_seen_at = now
+    return record
+
+
+def end_session(*, session: Session, cookie_value: str | None) -> None:
+    if cookie_value:
+        session.execute(delete(WebSession).where(WebSession.id == _hash(cookie_value)))
+
+
+def end_all_sessions(*, session: Session, user_id: int) -> None:
+    """Sign a user out everywhere (blocked, deleted, or password changed)."""
+    session.execute(delete(WebSession).where(WebSession.user_id == user_id))

@@ -1,0 +1,87 @@
+"""Per-request context: who is signed in, their CSRF token and language.
+
+Resolved once per request in a middleware, so every page (error pages included) knows the user
+and speaks their language, and routes only declare what they require (see deps.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from embedportal.access.sessions import SESSION_COOKIE, resolve_session
+from embedportal.db.models import Organization
+from embedportal.db.session import session_scope
+from embedportal.web import i18n
+
+ANONYMOUS_CSRF_COOKIE = "embedportal_csrf"
+
+
+def _anonymous_csrf(request: Request) -> tuple[str, bool]:
+    """A signed double-submit token for forms shown before sign-in; (token, is_new)."""
+    serializer = URLSafeSerializer(
+        request.app.state.settings.secret_key.get_secret_value(), salt="csrf"
+    )
+    raw = request.cookies.get(ANONYMOUS_CSRF_COOKIE)
+    if raw:
+        try:
+            value = serializer.loads(raw)
+            if isinstance(value, str):
+                return value, False
+        except BadSignature:
+            pass
+    return secrets.token_urlsafe(32), True
+
+
+async def request_context_middleware(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    settings = request.app.state.settings
+    request.state.user = None
+    request.state.web_session_id = None
+    request.state.organization_name = "embedportal"
+    new_anonymous_csrf: str | None = None
+    if not request.url.path.startswith(("/static/", "/healthz")):
+        with session_scope(request.app.state.session_factory) as db:
+            record = resolve_session(
+                session=db,
+                cookie_value=request.cookies.get(SESSION_COOKIE),
+                idle_minutes=settings.session_idle_minutes,
+            )
+            if record is not None:
+                request.state.user = record.user
+                request.state.web_session_id = record.id
+                request.state.csrf_token = record.csrf_token
+            organization = db.get(Organization, 1)
+            if organization is not None:
+                request.state.organization_name = organization.name
+        if request.state.user is None:
+            token, is_new = _anonymous_csrf(request)
+            request.state.csrf_token = token
+            if is_new:
+                new_anonymous_csrf = token
+
+    user = request.state.user
+    language = (
+        (user.language if user is not None and user.language else None)
+        or i18n.match_language(request.cookies.get(i18n.LANGUAGE_COOKIE, ""))
+        or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
+    )
+    request.state.language = language
+    i18n.activate(language)
+
+    response = await call_next(request)
+    if new_anonymous_csrf is not None:
+        serializer = URLSafeSerializer(settings.secret_key.get_secret_value(), salt="csrf")
+        response.set_cookie(
+            ANONYMOUS_CSRF_COOKIE,
+            serializer.dumps(new_anonymous_csrf),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+    return response

@@ -1,0 +1,80 @@
+"""Errors answer in the caller's terms: JSON with a reason for the API, a page for people."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from urllib.parse import quote
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from embedportal.web.deps import NotAllowed, NotSignedIn
+from embedportal.web.i18n import gettext_ as _
+from embedportal.web.templating import render
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get(
+        "accept", ""
+    )
+
+
+def error_response(request: Request, status: int, message: str, code: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"detail": message, "code": code}, status_code=status)
+    return render(
+        request,
+        "error.html",
+        {"status": status, "message": message, "title": HTTPStatus(status).phrase},
+        status_code=status,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, _error: NotSignedIn) -> Response:
+        if wants_json(request):
+            return JSONResponse(
+                {"detail": _("Sign in first."), "code": "Unauthorized"}, status_code=401
+            )
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    @app.exception_handler(NotAllowed)
+    async def not_allowed(request: Request, _error: NotAllowed) -> Response:
+        return error_response(
+            request, 403, _("You do not have permission to do that."), "Forbidden"
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        code = HTTPStatus(error.status_code).phrase.replace(" ", "")
+        detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+        response = error_response(request, error.status_code, detail, code)
+        for name, value in (error.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        problems = [
+            {
+                "field": ".".join(str(part) for part in problem["loc"] if part != "body"),
+                "message": problem["msg"],
+            }
+            for problem in error.errors()
+        ]
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "Invalid input."
+        if wants_json(request):
+            return JSONResponse(
+                {"detail": message, "code": "InvalidRequest", "problems": problems},
+                status_code=422,
+            )
+        return error_response(request, 400, message, "InvalidRequest")
+
+
+__all__ = ["HTTPException", "install_error_handlers", "error_response"]

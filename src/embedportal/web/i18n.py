@@ -1,0 +1,99 @@
+"""Translations: every word of the UI goes through gettext; catalogues are Babel .po files.
+
+The .po files are compiled in memory at start, so there is no build step and no compiled
+file to forget. English is the source language.
+"""
+
+from __future__ import annotations
+
+import gettext
+from contextvars import ContextVar
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+DOMAIN = "messages"
+# Code → the language's own name, shown in the language picker.
+LANGUAGES: dict[str, str] = {"en": "English", "pt_BR": "Português (Brasil)"}
+LANGUAGE_COOKIE = "embedportal_lang"
+
+_ENGLISH = gettext.NullTranslations()
+_current: ContextVar[gettext.NullTranslations | None] = ContextVar(
+    "embedportal_translations", default=None
+)
+
+
+def current_translations() -> gettext.NullTranslations:
+    return _current.get() or _ENGLISH
+
+
+@cache
+def translations_for(language: str) -> gettext.NullTranslations:
+    po_path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if language == "en" or not po_path.is_file():
+        return gettext.NullTranslations()
+    with po_path.open("rb") as po_file:
+        catalog = read_po(po_file, locale=language)
+    buffer = BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(fp=buffer, domain=DOMAIN)
+
+
+def negotiate(accept_language: str | None, default: str) -> str:
+    """The best supported language for an Accept-Language header (q-values honoured)."""
+    if not accept_language:
+        return default
+    weighted: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if tag:
+            weighted.append((-quality, position, tag.strip()))
+    for negative_quality, _, tag in sorted(weighted):
+        if negative_quality >= 0:
+            continue
+        match = match_language(tag)
+        if match:
+            return match
+    return default
+
+
+def match_language(tag: str) -> str | None:
+    normalised = tag.replace("-", "_").lower()
+    for code in LANGUAGES:
+        if normalised == code.lower():
+            return code
+    primary = normalised.split("_")[0]
+    for code in LANGUAGES:
+        if code.lower().split("_")[0] == primary:
+            return code
+    return None
+
+
+def activate(language: str) -> None:
+    _current.set(translations_for(language))
+
+
+def gettext_(message: str, **variables: object) -> str:
+    text = current_translations().gettext(message)
+    return text % variables if variables else text
+
+
+def ngettext_(singular: str, plural: str, n: int, **variables: object) -> str:
+    text = current_translations().ngettext(singular, plural, n)
+    return text % {"num": n, **variables}
+
+
+# Conventional short name, so `_("...")` is found by the message extractor.
+_ = gettext_

@@ -1,0 +1,743 @@
+// embedportal token keeper: keeps the embed token of one open Power BI report alive.
+//
+// Plain ES module, no dependencies, no build step: the same file runs in the browser and under
+// node's test runner. Everything that touches time or the page (clocks, timers, randomness,
+// document/window events) is injectable so tests can drive it deterministically.
+//
+// The algorithm, the option names and the telemetry/state vocabulary are described in
+// docs/token-keeper.md. Comments here say *why* a rule exists.
+
+/** powerbi-client report events that mean "a person is using the report". */
+export const INTERACTION_EVENTS = Object.freeze([
+  'filtersApplied',
+  'pageChanged',
+  'dataSelected',
+  'visualClicked',
+  'selectionChanged',
+]);
+
+/** Refresh policy used until the server sends one (the server's defaults, in seconds). */
+export const DEFAULT_POLICY = Object.freeze({
+  marginSeconds: 600,
+  minInteractionAgeSeconds: 300,
+  refreshEverySeconds: null,
+  checkIntervalSeconds: 30,
+  maxBackoffSeconds: 60,
+});
+
+/** Every value `onState` can be called with. */
+export const STATES = Object.freeze({
+  IDLE: 'idle', // created, start() not called yet (never passed to onState)
+  LIVE: 'live',
+  REFRESHING: 'refreshing',
+  RETRYING: 'retrying',
+  EXPIRED: 'expired',
+  CAPACITY_OFF: 'capacityOff',
+  REVOKED: 'revoked',
+  STOPPED: 'stopped',
+});
+
+/** Error code the viewer shows on its expiry overlay (the words Power BI users know). */
+export const TOKEN_EXPIRED_CODE = 'ClientError_TokenExpired';
+
+const BACKOFF_BASE_SECONDS = 1;
+// A timer that fires this many check intervals late means the tab was frozen or the machine
+// slept: nothing we scheduled ran on time, so treat it like a wake-up.
+const LATE_TIMER_FACTOR = 2;
+// Wall clock advancing more than the monotonic clock by this much between two readings means
+// the machine slept on a platform whose monotonic clock stops during sleep (see docs).
+const SLEEP_GAP_TOLERANCE_MS = 2000;
+// Timers may fire a millisecond early (rounding); a deadline this close counts as reached.
+const TIMER_SLACK_MS = 50;
+// Full jitter can draw ~0; this floor keeps a persistent failure from becoming a busy loop.
+const MIN_RETRY_DELAY_MS = 100;
+// A TokenExpired error this soon after we installed a new token most likely comes from a
+// request made with the previous token; reacting would reload the report twice.
+const ERROR_GRACE_MAX_SECONDS = 10;
+const DEFAULT_STEP_TIMEOUT_MS = 30000;
+const MAX_TIMER_DELAY_MS = 2147483647; // setTimeout overflows (fires at once) above 2^31-1
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers (exported so they are tested directly)
+// ---------------------------------------------------------------------------------------------
+
+function isNonNegativeNumber(value) {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+}
+
+/**
+ * Merge a (possibly partial or malformed) policy from the server over `base`.
+ * Missing or invalid fields keep the base value, so a bad admin setting can never switch the
+ * keeper off. `refreshEverySeconds` null/0 means "timed refresh off".
+ */
+export function normalizePolicy(policy, base = DEFAULT_POLICY) {
+  const source = policy && typeof policy === 'object' ? policy : {};
+  const pick = (key, valid) => (valid(source[key]) ? source[key] : base[key]);
+  const positive = (v) => isNonNegativeNumber(v) && v > 0;
+
+  let refreshEvery = base.refreshEverySeconds ?? null;
+  if ('refreshEverySeconds' in source) {
+    const v = source.refreshEverySeconds;
+    if (v === null || v === 0) refreshEvery = null;
+    else if (positive(v)) refreshEvery = v;
+  }
+
+  return {
+    marginSeconds: pick('marginSeconds', isNonNegativeNumber),
+    minInteractionAgeSeconds: pick('minInteractionAgeSeconds', isNonNegativeNumber),
+    refreshEverySeconds: refreshEvery,
+    checkIntervalSeconds: pick('checkIntervalSeconds', positive),
+    maxBackoffSeconds: pick('maxBackoffSeconds', positive),
+  };
+}
+
+/**
+ * The timings actually used for a token that came with `lifetimeSeconds` of life.
+ * Margin and minimum interaction age are capped at a third of the lifetime and the check
+ * interval at a sixth, so that short test tokens (20-60 s) still get refreshed before they
+ * die instead of being "always inside the margin" (which would refresh in a loop).
+ */
+export function effectiveTimings(policy, lifetimeSeconds) {
+  const p = normalizePolicy(policy);
+  const life = typeof lifetimeSeconds === 'number' && !Number.isNaN(lifetimeSeconds)
+    ? Math.max(0, lifetimeSeconds)
+    : Infinity; // unknown lifetime: no scaling
+  return {
+    marginSeconds: Math.min(p.marginSeconds, life / 3),
+    minInteractionAgeSeconds: Math.min(p.minInteractionAgeSeconds, life / 3),
+    checkIntervalSeconds: Math.max(1, Math.min(p.checkIntervalSeconds, life / 6)),
+    // Timed refresh is an admin choice in minutes; the 1 s floor only guards against a
+    // malformed policy turning into a fetch loop.
+    refreshEverySeconds: p.refreshEverySeconds ? Math.max(1, p.refreshEverySeconds) : null,
+    maxBackoffSeconds: Math.max(BACKOFF_BASE_SECONDS, p.maxBackoffSeconds),
+  };
+}
+
+/**
+ * Delay before retry number `attempt` (0 = first retry), in seconds.
+ * Capped exponential backoff with FULL jitter, so that many viewers failing at the same
+ * moment (server restart, capacity resume) spread out instead of retrying in lockstep; but
+ * never sooner than the server's Retry-After, which is an explicit request.
+ */
+export function backoffDelaySeconds(attempt, options = {}) {
+  const {
+    cap = DEFAULT_POLICY.maxBackoffSeconds,
+    base = BACKOFF_BASE_SECONDS,
+    retryAfterSeconds,
+    random = Math.random,
+  } = options;
+  const n = Math.max(0, Math.floor(Number(attempt) || 0));
+  const ceiling = Math.min(cap, base * 2 ** Math.min(n, 52));
+  let r = Number(random());
+  if (!(r >= 0)) r = 0; // NaN or negative from a bad random source
+  if (r > 1) r = 1;
+  const jittered = r * ceiling;
+  const floor = isNonNegativeNumber(retryAfterSeconds) ? retryAfterSeconds : 0;
+  return Math.max(jittered, floor);
+}
+
+/**
+ * What a failed fetch means for the keeper.
+ *  - revoked: the server refuses this person (signed out, access removed). Retrying cannot help.
+ *  - capacityOff: the Power BI capacity is paused; it may come back, so keep retrying.
+ *  - transient: anything else (network, 5xx, 429, timeouts, malformed answers).
+ */
+export function classifyFailure(error) {
+  const status = Number(error?.status) || 0;
+  const code = typeof error?.code === 'string' ? error.code : undefined;
+  const retryAfterSeconds = isNonNegativeNumber(error?.retryAfterSeconds)
+    ? error.retryAfterSeconds
+    : undefined;
+  let kind = 'transient';
+  if (code === 'CapacityNotActive') kind = 'capacityOff';
+  else if (code === 'Unauthorized' || code === 'Forbidden' || status === 401 || status === 403) {
+    kind = 'revoked';
+  }
+  return { kind, status, code, retryAfterSeconds };
+}
+
+/** Validate the server's token answer; a malformed one is a failure like any other. */
+export function parseTokenResponse(response) {
+  const ok = response
+    && typeof response.token === 'string' && response.token.length > 0
+    && typeof response.expiresIn === 'number' && Number.isFinite(response.expiresIn);
+  if (!ok) throw keeperError('BadTokenResponse', 'token response lacks token or expiresIn');
+  // A token that is dead on arrival must not be installed: it would only trigger a reload loop.
+  if (response.expiresIn <= 0) throw keeperError('TokenAlreadyExpired', 'server sent an expired token');
+  return {
+    token: response.token,
+    tokenId: typeof response.tokenId === 'string' ? response.tokenId : null,
+    expiresIn: response.expiresIn,
+    policy: response.policy && typeof response.policy === 'object' ? response.policy : null,
+  };
+}
+
+function keeperError(code, message) {
+  const error = new Error(message);
+  error.status = 0;
+  error.code = code;
+  return error;
+}
+
+function safeCall(fn, ...args) {
+  if (typeof fn !== 'function') return;
+  try {
+    fn(...args);
+  } catch (error) {
+    // A bug in a viewer callback must not stop the keeper from keeping the token alive.
+    if (typeof console !== 'undefined') console.error('token-keeper: callback failed', error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access token provider ("embed for your organization")
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Wrap `fetchAccessToken` for powerbi-client's `eventHooks.accessTokenProvider`.
+ * The returned function resolves to a non-empty token string or to null; it never throws or
+ * rejects (a throwing hook makes powerbi-client answer the iframe with an error, and a hook
+ * that never settles leaves the iframe waiting), so failures and hangs both become null.
+ */
+export function createAccessTokenProvider(fetchAccessToken, options = {}) {
+  const {
+    timeoutMs = DEFAULT_STEP_TIMEOUT_MS,
+    setTimeout: setTimer = globalThis.setTimeout,
+    clearTimeout: clearTimer = globalThis.clearTimeout,
+    onError,
+  } = options;
+
+  return async function accessTokenProvider(...args) {
+    let timer = null;
+    try {
+      const request = new Promise((resolve) => resolve(fetchAccessToken(...args)));
+      request.catch(() => {}); // a rejection after the timeout must not be "unhandled"
+      const timeout = new Promise((resolve) => {
+        if (timeoutMs > 0 && typeof setTimer === 'function') {
+          timer = setTimer(() => resolve(null), timeoutMs);
+        }
+      });
+      const result = await Promise.race([request, timeout]);
+      return typeof result === 'string' && result.length > 0 ? result : null;
+    } catch (error) {
+      safeCall(onError, error);
+      return null;
+    } finally {
+      if (timer !== null && typeof clearTimer === 'function') clearTimer(timer);
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The keeper
+// ---------------------------------------------------------------------------------------------
+
+function resolveEnvironment(options) {
+  const g = globalThis;
+  const documentTarget = 'documentTarget' in options ? options.documentTarget : g.document;
+  const windowTarget = 'windowTarget' in options ? options.windowTarget : g.window;
+  return {
+    now: options.now ?? (() => g.performance.now()),
+    // Wall clock: only its *increments* are compared with the monotonic clock's, to notice a
+    // sleep the monotonic clock did not count. Its absolute value is never used. null = off.
+    wallNow: 'wallNow' in options ? options.wallNow : () => Date.now(),
+    setTimeout: options.setTimeout ?? ((fn, ms) => g.setTimeout(fn, ms)),
+    clearTimeout: options.clearTimeout ?? ((id) => g.clearTimeout(id)),
+    random: options.random ?? Math.random,
+    documentTarget: documentTarget ?? null,
+    windowTarget: windowTarget ?? null,
+    isHidden: options.isHidden
+      ?? (() => Boolean(documentTarget) && documentTarget.visibilityState === 'hidden'),
+    stepTimeoutMs: options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
+  };
+}
+
+function validateOptions(options) {
+  const report = options.report;
+  for (const method of ['setAccessToken', 'reload', 'on', 'off']) {
+    if (!report || typeof report[method] !== 'function') {
+      throw new TypeError(`createTokenKeeper: report.${method} must be a function`);
+    }
+  }
+  if (typeof options.fetchToken !== 'function') {
+    throw new TypeError('createTokenKeeper: fetchToken must be a function');
+  }
+}
+
+/**
+ * Create a keeper for one embedded report. Call `start()` once the report is embedded.
+ * See docs/token-keeper.md for the options.
+ */
+export function createTokenKeeper(options = {}) {
+  validateOptions(options);
+  const env = resolveEnvironment(options);
+  const { report, fetchToken, onState, onTelemetry } = options;
+  const initial = options.initial ?? {};
+
+  // --- clock ------------------------------------------------------------------------------
+  // "Keeper time" = monotonic time + sleep the monotonic clock missed. Lifetimes are counted
+  // only on this clock, so a client wall clock that is hours off changes nothing.
+  let sleptMs = 0;
+  let lastMono = null;
+  let lastWall = null;
+  let sleepNoticed = false;
+
+  function readWall() {
+    if (typeof env.wallNow !== 'function') return null;
+    try {
+      const w = Number(env.wallNow());
+      return Number.isFinite(w) ? w : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function clock() {
+    const mono = env.now();
+    const wall = readWall();
+    if (lastMono !== null && lastWall !== null && wall !== null) {
+      // Only a gap in one direction counts: it can make the token older, never younger, so a
+      // wall clock stepped backwards is harmless and one stepped forwards costs at most an
+      // early refresh.
+      const gap = (wall - lastWall) - (mono - lastMono);
+      if (gap > SLEEP_GAP_TOLERANCE_MS) {
+        sleptMs += gap;
+        sleepNoticed = true;
+      }
+    }
+    lastMono = mono;
+    lastWall = wall;
+    return mono + sleptMs;
+  }
+
+  // --- token and policy -------------------------------------------------------------------
+  let policy = normalizePolicy(initial.policy ?? options.policy);
+  let token = {
+    value: initial.token ?? null,
+    id: initial.tokenId ?? null,
+    lifetimeSeconds: isNonNegativeNumber(initial.expiresIn) ? initial.expiresIn : 0,
+    issuedAt: clock(), // life counts from creation: earlier than start(), so conservative
+    fromRefresh: false,
+  };
+  let diedByError = false; // the iframe said TokenExpired before our clock did
+  let deathReported = false; // `expired` telemetry sent for the current token
+  let downSince = null; // keeper time the report stopped working (expiry or capacity off)
+
+  const timings = () => effectiveTimings(policy, token.lifetimeSeconds);
+  const expiresAt = () => token.issuedAt + token.lifetimeSeconds * 1000;
+  const remainingMs = (t) => (diedByError ? 0 : expiresAt() - t);
+  const isDead = (t) => remainingMs(t) <= 0;
+
+  // --- lifecycle state --------------------------------------------------------------------
+  let state = STATES.IDLE;
+  let running = false;
+  let finished = false; // stopped or revoked: for good
+  let generation = 0; // bumped by stop(); late results of an older generation are dropped
+  let inFlight = null;
+  let failures = 0; // consecutive failed attempts
+  let retryAt = null; // keeper time of the next retry while failures > 0
+  let retryAfterUntil = 0; // keeper time before which the server asked us not to call
+  let cycleReason = null; // reason of the refresh that is being retried
+  let timer = null;
+  let timerDueAt = 0;
+  const stepTimers = new Set();
+  let abortController = null;
+
+  const isDown = (t) => isDead(t) || state === STATES.EXPIRED || state === STATES.CAPACITY_OFF;
+
+  function setState(next, info = {}) {
+    if (next === state) return;
+    state = next;
+    safeCall(onState, next, info);
+  }
+
+  function emit(event) {
+    safeCall(onTelemetry, { tokenId: token.id, ...event });
+  }
+
+  /** Report (once per token) that the token is dead, and show the expiry overlay. */
+  function noticeDeath(t, how) {
+    if (!isDead(t) || deathReported) return;
+    deathReported = true;
+    const diedAt = diedByError ? t : Math.min(t, expiresAt());
+    downSince = downSince === null ? diedAt : Math.min(downSince, diedAt);
+    emit({ type: 'expired', reason: how, overdueMs: Math.max(0, Math.round(t - diedAt)) });
+    // "capacity is off" explains more than "token expired"; keep that screen if it is up.
+    if (state !== STATES.CAPACITY_OFF && state !== STATES.REVOKED) {
+      setState(STATES.EXPIRED, { code: TOKEN_EXPIRED_CODE, reason: how });
+    }
+  }
+
+  // --- timers -----------------------------------------------------------------------------
+  function clearMainTimer() {
+    if (timer !== null) env.clearTimeout(timer);
+    timer = null;
+  }
+
+  /**
+   * One timer, set for the earliest moment something can be due: the periodic check, the
+   * margin, the timed refresh, the expiry (to show the overlay on time) or the next retry.
+   */
+  function schedule(t = clock()) {
+    clearMainTimer();
+    if (!running) return;
+    const tm = timings();
+    const candidates = [t + tm.checkIntervalSeconds * 1000];
+    const idle = inFlight === null && failures === 0;
+    const marginAt = expiresAt() - tm.marginSeconds * 1000;
+    if (idle && marginAt > t) candidates.push(marginAt);
+    if (idle && tm.refreshEverySeconds) {
+      const timedAt = token.issuedAt + tm.refreshEverySeconds * 1000;
+      if (timedAt > t) candidates.push(timedAt);
+    }
+    if (!deathReported && expiresAt() > t) candidates.push(expiresAt());
+    if (inFlight === null && failures > 0 && retryAt !== null) candidates.push(retryAt);
+    timerDueAt = Math.min(...candidates);
+    const delay = Math.min(MAX_TIMER_DELAY_MS, Math.max(0, timerDueAt - t));
+    timer = env.setTimeout(onTimer, delay);
+  }
+
+  function onTimer() {
+    timer = null;
+    if (!running) return;
+    const t = clock();
+    const lateBy = t - timerDueAt;
+    const late = lateBy > LATE_TIMER_FACTOR * timings().checkIntervalSeconds * 1000;
+    evaluate(late ? 'wake' : 'timer');
+  }
+
+  // --- deciding -----------------------------------------------------------------------------
+  /** Which refresh (if any) is due now; null when nothing is. */
+  function dueReason(t, trigger) {
+    const tm = timings();
+    const remaining = remainingMs(t);
+    const age = t - token.issuedAt;
+    const marginDue = remaining <= tm.marginSeconds * 1000 + TIMER_SLACK_MS;
+    const timedDue = Boolean(tm.refreshEverySeconds)
+      && age >= tm.refreshEverySeconds * 1000 - TIMER_SLACK_MS;
+    // Interactions only refresh a token that is old enough: a busy user must not mint a
+    // token per click (every refresh is a throttled Power BI call).
+    const interactionDue = trigger === 'interaction' && age >= tm.minInteractionAgeSeconds * 1000;
+    if (!marginDue && !timedDue && !interactionDue) return null;
+    if (trigger === 'wake') return 'wake';
+    if (remaining <= 0) return 'recovery';
+    if (interactionDue) return 'interaction';
+    return marginDue ? 'margin' : 'timed';
+  }
+
+  /** Reason to send with a retry: 'recovery' once the report is down, else the original. */
+  function retryReason(t) {
+    return isDown(t) ? 'recovery' : (cycleReason ?? 'margin');
+  }
+
+  /**
+   * The single decision point: every timer, page event and report event ends up here.
+   * trigger: 'timer' | 'wake' | 'online' | 'interaction' | 'start' | 'policy'
+   */
+  function evaluate(trigger) {
+    if (!running) return;
+    const t = clock();
+    if (sleepNoticed) {
+      sleepNoticed = false;
+      trigger = trigger === 'online' ? 'online' : 'wake';
+    }
+    noticeDeath(t, trigger === 'wake' || trigger === 'online' ? 'wake' : 'clock');
+    if (inFlight === null) {
+      if (failures > 0) {
+        // Backing off: only the retry timer (or the network coming back) may call again, so
+        // that a burst of clicks or focus events cannot defeat the backoff.
+        const retryDue = retryAt !== null && t >= retryAt - TIMER_SLACK_MS;
+        const networkBack = trigger === 'online' && t >= retryAfterUntil;
+        if (retryDue || networkBack) startAttempt(retryReason(t));
+      } else {
+        const reason = dueReason(t, trigger === 'online' ? 'wake' : trigger);
+        if (reason) {
+          cycleReason = reason;
+          startAttempt(reason);
+        }
+      }
+    }
+    schedule(t);
+  }
+
+  // --- refreshing ---------------------------------------------------------------------------
+  function withTimeout(promise, code) {
+    if (!(env.stepTimeoutMs > 0)) return promise;
+    let id = null;
+    const timeout = new Promise((_, reject) => {
+      id = env.setTimeout(() => {
+        stepTimers.delete(id);
+        reject(keeperError(code, `${code} after ${env.stepTimeoutMs} ms`));
+      }, env.stepTimeoutMs);
+      stepTimers.add(id);
+    });
+    return Promise.race([promise, timeout]).finally(() => {
+      stepTimers.delete(id);
+      env.clearTimeout(id);
+    });
+  }
+
+  function callFetch(reason) {
+    abortController = typeof AbortController === 'function' ? new AbortController() : null;
+    const signal = abortController ? abortController.signal : undefined;
+    // new Promise(...) turns a synchronous throw of fetchToken into a rejection.
+    return new Promise((resolve) => resolve(fetchToken(reason, { signal })));
+  }
+
+  function startAttempt(reason) {
+    retryAt = null;
+    if (state === STATES.LIVE) setState(STATES.REFRESHING, { reason });
+    const attempt = runAttempt(reason).finally(() => {
+      if (inFlight === attempt) inFlight = null;
+      if (running) schedule();
+    });
+    inFlight = attempt;
+    return attempt;
+  }
+
+  /** One fetch-and-install attempt. Resolves true when a new token is in the report. */
+  async function runAttempt(reason) {
+    const gen = generation;
+    try {
+      const fresh = parseTokenResponse(await withTimeout(callFetch(reason), 'FetchTimeout'));
+      if (gen !== generation) return false;
+      const arrivedAt = clock();
+      noticeDeath(arrivedAt, 'clock');
+      await withTimeout(Promise.resolve(report.setAccessToken(fresh.token)), 'SetTokenTimeout');
+      if (gen !== generation) return false;
+      // Before expiry setAccessToken is enough and keeps the user's page, filters and
+      // selections. After expiry (or while the capacity was off) the visuals have already
+      // failed and only reload() brings them back. Decided after setAccessToken so a
+      // TokenExpired error that arrived meanwhile is taken into account.
+      const reload = isDown(clock());
+      if (reload) await withTimeout(Promise.resolve(report.reload()), 'ReloadTimeout');
+      if (gen !== generation) return false;
+      adopt(fresh, arrivedAt, reason, reload);
+      return true;
+    } catch (error) {
+      if (gen !== generation) return false;
+      onFailure(error, reason);
+      return false;
+    } finally {
+      abortController = null;
+    }
+  }
+
+  function adopt(fresh, arrivedAt, reason, reloaded) {
+    const from = state;
+    const attempts = failures + 1;
+    token = {
+      value: fresh.token,
+      id: fresh.tokenId,
+      lifetimeSeconds: fresh.expiresIn,
+      issuedAt: arrivedAt,
+      fromRefresh: true,
+    };
+    if (fresh.policy) policy = normalizePolicy(fresh.policy, policy);
+    diedByError = false;
+    deathReported = false;
+    failures = 0;
+    retryAt = null;
+    retryAfterUntil = 0;
+    cycleReason = null;
+    emit({ type: 'refreshed', reason, expiresIn: fresh.expiresIn, attempts, reloaded });
+    if (reloaded) {
+      const t = clock();
+      const since = downSince ?? arrivedAt;
+      emit({
+        type: 'recovered',
+        reason,
+        from: from === STATES.CAPACITY_OFF ? STATES.CAPACITY_OFF : STATES.EXPIRED,
+        downtimeMs: Math.max(0, Math.round(t - since)),
+      });
+    }
+    downSince = null;
+    setState(STATES.LIVE, { reason });
+  }
+
+  function onFailure(error, reason) {
+    const failure = classifyFailure(error);
+    failures += 1;
+    const t = clock();
+    if (failure.kind === 'revoked') {
+      emit({ type: 'refreshFailed', reason, status: failure.status, code: failure.code, attempt: failures });
+      // Access removed or session gone: a new token will never come. Stop for good so the
+      // viewer can hide the report and say why.
+      shutDown();
+      setState(STATES.REVOKED, { status: failure.status, code: failure.code });
+      return;
+    }
+    const delaySeconds = backoffDelaySeconds(failures - 1, {
+      cap: timings().maxBackoffSeconds,
+      retryAfterSeconds: failure.retryAfterSeconds,
+      random: env.random,
+    });
+    const delayMs = Math.max(MIN_RETRY_DELAY_MS, delaySeconds * 1000);
+    retryAt = t + delayMs;
+    retryAfterUntil = failure.retryAfterSeconds ? t + failure.retryAfterSeconds * 1000 : 0;
+    emit({
+      type: 'refreshFailed',
+      reason,
+      status: failure.status,
+      code: failure.code,
+      attempt: failures,
+      retryInSeconds: delayMs / 1000,
+    });
+    noticeDeath(t, 'clock');
+    const info = { status: failure.status, code: failure.code, retryInSeconds: delayMs / 1000 };
+    if (failure.kind === 'capacityOff') {
+      if (downSince === null) downSince = t;
+      setState(STATES.CAPACITY_OFF, { ...info, code: 'CapacityNotActive' });
+    } else if (state !== STATES.EXPIRED && state !== STATES.CAPACITY_OFF) {
+      // Token still valid: the report keeps working while we retry in the background.
+      setState(STATES.RETRYING, info);
+    }
+  }
+
+  // --- page and report events ---------------------------------------------------------------
+  const onInteraction = () => evaluate('interaction');
+  const onWake = () => evaluate('wake');
+  const onOnline = () => evaluate('online');
+  const onVisibility = () => {
+    if (!env.isHidden()) evaluate('wake');
+  };
+  const onReportError = (event) => {
+    if (event?.detail?.message === 'TokenExpired') onTokenExpiredError();
+  };
+
+  /** The iframe says the token is dead: believe it, refresh at once, reload on success. */
+  function onTokenExpiredError() {
+    if (!running) return;
+    const t = clock();
+    const graceMs = Math.min(ERROR_GRACE_MAX_SECONDS, token.lifetimeSeconds / 6) * 1000;
+    if (token.fromRefresh && t - token.issuedAt < graceMs) return; // stale, from the old token
+    if (!isDead(t)) diedByError = true;
+    noticeDeath(t, 'expired-error');
+    if (inFlight === null && failures === 0) {
+      cycleReason = 'expired-error';
+      startAttempt('expired-error');
+    }
+    schedule(t);
+  }
+
+  const reportHandlers = [
+    ...INTERACTION_EVENTS.map((name) => [name, onInteraction]),
+    ['error', onReportError],
+  ];
+  const documentHandlers = [['visibilitychange', onVisibility]];
+  const windowHandlers = [['focus', onWake], ['pageshow', onWake], ['online', onOnline]];
+
+  let subscribed = false;
+
+  function subscribe() {
+    subscribed = true;
+    for (const [name, handler] of reportHandlers) {
+      try {
+        report.on(name, handler);
+      } catch (error) {
+        // Some embed types (e.g. dashboards) refuse report-only events; the timers still work.
+        if (typeof console !== 'undefined') console.warn(`token-keeper: cannot listen to ${name}`, error);
+      }
+    }
+    for (const [name, handler] of documentHandlers) env.documentTarget?.addEventListener?.(name, handler);
+    for (const [name, handler] of windowHandlers) env.windowTarget?.addEventListener?.(name, handler);
+  }
+
+  function unsubscribe() {
+    if (!subscribed) return;
+    subscribed = false;
+    for (const [name, handler] of reportHandlers) {
+      try {
+        report.off(name, handler);
+      } catch {
+        // the report may already be gone
+      }
+    }
+    for (const [name, handler] of documentHandlers) env.documentTarget?.removeEventListener?.(name, handler);
+    for (const [name, handler] of windowHandlers) env.windowTarget?.removeEventListener?.(name, handler);
+  }
+
+  /** Stop timers, listeners and any pending fetch; the keeper is finished afterwards. */
+  function shutDown() {
+    running = false;
+    finished = true;
+    generation += 1;
+    clearMainTimer();
+    for (const id of stepTimers) env.clearTimeout(id);
+    stepTimers.clear();
+    if (abortController) abortController.abort();
+    abortController = null;
+    inFlight = null;
+    retryAt = null;
+    unsubscribe();
+  }
+
+  // --- public API -----------------------------------------------------------------------------
+  const keeper = {
+    /** Begin watching. Idempotent; a stopped or revoked keeper cannot be restarted. */
+    start() {
+      if (running || finished) return keeper;
+      running = true;
+      subscribe();
+      const t = clock();
+      if (isDead(t)) noticeDeath(t, 'clock');
+      else setState(STATES.LIVE, { reason: 'start' });
+      evaluate('start');
+      return keeper;
+    },
+
+    /** Remove every listener and timer; ignore any answer still on its way. */
+    stop() {
+      if (finished) return;
+      shutDown();
+      setState(STATES.STOPPED);
+    },
+
+    /** Replace the policy (admin changed a setting); takes effect at once. */
+    applyPolicy(next) {
+      policy = normalizePolicy(next, policy);
+      evaluate('policy'); // a timed refresh that is now overdue happens immediately
+    },
+
+    /**
+     * Refresh now (e.g. a "refresh" button, or a push message saying access changed).
+     * Shares a refresh already in flight. Resolves true when a new token was installed, false
+     * otherwise (failure, Retry-After still running, keeper not started); never rejects.
+     */
+    refreshNow(reason = 'manual') {
+      if (!running) return Promise.resolve(false);
+      if (inFlight) return inFlight;
+      const t = clock();
+      if (failures > 0 && t < retryAfterUntil) return Promise.resolve(false);
+      cycleReason = reason;
+      const attempt = startAttempt(failures > 0 && isDown(t) ? 'recovery' : reason);
+      schedule(t);
+      return attempt;
+    },
+
+    /** Debug/test view of the keeper; numbers in seconds. */
+    snapshot() {
+      const t = clock();
+      const tm = timings();
+      return {
+        state,
+        remainingSeconds: Math.max(0, remainingMs(t)) / 1000,
+        ageSeconds: (t - token.issuedAt) / 1000,
+        lifetimeSeconds: token.lifetimeSeconds,
+        tokenId: token.id,
+        effectiveMarginSeconds: tm.marginSeconds,
+        effectiveTimings: tm,
+        policy: { ...policy },
+        inFlight: inFlight !== null,
+        failures,
+        nextRetryInSeconds: retryAt === null ? null : Math.max(0, retryAt - t) / 1000,
+      };
+    },
+
+    /** The token currently installed in the report (for the viewer's own fetches, if any). */
+    currentToken() {
+      return token.value;
+    },
+  };
+  return keeper;
+}
