@@ -39,11 +39,11 @@ test: install-test ## the whole suite: Python (SQLite), again on PostgreSQL, and
 	$(MAKE) --no-print-directory test-python test-postgres test-js
 
 test-python:
-	$(BIN)/pytest
+	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest
 
 test-postgres:
 	EMBEDPORTAL_TEST_DATABASE_URL=$(PG_TEST_URL) EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) \
-	  $(BIN)/pytest -m "not browser" -p no:randomly -q
+	  $(BIN)/pytest -m "not browser" -q
 
 test-js: node_modules/.installed
 	node --test tests/js/

@@ -72,3 +72,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 LoginAs = Callable[..., TestClient]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis test server; the Makefile (and so CI) always sets it."""
+    url = os.environ.get("EMBEDPORTAL_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("EMBEDPORTAL_TEST_REDIS_URL is not set (make test sets it)")
+    return url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -9,18 +11,33 @@ from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
 from embedportal.db.session import create_db_engine, create_session_factory
+from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
-from embedportal.web.routes import health, vendor
+from embedportal.web.push import PushHub
+from embedportal.web.routes import events, health, vendor
 from embedportal.web.templating import create_templates
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    hub: PushHub = app.state.push_hub
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+        for close in reversed(app.state.on_shutdown):
+            await close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="embedportal",
         version=__version__,
         docs_url="/api/docs",
@@ -32,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
     app.state.templates = create_templates()
+    app.state.metrics = PortalMetrics()
+    app.state.push_hub = PushHub(settings.redis_url)
+    # Async callables run at shutdown, last added first (e.g. closing HTTP clients).
+    app.state.on_shutdown = []
 
     app.middleware("http")(request_context_middleware)
     install_error_handlers(app)
@@ -39,4 +60,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(vendor.router)
+    app.include_router(events.router)
     return app

@@ -1,0 +1,137 @@
+"""The push channel to open viewers (server-sent events).
+
+Viewers are told two things: the refresh policy changed (apply it now, no reload), and a user's
+access changed (re-check by asking for a token: the token API decides, so there is one place
+where access is judged). With several portal instances, events travel through Redis pub/sub so a
+change made on one instance reaches viewers connected to any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("embedportal.push")
+
+REDIS_CHANNEL = "embedportal:push"
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """`kind` is the SSE event name; `user_id` None means every connected viewer."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    user_id: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "data": self.data, "user_id": self.user_id})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> PushEvent:
+        value = json.loads(raw)
+        return cls(kind=str(value["kind"]), data=dict(value["data"]), user_id=value["user_id"])
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    user_id: int
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[PushEvent]
+
+
+class PushHub:
+    """Fans events out to the subscribers of this process. `publish` is safe from any thread."""
+
+    def __init__(self, redis_url: str | None = None, *, queue_size: int = 100) -> None:
+        self._subscribers: set[_Subscriber] = set()
+        self._lock = threading.Lock()
+        self._queue_size = queue_size
+        self._redis_url = redis_url
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def publish(self, event: PushEvent) -> None:
+        if self._redis_url:
+            import redis
+
+            client = redis.Redis.from_url(self._redis_url)
+            try:
+                client.publish(REDIS_CHANNEL, event.to_json())
+            finally:
+                client.close()
+        else:
+            self._deliver(event)
+
+    def _deliver(self, event: PushEvent) -> None:
+        with self._lock:
+            targets = [
+                s for s in self._subscribers if event.user_id is None or s.user_id == event.user_id
+            ]
+        for subscriber in targets:
+            subscriber.loop.call_soon_threadsafe(self._offer, subscriber.queue, event)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[PushEvent], event: PushEvent) -> None:
+        if queue.full():
+            # A viewer this far behind only needs the newest state; drop the oldest.
+            queue.get_nowait()
+        queue.put_nowait(event)
+
+    async def subscribe(self, *, user_id: int) -> AsyncGenerator[PushEvent, None]:
+        subscriber = _Subscriber(
+            user_id=user_id,
+            loop=asyncio.get_running_loop(),
+            queue=asyncio.Queue(maxsize=self._queue_size),
+        )
+        with self._lock:
+            self._subscribers.add(subscriber)
+        try:
+            while True:
+                yield await subscriber.queue.get()
+        finally:
+            with self._lock:
+                self._subscribers.discard(subscriber)
+
+    async def start(self) -> None:
+        """With Redis, listen to the shared channel and deliver to local subscribers."""
+        if self._redis_url and self._listener is None:
+            self._listener = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except asyncio.CancelledError:
+                pass
+            self._listener = None
+
+    async def _listen(self) -> None:
+        import redis.asyncio as aioredis
+
+        assert self._redis_url is not None
+        while True:
+            client = aioredis.Redis.from_url(self._redis_url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(REDIS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._deliver(PushEvent.from_json(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a lost Redis connection must not end pushes
+                logger.warning("push: Redis subscription lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)
+            finally:
+                await client.aclose()

@@ -1,0 +1,106 @@
+"""The push channel (server-sent events), viewer telemetry, and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from embedportal.metrics import REFRESH_REASONS, PortalMetrics
+from embedportal.web.deps import CsrfProtected, CurrentUser
+from embedportal.web.push import PushEvent, PushHub
+
+router = APIRouter(tags=["viewer"])
+
+# A comment line this often keeps proxies from closing an idle stream and shows a dead one.
+HEARTBEAT_SECONDS = 15.0
+
+
+def get_hub(request: Request) -> PushHub:
+    hub: PushHub = request.app.state.push_hub
+    return hub
+
+
+def get_metrics(request: Request) -> PortalMetrics:
+    metrics: PortalMetrics = request.app.state.metrics
+    return metrics
+
+
+def _sse(event: PushEvent) -> str:
+    return f"event: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
+
+
+@router.get(
+    "/api/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(
+    request: Request,
+    user: CurrentUser,
+    hub: Annotated[PushHub, Depends(get_hub)],
+    metrics: Annotated[PortalMetrics, Depends(get_metrics)],
+) -> StreamingResponse:
+    """Server-sent events for the signed-in user's open viewers: `policy`, `access`."""
+    user_id = user.id
+
+    async def stream() -> AsyncIterator[str]:
+        metrics.open_viewers.inc()
+        subscription = hub.subscribe(user_id=user_id)
+        next_event: asyncio.Task[PushEvent] | None = None
+        try:
+            yield "retry: 3000\n\n"
+            while not await request.is_disconnected():
+                if next_event is None:
+                    next_event = asyncio.ensure_future(anext(subscription))
+                done, _ = await asyncio.wait({next_event}, timeout=HEARTBEAT_SECONDS)
+                if done:
+                    yield _sse(next_event.result())
+                    next_event = None
+                else:
+                    yield ": heartbeat\n\n"
+        finally:
+            if next_event is not None:
+                next_event.cancel()
+            await subscription.aclose()
+            metrics.open_viewers.dec()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+class ViewerEvent(BaseModel):
+    type: Literal["refreshed", "refreshFailed", "expired", "recovered"]
+    reason: str | None = Field(None, max_length=40)
+    report_id: str | None = Field(None, alias="reportId", max_length=64)
+
+
+class TelemetryBatch(BaseModel):
+    events: list[ViewerEvent] = Field(..., max_length=100)
+
+
+@router.post("/api/telemetry", status_code=204, dependencies=[CsrfProtected])
+async def telemetry(
+    batch: TelemetryBatch,
+    _user: CurrentUser,
+    metrics: Annotated[PortalMetrics, Depends(get_metrics)],
+) -> Response:
+    """Open viewers report refreshes, failures, expiry screens and recoveries."""
+    for event in batch.events:
+        reason = event.reason if event.reason in REFRESH_REASONS else None
+        metrics.record_viewer_event(event.type, reason)
+    return Response(status_code=204)
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(metrics: Annotated[PortalMetrics, Depends(get_metrics)]) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

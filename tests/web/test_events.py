@@ -1,0 +1,142 @@
+"""The push channel, viewer telemetry and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from embedportal.access.sessions import SESSION_COOKIE, start_session
+from embedportal.access.users import create_user
+from embedportal.db.session import session_scope
+from embedportal.web.push import PushEvent, PushHub
+from tests.support.threaded import serve_in_thread
+
+
+def _signed_in_cookie(app: FastAPI, email: str = "viewer@example.com") -> tuple[str, str, int]:
+    with session_scope(app.state.session_factory) as db:
+        user = create_user(session=db, email=email, password="long-enough-password", actor=None)
+        new = start_session(session=db, user=user)
+        return new.cookie_value, new.record.csrf_token, user.id
+
+
+def test_hub_delivers_to_the_addressed_user_only() -> None:
+    async def scenario() -> list[str]:
+        hub = PushHub()
+        alice = hub.subscribe(user_id=1)
+        bob = hub.subscribe(user_id=2)
+        alice_next = asyncio.ensure_future(anext(alice))
+        bob_next = asyncio.ensure_future(anext(bob))
+        await asyncio.sleep(0)
+        hub.publish(PushEvent(kind="access", user_id=1))
+        hub.publish(PushEvent(kind="policy", data={"marginSeconds": 60}))
+        first = await asyncio.wait_for(alice_next, 1)
+        bob_first = await asyncio.wait_for(bob_next, 1)
+        second = await asyncio.wait_for(anext(alice), 1)
+        await alice.aclose()
+        await bob.aclose()
+        assert hub.connected == 0
+        return [first.kind, second.kind, bob_first.kind]
+
+    assert asyncio.run(scenario()) == ["access", "policy", "policy"]
+
+
+def test_events_stream_requires_a_session(client: TestClient) -> None:
+    response = client.get("/api/events")
+    assert response.status_code == 401
+    assert response.json()["code"] == "Unauthorized"
+
+
+def test_events_stream_delivers_published_events_over_http(app: FastAPI) -> None:
+    cookie, _csrf, user_id = _signed_in_cookie(app)
+    received: list[tuple[str, dict[str, object]]] = []
+    with serve_in_thread(app) as base_url:
+
+        def listen() -> None:
+            with httpx.stream(
+                "GET",
+                f"{base_url}/api/events",
+                cookies={SESSION_COOKIE: cookie},
+                timeout=10,
+            ) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                kind = None
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[len("event: ") :]
+                    elif line.startswith("data: ") and kind:
+                        received.append((kind, json.loads(line[len("data: ") :])))
+                        return
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        deadline = time.monotonic() + 10
+        while app.state.push_hub.connected == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        app.state.push_hub.publish(PushEvent(kind="access", data={"x": 1}, user_id=user_id))
+        listener.join(timeout=10)
+    assert received == [("access", {"x": 1})]
+
+
+def test_telemetry_counts_viewer_events_into_metrics(app: FastAPI, client: TestClient) -> None:
+    cookie, csrf, _ = _signed_in_cookie(app)
+    client.cookies.set(SESSION_COOKIE, cookie)
+    response = client.post(
+        "/api/telemetry",
+        json={
+            "events": [
+                {"type": "refreshed", "reason": "margin", "reportId": "r1"},
+                {"type": "expired"},
+                {"type": "recovered"},
+            ]
+        },
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert response.status_code == 204
+    text = client.get("/metrics").text
+    assert 'embedportal_viewer_refreshes_total{reason="margin"} 1.0' in text
+    assert "embedportal_viewer_expiry_screens_total 1.0" in text
+    assert "embedportal_viewer_recoveries_total 1.0" in text
+
+
+def test_telemetry_refuses_unknown_event_types_and_missing_csrf(
+    app: FastAPI, client: TestClient
+) -> None:
+    cookie, csrf, _ = _signed_in_cookie(app)
+    client.cookies.set(SESSION_COOKIE, cookie)
+    bad = client.post(
+        "/api/telemetry", json={"events": [{"type": "explode"}]}, headers={"X-CSRF-Token": csrf}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "InvalidRequest"
+    no_csrf = client.post("/api/telemetry", json={"events": []})
+    assert no_csrf.status_code == 403
+
+
+def test_redis_fans_events_out_between_instances(redis_url: str) -> None:
+    """Two portal instances: an event published on one reaches a viewer on the other."""
+
+    async def scenario() -> PushEvent:
+        publisher = PushHub(redis_url)
+        receiver = PushHub(redis_url)
+        await receiver.start()
+        subscription = receiver.subscribe(user_id=7)
+        pending = asyncio.ensure_future(anext(subscription))
+        try:
+            for _ in range(50):  # the subscription is ready once a published event arrives
+                publisher.publish(PushEvent(kind="access", data={"n": 1}, user_id=7))
+                done, _ = await asyncio.wait({pending}, timeout=0.1)
+                if done:
+                    return pending.result()
+            raise AssertionError("no event crossed Redis")
+        finally:
+            pending.cancel()
+            await subscription.aclose()
+            await receiver.stop()
+
+    assert asyncio.run(scenario()).data == {"n": 1}
