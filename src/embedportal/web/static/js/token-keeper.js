@@ -296,9 +296,10 @@ export function createTokenKeeper(options = {}) {
     const mono = env.now();
     const wall = readWall();
     if (lastMono !== null && lastWall !== null && wall !== null) {
-      // Only a gap in one direction counts: it can make the token older, never younger, so a
-      // wall clock stepped backwards is harmless and one stepped forwards costs at most an
-      // early refresh.
+      // Only a gap in one direction counts: it can make the token older, never younger. So a
+      // wall clock that is hours off, or is stepped back, changes nothing; one stepped forward
+      // while the page is open costs an early refresh (plus a reload if the step is longer
+      // than the remaining life), never a late one.
       const gap = (wall - lastWall) - (mono - lastMono);
       if (gap > SLEEP_GAP_TOLERANCE_MS) {
         sleptMs += gap;
@@ -516,6 +517,7 @@ export function createTokenKeeper(options = {}) {
       return true;
     } catch (error) {
       if (gen !== generation) return false;
+      abortController?.abort(); // e.g. after FetchTimeout: let the browser drop the request
       onFailure(error, reason);
       return false;
     } finally {
