@@ -1,0 +1,144 @@
+"""The private data API the embed iframe reads reports through (docs/emulator-contract.md),
+and the emulator-only endpoints tests and the benchmark read counters from.
+
+Data calls carry `Authorization: EmbedToken <token>`. The token's signature, expiry and report
+scope are checked on every call, the report's capacity must be running, and row-level
+security comes from the token's identity, applied here: rows an identity may not see never
+leave the server.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from embedportal.emulator.demo import Report
+from embedportal.emulator.errors import EmulatorError, invalid_request, not_found, powerbi_error
+from embedportal.emulator.query import QueryError, evaluate, parse_filters
+from embedportal.emulator.state import EmulatorState, get_state
+from embedportal.emulator.tokens import InvalidTokenError
+
+router = APIRouter(prefix="/emulator/api")
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _not_authorized(message: str) -> EmulatorError:
+    return powerbi_error(403, "PowerBINotAuthorizedException", message)
+
+
+def _embed_claims(request: Request, state: EmulatorState) -> dict[str, Any]:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "embedtoken" or not token.strip():
+        raise _not_authorized("An embed token is required: 'Authorization: EmbedToken <token>'")
+    try:
+        claims = state.signer.read_embed_token(token.strip())
+    except InvalidTokenError:
+        raise _not_authorized("The embed token is not valid") from None
+    if state.now() >= float(claims["exp"]):
+        raise powerbi_error(
+            403, "TokenExpired", "Access token has expired, resubmit with a new access token"
+        )
+    return claims
+
+
+def _authorized_report(
+    request: Request, state: EmulatorState, report_id: str
+) -> tuple[Report, dict[str, Any]]:
+    """The report, once the token allows it and its capacity runs."""
+    claims = _embed_claims(request, state)
+    report = state.content.reports.get(report_id.lower())
+    if report is None:
+        raise not_found(f"Report '{report_id}'")
+    granted = claims.get("reports")
+    if not isinstance(granted, list) or not any(
+        isinstance(item, dict) and item.get("id") == report.id for item in granted
+    ):
+        raise _not_authorized(f"The embed token does not grant access to report '{report.id}'")
+    capacity = state.capacity_for_workspace(report.workspace_id)
+    if capacity is None or not capacity.is_running(state.now()):
+        raise powerbi_error(
+            503,
+            "CapacityNotActive",
+            "Capacity operation failed with error code CapacityNotActive",
+        )
+    return report, claims
+
+
+def _identity_for(claims: dict[str, Any], dataset_id: str) -> tuple[str | None, tuple[str, ...]]:
+    for identity in claims.get("identities") or []:
+        if isinstance(identity, dict) and dataset_id in (identity.get("datasets") or []):
+            username = identity.get("username")
+            roles = identity.get("roles") or []
+            return (
+                username if isinstance(username, str) else None,
+                tuple(role for role in roles if isinstance(role, str)),
+            )
+    return None, ()
+
+
+@router.get("/reports/{report_id}")
+async def report_definition(report_id: str, request: Request) -> JSONResponse:
+    state = get_state(request)
+    report, _ = _authorized_report(request, state, report_id)
+    return JSONResponse(report.definition(), headers=_NO_STORE)
+
+
+@router.post("/reports/{report_id}/query")
+async def query(report_id: str, request: Request) -> JSONResponse:
+    state = get_state(request)
+    report, claims = _authorized_report(request, state, report_id)
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:  # not UTF-8, not JSON, or numbers too long to convert
+        raise invalid_request("The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object {page, visual, filters}")
+    page_name, visual_name = body.get("page"), body.get("visual")
+    if not isinstance(page_name, str) or not isinstance(visual_name, str):
+        raise invalid_request("'page' and 'visual' must be strings")
+    page = report.page(page_name)
+    if page is None:
+        raise not_found(f"Page '{page_name}'")
+    visual = page.visual(visual_name)
+    if visual is None:
+        raise not_found(f"Visual '{visual_name}'")
+    table = state.content.table
+    try:
+        filters = parse_filters(body.get("filters"), table)
+    except QueryError as error:
+        raise invalid_request(str(error)) from None
+
+    dataset = state.content.datasets[report.dataset_id]
+    username, roles = _identity_for(claims, dataset.id)
+    security = dataset.security(username, roles)
+    key = (dataset.id, visual.query, filters, security)
+    try:
+        result = state.query_cache.get_or_compute(
+            key, lambda: evaluate(table, visual.query, filters, security)
+        )
+    except QueryError as error:
+        raise invalid_request(str(error)) from None
+    state.counters.data_queries += 1
+    return JSONResponse(result.as_json(), headers=_NO_STORE)
+
+
+@router.get("/stats")
+async def stats(request: Request) -> JSONResponse:
+    """Counters for tests and the benchmark (emulator-only; no real service has this)."""
+    return JSONResponse(get_state(request).stats(), headers=_NO_STORE)
+
+
+@router.get("/capacities/{name}/meter")
+async def meter(name: str, request: Request) -> JSONResponse:
+    """Active (billed) seconds and start/pause counts of a capacity (emulator-only)."""
+    state = get_state(request)
+    capacity = state.capacity_named(name)
+    if capacity is None:
+        raise not_found(f"Capacity '{name}'")
+    return JSONResponse(capacity.meter(state.now()), headers=_NO_STORE)

@@ -1,0 +1,225 @@
+"""Async client for the Power BI REST API (real service or the built-in emulator).
+
+Only the calls the portal needs: workspaces, reports, datasets and the multi-resource
+GenerateToken (V2). Every call carries a service-principal token from :class:`EntraTokenProvider`;
+429s are waited out when the server asks for a short pause, GETs survive transient failures, and
+every failure surfaces as a :class:`~embedportal.powerbi.errors.PowerBIError` subclass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio.to_thread
+import httpx
+
+from embedportal.powerbi._http import (
+    DEFAULT_RETRY_AFTER_CAP_SECONDS,
+    ApiCore,
+    Sleep,
+    json_body,
+    request_id_of,
+)
+from embedportal.powerbi.connection import POWERBI_SCOPE, PowerBIConnection
+from embedportal.powerbi.entra import EntraTokenProvider
+from embedportal.powerbi.errors import PowerBIProtocolError
+from embedportal.powerbi.models import (
+    DatasetInfo,
+    EffectiveIdentity,
+    EmbedToken,
+    ReportInfo,
+    Workspace,
+)
+
+logger = logging.getLogger("embedportal.powerbi")
+
+SERVICE = "Power BI"
+# Entra life a plain REST call needs: enough that the token cannot die on the way.
+DEFAULT_MIN_TOKEN_SECONDS = 120.0
+# Added to the embed lifetime when the caller leaves min_entra_remaining_seconds unset.
+DEFAULT_ENTRA_MARGIN_SECONDS = 60.0
+# What Power BI gives an embed token without lifetimeInMinutes (about an hour).
+DEFAULT_EMBED_LIFETIME_SECONDS = 3600.0
+MAX_ITEMS_PER_TOKEN = 50
+_MAX_PAGES = 1000
+
+
+def _segment(value: str, what: str) -> str:
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    return quote(value, safe="")
+
+
+class PowerBIClient:
+    """``async with PowerBIClient(connection) as client: await client.list_workspaces()``.
+
+    ``transport`` replaces httpx's network transport for the Power BI calls (tests);
+    ``entra_transport`` does the same for the token calls; ``token_provider`` shares an
+    existing provider (it is then not closed by :meth:`aclose`). ``sleep`` is what the client
+    awaits between retries (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        connection: PowerBIConnection,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 15.0,
+        max_retries: int = 3,
+        token_provider: EntraTokenProvider | None = None,
+        entra_transport: httpx.BaseTransport | None = None,
+        retry_after_cap_seconds: float = DEFAULT_RETRY_AFTER_CAP_SECONDS,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.connection = connection
+        self._owns_provider = token_provider is None
+        self.tokens = token_provider or EntraTokenProvider(
+            connection, scope=POWERBI_SCOPE, http_transport=entra_transport, timeout=timeout
+        )
+        self._core = ApiCore(
+            service=SERVICE,
+            base_url=connection.api_url,
+            token_provider=self.tokens,
+            transport=transport,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_after_cap_seconds=retry_after_cap_seconds,
+            sleep=sleep,
+            default_min_token_seconds=DEFAULT_MIN_TOKEN_SECONDS,
+        )
+        origin = urlsplit(connection.api_url)
+        self._origin = (origin.scheme, origin.netloc)
+
+    async def aclose(self) -> None:
+        await self._core.aclose()
+        if self._owns_provider:
+            # close() waits for a token request in flight; keep the event loop free meanwhile.
+            await anyio.to_thread.run_sync(self.tokens.close)
+
+    async def __aenter__(self) -> PowerBIClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _get_json(self, url: str, what: str) -> Any:
+        response = await self._core.request("GET", url, what=what, idempotent=True)
+        return json_body(response, service=SERVICE, what=what)
+
+    async def _list(self, path: str, what: str) -> list[Any]:
+        items: list[Any] = []
+        url: str | None = path
+        for _ in range(_MAX_PAGES):
+            if url is None:
+                return items
+            body = await self._get_json(url, what)
+            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+                raise PowerBIProtocolError(f"{SERVICE} {what}: expected {{'value': [...]}}")
+            items.extend(body["value"])
+            next_link = body.get("@odata.nextLink")
+            url = None
+            if isinstance(next_link, str) and next_link:
+                parts = urlsplit(next_link)
+                if parts.netloc and (parts.scheme, parts.netloc) != self._origin:
+                    raise PowerBIProtocolError(
+                        f"{SERVICE} {what}: next page is on another host ({parts.netloc})"
+                    )
+                url = next_link
+        raise PowerBIProtocolError(f"{SERVICE} {what}: more than {_MAX_PAGES} pages")
+
+    async def list_workspaces(self) -> list[Workspace]:
+        """Workspaces the service principal is a member of."""
+        values = await self._list("/v1.0/myorg/groups", "list workspaces")
+        return [Workspace.from_api(v) for v in values]
+
+    async def list_reports(self, workspace_id: str) -> list[ReportInfo]:
+        ws = _segment(workspace_id, "workspace_id")
+        values = await self._list(f"/v1.0/myorg/groups/{ws}/reports", "list reports")
+        return [ReportInfo.from_api(v, workspace_id=workspace_id) for v in values]
+
+    async def get_report(self, workspace_id: str, report_id: str) -> ReportInfo:
+        ws = _segment(workspace_id, "workspace_id")
+        rid = _segment(report_id, "report_id")
+        body = await self._get_json(f"/v1.0/myorg/groups/{ws}/reports/{rid}", "get report")
+        return ReportInfo.from_api(body, workspace_id=workspace_id)
+
+    async def list_datasets(self, workspace_id: str) -> list[DatasetInfo]:
+        ws = _segment(workspace_id, "workspace_id")
+        values = await self._list(f"/v1.0/myorg/groups/{ws}/datasets", "list datasets")
+        return [DatasetInfo.from_api(v) for v in values]
+
+    async def get_dataset(self, workspace_id: str, dataset_id: str) -> DatasetInfo:
+        ws = _segment(workspace_id, "workspace_id")
+        did = _segment(dataset_id, "dataset_id")
+        body = await self._get_json(f"/v1.0/myorg/groups/{ws}/datasets/{did}", "get dataset")
+        return DatasetInfo.from_api(body)
+
+    # -- embed tokens ------------------------------------------------------------------------
+
+    async def generate_token(
+        self,
+        *,
+        report_ids: Sequence[str],
+        dataset_ids: Sequence[str],
+        identities: Sequence[EffectiveIdentity] = (),
+        lifetime_minutes: int | None = None,
+        min_entra_remaining_seconds: float | None = None,
+    ) -> EmbedToken:
+        """Mint an embed token for the reports and datasets (``POST /v1.0/myorg/GenerateToken``).
+
+        The token cannot outlive the Entra token used to mint it, so that Entra token must have
+        at least ``min_entra_remaining_seconds`` left (a fresh one is fetched otherwise). Pass
+        the lifetime you want plus a margin; left unset it is ``lifetime_minutes * 60`` (or an
+        hour) plus a minute. ``lifetime_minutes`` can only shorten the service's default.
+        Retried only on 429 (never on a timeout, which might have minted a token).
+        """
+        if isinstance(report_ids, str) or isinstance(dataset_ids, str):
+            raise TypeError("report_ids and dataset_ids are sequences of ids, not a string")
+        if not report_ids and not dataset_ids:
+            raise ValueError("GenerateToken needs at least one report or dataset")
+        if len(report_ids) > MAX_ITEMS_PER_TOKEN or len(dataset_ids) > MAX_ITEMS_PER_TOKEN:
+            raise ValueError(f"GenerateToken takes at most {MAX_ITEMS_PER_TOKEN} of each")
+        if lifetime_minutes is not None and lifetime_minutes <= 0:
+            raise ValueError("lifetime_minutes must be a positive number of minutes")
+        if min_entra_remaining_seconds is None:
+            wanted = (
+                lifetime_minutes * 60.0
+                if lifetime_minutes is not None
+                else DEFAULT_EMBED_LIFETIME_SECONDS
+            )
+            min_entra_remaining_seconds = wanted + DEFAULT_ENTRA_MARGIN_SECONDS
+        payload: dict[str, Any] = {}
+        if report_ids:
+            payload["reports"] = [{"id": r} for r in report_ids]
+        if dataset_ids:
+            payload["datasets"] = [{"id": d} for d in dataset_ids]
+        if identities:
+            payload["identities"] = [identity.to_api() for identity in identities]
+        if lifetime_minutes is not None:
+            payload["lifetimeInMinutes"] = lifetime_minutes
+        what = "generate token"
+        response = await self._core.request(
+            "POST",
+            "/v1.0/myorg/GenerateToken",
+            what=what,
+            idempotent=False,
+            json_payload=payload,
+            min_token_seconds=min_entra_remaining_seconds,
+        )
+        token = EmbedToken.from_api(json_body(response, service=SERVICE, what=what))
+        logger.info(
+            "embed token minted token_id=%s expiration=%s reports=%d datasets=%d "
+            "identities=%d request_id=%s",
+            token.token_id,
+            token.expiration.isoformat(),
+            len(report_ids),
+            len(dataset_ids),
+            len(identities),
+            request_id_of(response),
+        )
+        return token
