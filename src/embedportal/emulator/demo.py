@@ -155,6 +155,8 @@ class Visual:
             "title": self.title,
             "type": self.type,
             "layout": {"x": x, "y": y, "width": width, "height": height},
+            # The table a click's data point belongs to (dataSelected identities name it).
+            "table": SALES_TABLE,
         }
         if self.type == "slicer" and self.query.distinct is not None:
             answer["target"] = {"table": SALES_TABLE, "column": self.query.distinct}
