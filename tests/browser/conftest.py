@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Playwright, sync_playwright
+
 from tests.support.servers import CHROMIUM_ARGS, RunningServer, embedportal_process, free_port
 
 CHROMIUM_EXECUTABLE = os.environ.get("EMBEDPORTAL_TEST_CHROMIUM", "/usr/bin/chromium")

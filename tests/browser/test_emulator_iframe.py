@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from playwright.sync_api import FrameLocator, Locator, Page, Route, expect
-from tests.support.servers import RunningServer
 
 from embedportal.assets import vendor_file
 from embedportal.emulator.demo import (
@@ -36,6 +35,7 @@ from embedportal.emulator.demo import (
     SALES_OVERVIEW_REPORT_ID,
 )
 from embedportal.emulator.settings import EmulatorSettings
+from tests.support.servers import RunningServer
 
 EmulatorFactory = Callable[[Mapping[str, str]], RunningServer]  # conftest's emulator_server
 
