@@ -39,7 +39,8 @@ test: install-test ## the whole suite: Python (SQLite), again on PostgreSQL, and
 	$(MAKE) --no-print-directory test-python test-postgres test-js
 
 test-python:
-	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest
+	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m "not browser"
+	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m browser
 
 test-postgres:
 	EMBEDPORTAL_TEST_DATABASE_URL=$(PG_TEST_URL) EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) \
