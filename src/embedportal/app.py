@@ -10,13 +10,31 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
+from embedportal.access.organization import PowerBIClients
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
+from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
 from embedportal.web.push import PushHub
-from embedportal.web.routes import events, health, vendor
+from embedportal.web.routes import (
+    account,
+    admin_audit,
+    admin_groups,
+    admin_reports,
+    admin_settings,
+    admin_users,
+    api_tokens,
+    auth,
+    events,
+    health,
+    home,
+    reports,
+    tv,
+    vendor,
+    viewer,
+)
 from embedportal.web.templating import create_templates
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -26,6 +44,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub: PushHub = app.state.push_hub
     await hub.start()
+    # Async callables run at start, before the server accepts requests (e.g. demo seeding).
+    for start in app.state.on_startup:
+        await start()
     try:
         yield
     finally:
@@ -53,6 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.push_hub = PushHub(settings.redis_url)
     # Async callables run at shutdown, last added first (e.g. closing HTTP clients).
     app.state.on_shutdown = []
+    app.state.on_startup = []
+    app.state.startup_notes = []
+    app.state.powerbi_clients = PowerBIClients()
+    app.state.token_service = TokenService(cache=create_token_cache(settings.redis_url))
+    app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
+    app.state.on_shutdown.append(app.state.token_service.aclose)
 
     app.middleware("http")(request_context_middleware)
     install_error_handlers(app)
@@ -60,5 +87,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(vendor.router)
+    app.include_router(home.router)
+    app.include_router(auth.router)
+    app.include_router(account.router)
+    app.include_router(admin_users.router)
+    app.include_router(admin_groups.router)
+    app.include_router(admin_audit.router)
     app.include_router(events.router)
+    app.include_router(reports.router)
+    app.include_router(viewer.router)
+    app.include_router(api_tokens.router)
+    app.include_router(tv.router)
+    app.include_router(admin_reports.router)
+    app.include_router(admin_settings.router)
     return app

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 
 from embedportal.settings import Settings
@@ -37,7 +38,8 @@ def embedded_default_settings(settings: Settings) -> tuple[Settings, object]:
         update={
             "powerbi_tenant_id": emulator_settings.tenant_id,
             "powerbi_client_id": emulator_settings.client_id,
-            "powerbi_client_secret": emulator_settings.client_secret,
+            # model_copy does not validate: wrap the secret as the field's type.
+            "powerbi_client_secret": SecretStr(emulator_settings.client_secret),
             "powerbi_workspace_id": settings.powerbi_workspace_id or DEMO_WORKSPACE_ID,
             "powerbi_authority_host": base,
             "powerbi_api_url": base,
@@ -73,6 +75,10 @@ async def run_portal(settings: Settings, *, console: Console) -> None:
             console.print(f"  {line}")
 
     portal_app = create_app(settings)
+    from embedportal.demo import demo_wanted, prepare_demo
+
+    if demo_wanted(settings, with_emulator=with_emulator):
+        prepare_demo(portal_app)
     servers.append(_server(portal_app, host=settings.host, port=settings.port))
     console.print(f"[bold green]embedportal[/bold green] on http://{settings.host}:{settings.port}")
     for line in getattr(portal_app.state, "startup_notes", []):

@@ -103,3 +103,11 @@ def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulat
             return running[key]
 
         yield start
+
+
+# Portal servers (`embedportal serve`) for the quick-start tests.
+from tests.browser.portal_fixtures import (  # noqa: E402, F401
+    portal,
+    portal_on_powerbi_host,
+    portal_with_short_tokens,
+)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.sessions import SESSION_COOKIE, resolve_session
-from embedportal.db.models import Organization
+from embedportal.db.models import Organization, User
 from embedportal.db.session import session_scope
 from embedportal.web import i18n
 
@@ -36,6 +39,26 @@ def _anonymous_csrf(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
+@dataclass(frozen=True)
+class _Identity:
+    user: User | None
+    web_session_id: str | None
+    csrf_token: str
+    organization_name: str
+
+
+def _load_identity(
+    session_factory: sessionmaker[Session], cookie_value: str | None, idle_minutes: int
+) -> _Identity:
+    with session_scope(session_factory) as db:
+        record = resolve_session(session=db, cookie_value=cookie_value, idle_minutes=idle_minutes)
+        organization = db.get(Organization, 1)
+        name = organization.name if organization is not None else "embedportal"
+        if record is None:
+            return _Identity(None, None, "", name)
+        return _Identity(record.user, record.id, record.csrf_token, name)
+
+
 async def request_context_middleware(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
@@ -45,19 +68,19 @@ async def request_context_middleware(
     request.state.organization_name = "embedportal"
     new_anonymous_csrf: str | None = None
     if not request.url.path.startswith(("/static/", "/healthz")):
-        with session_scope(request.app.state.session_factory) as db:
-            record = resolve_session(
-                session=db,
-                cookie_value=request.cookies.get(SESSION_COOKIE),
-                idle_minutes=settings.session_idle_minutes,
-            )
-            if record is not None:
-                request.state.user = record.user
-                request.state.web_session_id = record.id
-                request.state.csrf_token = record.csrf_token
-            organization = db.get(Organization, 1)
-            if organization is not None:
-                request.state.organization_name = organization.name
+        # The lookup blocks on the database: run it off the event loop, or a burst of requests
+        # that hold pooled connections while awaiting Power BI could starve the loop itself.
+        identity = await run_in_threadpool(
+            _load_identity,
+            request.app.state.session_factory,
+            request.cookies.get(SESSION_COOKIE),
+            settings.session_idle_minutes,
+        )
+        request.state.organization_name = identity.organization_name
+        if identity.user is not None:
+            request.state.user = identity.user
+            request.state.web_session_id = identity.web_session_id
+            request.state.csrf_token = identity.csrf_token
         if request.state.user is None:
             token, is_new = _anonymous_csrf(request)
             request.state.csrf_token = token

@@ -38,7 +38,11 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def optional_user(request: Request, db: Annotated[Session, Depends(get_db)]) -> User | None:
+# "function" scope commits before the response leaves, so a redirect never outruns its write.
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def optional_user(request: Request, db: DbSession) -> User | None:
     """The signed-in user, loaded into this request's database session."""
     user: User | None = request.state.user
     if user is None:
@@ -75,7 +79,6 @@ async def verify_csrf(request: Request) -> None:
         )
 
 
-DbSession = Annotated[Session, Depends(get_db)]
 CurrentUser = Annotated[User, Depends(require_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]

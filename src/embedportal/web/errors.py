@@ -39,6 +39,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": _("Sign in first."), "code": "Unauthorized"}, status_code=401
             )
+        if request.method != "GET":
+            # After sign-in the browser would GET a POST-only URL; come back to the start.
+            return RedirectResponse("/login", status_code=303)
         target = request.url.path
         if request.url.query:
             target += "?" + request.url.query

@@ -1,0 +1,121 @@
+"""Reading the audit trail back: filters, pages, and human names for the actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from embedportal.db.models import AuditEntry, Organization
+from embedportal.web.i18n import _
+
+UTC = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    total: int
+
+
+def organization_zone(*, session: Session) -> ZoneInfo:
+    """The organization's time zone (for showing times), UTC when unset or unknown."""
+    organization = session.get(Organization, 1)
+    if organization is None or not organization.time_zone:
+        return UTC
+    try:
+        return ZoneInfo(organization.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def search_audit(
+    *,
+    session: Session,
+    action: str = "",
+    actor: str = "",
+    first_day: date | None = None,
+    last_day: date | None = None,
+    zone: ZoneInfo = UTC,
+    offset: int = 0,
+    limit: int = 50,
+) -> AuditPage:
+    """Entries newest first. `actor` matches part of the actor's e-mail; days are whole days
+    (both included) in `zone`."""
+    conditions = []
+    if action:
+        conditions.append(AuditEntry.action == action)
+    if actor.strip():
+        conditions.append(
+            func.lower(AuditEntry.actor_email).contains(actor.strip().lower(), autoescape=True)
+        )
+    if first_day is not None:
+        conditions.append(AuditEntry.at >= datetime.combine(first_day, time(), zone))
+    if last_day is not None:
+        conditions.append(
+            AuditEntry.at < datetime.combine(last_day + timedelta(days=1), time(), zone)
+        )
+    query = (
+        select(AuditEntry).where(*conditions).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    )
+    total = session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions)) or 0
+    entries = list(session.scalars(query.offset(max(offset, 0)).limit(limit)))
+    return AuditPage(entries=entries, total=total)
+
+
+def known_actions(*, session: Session) -> list[str]:
+    """Every action that occurs in the trail, for the filter's list."""
+    return list(session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def describe_detail(detail: dict[str, Any]) -> list[tuple[str, str]]:
+    """An entry's detail as (name, text) lines: changes as "before → after", empty values
+    left out."""
+    lines: list[tuple[str, str]] = []
+    for key, value in detail.items():
+        if key == "changes" and isinstance(value, dict):
+            for field, change in value.items():
+                if isinstance(change, list) and len(change) == 2:
+                    lines.append((field, f"{_shown(change[0])} → {_shown(change[1])}"))
+                else:
+                    lines.append((field, _shown(change)))
+        elif value is not None and value != "" and value != []:
+            lines.append((key, _shown(value)))
+    return lines
+
+
+def action_label(action: str) -> str:
+    """A person's words for an action; actions without one show as recorded."""
+    labels = {
+        "login.succeeded": _("Signed in"),
+        "login.failed": _("Sign-in refused"),
+        "login.locked": _("Account locked after wrong passwords"),
+        "logout": _("Signed out"),
+        "user.created": _("User created"),
+        "user.updated": _("User changed"),
+        "user.blocked": _("User blocked"),
+        "user.unblocked": _("User unblocked"),
+        "user.deleted": _("User deleted"),
+        "user.password_set": _("Password set by an administrator"),
+        "user.password_changed": _("Password changed"),
+        "group.created": _("Group created"),
+        "group.updated": _("Group changed"),
+        "group.deleted": _("Group deleted"),
+        "group.member_added": _("Member added to a group"),
+        "group.member_removed": _("Member removed from a group"),
+    }
+    return labels.get(action, action)

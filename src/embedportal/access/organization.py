@@ -1,0 +1,343 @@
+"""The organization row and the effective Power BI connection.
+
+Every connection field the admin leaves empty on the Settings page falls back to the matching
+``EMBEDPORTAL_POWERBI_*`` setting, so a deployment can be configured entirely from the
+environment, entirely from the UI, or a mix. The client secret is stored encrypted (Fernet, key
+derived from the portal's secret key) and is never shown back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy.orm import Session
+
+from embedportal.access.audit import record
+from embedportal.db.models import Organization, User
+from embedportal.powerbi import PowerBIClient, PowerBIConnection
+from embedportal.settings import Settings
+from embedportal.tokens.policy import N_, TokenPolicy, validate_policy_form
+
+ORGANIZATION_ID = 1
+Source = Literal["organization", "environment", "missing"]
+
+
+class SecretUnreadableError(ValueError):
+    """The stored client secret cannot be decrypted (the secret key changed)."""
+
+
+def get_organization(*, session: Session) -> Organization:
+    """The single organization row, created with defaults the first time it is needed."""
+    organization = session.get(Organization, ORGANIZATION_ID)
+    if organization is None:
+        organization = Organization(id=ORGANIZATION_ID)
+        session.add(organization)
+        session.flush()
+    return organization
+
+
+def _fernet(settings: Settings) -> Fernet:
+    # A purpose-bound key: the same secret key also signs sessions and flash cookies.
+    digest = hashlib.sha256(
+        b"embedportal/powerbi-client-secret\0" + settings.secret_key.get_secret_value().encode()
+    ).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def encrypt_secret(*, settings: Settings, secret: str) -> str:
+    return _fernet(settings).encrypt(secret.encode()).decode("ascii")
+
+
+def decrypt_secret(*, settings: Settings, encrypted: str) -> str:
+    try:
+        return _fernet(settings).decrypt(encrypted.encode("ascii")).decode()
+    except (InvalidToken, ValueError):
+        raise SecretUnreadableError(
+            "The stored client secret cannot be read (was EMBEDPORTAL_SECRET_KEY changed?). "
+            "Enter the client secret again."
+        ) from None
+
+
+@dataclass(frozen=True)
+class EffectiveConnection:
+    """What the portal will use to reach Power BI, and where each part came from.
+
+    ``connection`` is None when something is missing or unreadable; ``problem`` then says what,
+    in words an administrator can act on.
+    """
+
+    connection: PowerBIConnection | None
+    workspace_id: str | None
+    tenant_id: str
+    client_id: str
+    tenant_source: Source
+    client_id_source: Source
+    secret_source: Source
+    workspace_source: Source
+    problem: str | None
+
+    @property
+    def ready(self) -> bool:
+        return self.connection is not None and bool(self.workspace_id)
+
+    @property
+    def cache_scope(self) -> str:
+        """A short name for this tenant, app and workspace (token cache keys include it)."""
+        raw = f"{self.tenant_id}|{self.client_id}|{self.workspace_id or ''}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _pick(own: str, fallback: str | None) -> tuple[str, Source]:
+    if own.strip():
+        return own.strip(), "organization"
+    if fallback:
+        return fallback, "environment"
+    return "", "missing"
+
+
+def effective_connection(*, session: Session, settings: Settings) -> EffectiveConnection:
+    organization = get_organization(session=session)
+    tenant_id, tenant_source = _pick(organization.powerbi_tenant_id, settings.powerbi_tenant_id)
+    client_id, client_source = _pick(organization.powerbi_client_id, settings.powerbi_client_id)
+    workspace_id, workspace_source = _pick(
+        organization.powerbi_workspace_id, settings.powerbi_workspace_id
+    )
+    problem: str | None = None
+    secret = ""
+    secret_source: Source = "missing"
+    if organization.powerbi_client_secret_encrypted:
+        secret_source = "organization"
+        try:
+            secret = decrypt_secret(
+                settings=settings, encrypted=organization.powerbi_client_secret_encrypted
+            )
+        except SecretUnreadableError as error:
+            problem = str(error)
+    elif settings.powerbi_client_secret is not None:
+        secret = settings.powerbi_client_secret.get_secret_value()
+        secret_source = "environment" if secret else "missing"
+
+    missing = [
+        label
+        for label, value in (
+            ("tenant id", tenant_id),
+            ("client id", client_id),
+            ("client secret", secret),
+        )
+        if not value
+    ]
+    connection: PowerBIConnection | None = None
+    if problem is None and missing:
+        problem = "The Power BI connection is incomplete: " + ", ".join(missing) + " missing."
+    if problem is None:
+        try:
+            connection = PowerBIConnection(
+                tenant_id=tenant_id,
+                client_id=client_id,
+                client_secret=secret,
+                authority_host=settings.powerbi_authority_host,
+                api_url=settings.powerbi_api_url,
+                arm_url=settings.arm_url,
+                subscription_id=settings.capacity_subscription_id,
+                resource_group=settings.capacity_resource_group,
+                capacity_name=settings.capacity_name,
+            )
+        except ValueError as error:
+            problem = f"The Power BI connection is not valid: {error}"
+    if problem is None and not workspace_id:
+        problem = N_("No Power BI workspace is set.")
+    return EffectiveConnection(
+        connection=connection,
+        workspace_id=workspace_id or None,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        tenant_source=tenant_source,
+        client_id_source=client_source,
+        secret_source=secret_source,
+        workspace_source=workspace_source,
+        problem=problem,
+    )
+
+
+class PowerBIClients:
+    """One long-lived PowerBIClient per connection, so the Entra token and HTTP connections are
+    reused across requests. A changed connection (new secret, other tenant) gets a new client;
+    all are closed when the app stops."""
+
+    # Waiting out a long 429 inside a request would hold the viewer's request open; longer
+    # Retry-Afters reach the browser instead, which honours them.
+    RETRY_AFTER_CAP_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._clients: dict[PowerBIConnection, PowerBIClient] = {}
+
+    def get(self, connection: PowerBIConnection) -> PowerBIClient:
+        client = self._clients.get(connection)
+        if client is None:
+            client = PowerBIClient(connection, retry_after_cap_seconds=self.RETRY_AFTER_CAP_SECONDS)
+            self._clients[connection] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+
+# --- the Settings form ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrganizationChanges:
+    """Validated values of the Settings form; ``client_secret`` None keeps the stored one."""
+
+    name: str
+    time_zone: str
+    tenant_id: str
+    client_id: str
+    client_secret: str | None
+    clear_client_secret: bool
+    workspace_id: str
+    policy: TokenPolicy
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+def validate_organization_form(
+    form: Mapping[str, str], *, interaction_min_age_minutes: int
+) -> tuple[OrganizationChanges | None, dict[str, str]]:
+    """(changes, {}) or (None, {field: message}). Messages are English source strings."""
+    errors: dict[str, str] = {}
+    name = form.get("name", "").strip()
+    if not name:
+        errors["name"] = N_("Enter the organization's name.")
+    elif len(name) > 200:
+        errors["name"] = N_("The name can have at most 200 characters.")
+
+    time_zone = form.get("time_zone", "").strip()
+    if not time_zone:
+        errors["time_zone"] = N_("Choose a time zone, e.g. Europe/Lisbon or UTC.")
+    else:
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors["time_zone"] = N_("Unknown time zone. Use a name like Europe/Lisbon or UTC.")
+
+    tenant_id = form.get("powerbi_tenant_id", "").strip()
+    if tenant_id and (len(tenant_id) > 64 or any(c in tenant_id for c in "/ \\?#")):
+        errors["powerbi_tenant_id"] = N_(
+            "Enter the tenant (directory) id, a GUID such as "
+            "00000000-0000-0000-0000-000000000000, or a domain such as contoso.onmicrosoft.com."
+        )
+    client_id = form.get("powerbi_client_id", "").strip()
+    if client_id and not _is_guid(client_id):
+        errors["powerbi_client_id"] = N_("The client (application) id is a GUID.")
+    workspace_id = form.get("powerbi_workspace_id", "").strip()
+    if workspace_id and not _is_guid(workspace_id):
+        errors["powerbi_workspace_id"] = N_("The workspace id is a GUID (see the workspace's URL).")
+    secret = form.get("powerbi_client_secret", "")
+    if len(secret) > 1024:
+        errors["powerbi_client_secret"] = N_("The client secret is too long.")
+
+    policy_result = validate_policy_form(
+        form, interaction_min_age_minutes=interaction_min_age_minutes
+    )
+    errors.update(policy_result.errors)
+    if errors or policy_result.policy is None:
+        return None, errors
+    return (
+        OrganizationChanges(
+            name=name,
+            time_zone=time_zone,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=secret.strip() or None,
+            clear_client_secret=form.get("clear_client_secret") == "on",
+            workspace_id=workspace_id,
+            policy=policy_result.policy,
+        ),
+        {},
+    )
+
+
+def update_organization(
+    *,
+    session: Session,
+    settings: Settings,
+    changes: OrganizationChanges,
+    actor: User | None,
+) -> list[str]:
+    """Save the form's values; audit each change as old → new (the secret only as "changed").
+    Returns the names of the changed fields."""
+    organization = get_organization(session=session)
+    new_values: dict[str, object] = {
+        "name": changes.name,
+        "time_zone": changes.time_zone,
+        "powerbi_tenant_id": changes.tenant_id,
+        "powerbi_client_id": changes.client_id,
+        "powerbi_workspace_id": changes.workspace_id,
+        "token_lifetime_minutes": changes.policy.lifetime_minutes,
+        "refresh_margin_minutes": changes.policy.margin_minutes,
+        "refresh_every_minutes": changes.policy.refresh_every_minutes,
+    }
+    detail: dict[str, object] = {}
+    for field_name, new in new_values.items():
+        old = getattr(organization, field_name)
+        if old != new:
+            detail[field_name] = {"old": old, "new": new}
+            setattr(organization, field_name, new)
+    if changes.client_secret is not None:
+        organization.powerbi_client_secret_encrypted = encrypt_secret(
+            settings=settings, secret=changes.client_secret
+        )
+        detail["powerbi_client_secret"] = "client secret changed"
+    elif changes.clear_client_secret and organization.powerbi_client_secret_encrypted:
+        organization.powerbi_client_secret_encrypted = ""
+        detail["powerbi_client_secret"] = "client secret removed"
+    if detail:
+        session.flush()
+        record(
+            session=session,
+            actor=actor,
+            action="organization.changed",
+            target_type="organization",
+            target_id=str(organization.id),
+            detail=detail,
+        )
+    return list(detail)
+
+
+def candidate_connection(
+    *, session: Session, settings: Settings, form: Mapping[str, str]
+) -> PowerBIConnection:
+    """The connection the Settings form describes (blank fields: what is in effect now), for
+    "Test connection" before saving. Raises ValueError with a message to show."""
+    current = effective_connection(session=session, settings=settings)
+    tenant_id = form.get("powerbi_tenant_id", "").strip() or current.tenant_id
+    client_id = form.get("powerbi_client_id", "").strip() or current.client_id
+    secret = form.get("powerbi_client_secret", "").strip()
+    if not secret and current.connection is not None:
+        secret = current.connection.client_secret
+    if not (tenant_id and client_id and secret):
+        raise ValueError(N_("Enter the tenant id, client id and client secret first."))
+    return PowerBIConnection(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=secret,
+        authority_host=settings.powerbi_authority_host,
+        api_url=settings.powerbi_api_url,
+        arm_url=settings.arm_url,
+    )

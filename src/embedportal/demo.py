@@ -1,0 +1,156 @@
+"""The demo: with the built-in emulator in development, `serve` shows reports at once.
+
+Creates (when absent) an administrator and a viewer, a "Demo viewers" group holding the viewer,
+syncs the emulator's demo workspace and grants its reports to the group, with the emulator's RLS
+role on the report that needs one. Running it again changes nothing: whatever exists is kept as
+it is (an administrator's later edits survive a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from embedportal.access.catalogue import SyncResult, apply_catalogue, fetch_catalogue
+from embedportal.access.grants import grant_report
+from embedportal.access.organization import PowerBIClients, effective_connection
+from embedportal.access.users import create_user, find_user_by_email
+from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, Role
+from embedportal.db.session import session_scope
+from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGION_MANAGERS
+from embedportal.powerbi import PowerBIError
+from embedportal.settings import Settings
+
+logger = logging.getLogger("embedportal.demo")
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "embedportal-admin"
+VIEWER_EMAIL = "north@example.com"
+VIEWER_PASSWORD = "embedportal-viewer"
+GROUP_NAME = "Demo viewers"
+# How long `serve` waits for the emulator beside it before giving up on the catalogue.
+EMULATOR_WAIT_SECONDS = 30.0
+
+
+def demo_wanted(settings: Settings, *, with_emulator: bool) -> bool:
+    """Only on the embedded default (the built-in emulator), in development, when enabled."""
+    return with_emulator and settings.demo and settings.environment == "development"
+
+
+def seed_accounts(*, session: Session) -> None:
+    """The two demo users and their group, created when absent."""
+    if find_user_by_email(session=session, email=ADMIN_EMAIL) is None:
+        create_user(
+            session=session,
+            email=ADMIN_EMAIL,
+            password=ADMIN_PASSWORD,
+            name="Demo administrator",
+            role=Role.ADMIN,
+            actor=None,
+        )
+    viewer = find_user_by_email(session=session, email=VIEWER_EMAIL)
+    if viewer is None:
+        viewer = create_user(
+            session=session,
+            email=VIEWER_EMAIL,
+            password=VIEWER_PASSWORD,
+            name="North region manager",
+            role=Role.VIEWER,
+            rls_username=VIEWER_EMAIL,
+            actor=None,
+        )
+    group = session.scalar(select(Group).where(Group.name == GROUP_NAME))
+    if group is None:
+        group = Group(name=GROUP_NAME, description="The demo accounts that view reports.")
+        session.add(group)
+        session.flush()
+    if session.get(GroupMembership, (group.id, viewer.id)) is None:
+        session.add(GroupMembership(group_id=group.id, user_id=viewer.id))
+        session.flush()
+
+
+def grant_demo_reports(*, session: Session, workspace_id: str) -> int:
+    """Grant the workspace's reports to the demo group (RLS role where needed); returns how many
+    grants were added. Reports the group already has are left alone."""
+    group = session.scalar(select(Group).where(Group.name == GROUP_NAME))
+    if group is None:
+        return 0
+    granted = set(
+        session.scalars(select(ReportGrant.report_id).where(ReportGrant.group_id == group.id))
+    )
+    reports = session.scalars(
+        select(Report).where(Report.workspace_id == workspace_id, Report.is_available.is_(True))
+    )
+    added = 0
+    for report in reports:
+        if report.id in granted:
+            continue
+        roles = [REGION_MANAGER_ROLE] if report.rls_required else []
+        grant_report(session=session, report=report, group=group, roles=roles, actor=None)
+        added += 1
+    return added
+
+
+async def sync_demo_workspace(
+    *,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    clients: PowerBIClients,
+    wait_seconds: float = EMULATOR_WAIT_SECONDS,
+) -> SyncResult | None:
+    """Sync the catalogue once the emulator answers, then grant its reports to the group."""
+    with session_scope(session_factory) as session:
+        connection = effective_connection(session=session, settings=settings)
+    if connection.connection is None or connection.workspace_id is None:
+        logger.warning("demo: no Power BI connection (%s); reports not synced", connection.problem)
+        return None
+    client = clients.get(connection.connection)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            catalogue = await fetch_catalogue(client=client, workspace_id=connection.workspace_id)
+            break
+        except PowerBIError as error:
+            if time.monotonic() >= deadline:
+                logger.warning("demo: the emulator did not answer (%s); reports not synced", error)
+                return None
+            await asyncio.sleep(0.2)
+    with session_scope(session_factory) as session:
+        result = apply_catalogue(session=session, catalogue=catalogue, actor=None)
+        grant_demo_reports(session=session, workspace_id=connection.workspace_id)
+    return result
+
+
+def startup_notes() -> list[str]:
+    region = REGION_MANAGERS.get(VIEWER_EMAIL, "")
+    return [
+        "Demo accounts (development only; EMBEDPORTAL_DEMO=false turns them off):",
+        f"  {ADMIN_EMAIL} / {ADMIN_PASSWORD}    administrator",
+        f"  {VIEWER_EMAIL} / {VIEWER_PASSWORD}  viewer (RLS: {region} region only)",
+    ]
+
+
+def prepare_demo(app: FastAPI) -> None:
+    """Create the demo accounts now; sync and grant when the app starts (before it accepts
+    requests, so the first page a newcomer opens already lists the reports)."""
+    settings: Settings = app.state.settings
+    with session_scope(app.state.session_factory) as session:
+        seed_accounts(session=session)
+
+    async def sync() -> None:
+        try:
+            await sync_demo_workspace(
+                session_factory=app.state.session_factory,
+                settings=settings,
+                clients=app.state.powerbi_clients,
+            )
+        except Exception:  # noqa: BLE001 - the demo must never stop the portal from starting
+            logger.exception("demo: syncing the demo workspace failed")
+
+    app.state.on_startup.append(sync)
+    app.state.startup_notes.extend(startup_notes())

@@ -1,0 +1,111 @@
+"""The signed-in user's own page: language and password."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from embedportal.access.groups import groups_of
+from embedportal.access.users import UserInputError, change_own_password, set_language
+from embedportal.db.models import User
+from embedportal.settings import Settings
+from embedportal.web import i18n
+from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, get_settings
+from embedportal.web.i18n import _
+from embedportal.web.routes.auth import LANGUAGE_COOKIE_MAX_AGE, is_https
+from embedportal.web.templating import flash_redirect, render
+
+router = APIRouter(prefix="/account", tags=["account"], include_in_schema=False)
+
+BROWSER = "browser"  # the form's value for "follow the browser" (User.language = None)
+
+
+def _page(
+    request: Request,
+    *,
+    db: DbSession,
+    user: User,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "account.html",
+        {
+            "user": user,
+            "groups": groups_of(session=db, user=user),
+            "chosen_language": user.language or BROWSER,
+            "errors": errors or {},
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("")
+def account_page(request: Request, db: DbSession, user: CurrentUser) -> Response:
+    return _page(request, db=db, user=user)
+
+
+@router.post("/language", dependencies=[CsrfProtected])
+def change_language(
+    request: Request,
+    db: DbSession,
+    user: CurrentUser,
+    settings: Annotated[Settings, Depends(get_settings)],
+    language: Annotated[str, Form()] = BROWSER,
+) -> Response:
+    chosen = None if language == BROWSER else language
+    try:
+        set_language(session=db, user=user, language=chosen)
+    except UserInputError as error:
+        return _page(request, db=db, user=user, errors=error.errors, status_code=400)
+    db.commit()
+    # Speak the new language at once, on the very page the redirect leads to.
+    i18n.activate(
+        chosen or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
+    )
+    response = flash_redirect(request, "/account", _("Your language is saved."))
+    # The sign-in page, which knows no user, speaks the same language after signing out.
+    if chosen is None:
+        response.delete_cookie(i18n.LANGUAGE_COOKIE, path="/")
+    else:
+        response.set_cookie(
+            i18n.LANGUAGE_COOKIE,
+            chosen,
+            max_age=LANGUAGE_COOKIE_MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=is_https(request, settings),
+            path="/",
+        )
+    return response
+
+
+@router.post("/password", dependencies=[CsrfProtected])
+def change_password(
+    request: Request,
+    db: DbSession,
+    user: CurrentUser,
+    current_password: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+    repeat_password: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        change_own_password(
+            session=db,
+            user=user,
+            current_password=current_password,
+            new_password=new_password,
+            repeat_password=repeat_password,
+            keep_session_id=request.state.web_session_id,
+        )
+    except UserInputError as error:
+        return _page(request, db=db, user=user, errors=error.errors, status_code=400)
+    db.commit()
+    return flash_redirect(
+        request,
+        "/account",
+        _("Your password is changed. Your other browsers and devices are signed out."),
+    )

@@ -1,0 +1,109 @@
+"""The audit log: who did what and when, newest first, with filters."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from embedportal.access.audit_log import (
+    action_label,
+    describe_detail,
+    known_actions,
+    organization_zone,
+    search_audit,
+)
+from embedportal.web.deps import AdminUser, DbSession
+from embedportal.web.i18n import _
+from embedportal.web.templating import render
+
+router = APIRouter(prefix="/admin/audit", tags=["admin"], include_in_schema=False)
+
+PAGE_SIZE = 50
+MAX_PAGE = 1_000_000
+
+
+def _day(value: str, field: str, errors: dict[str, str]) -> date | None:
+    if not value.strip():
+        return None
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        day = None
+    # Far-off years would overflow when turned into moments in a time zone.
+    if day is None or not 1900 <= day.year <= 9998:
+        errors[field] = _("Give a date like 2025-01-31.")
+        return None
+    return day
+
+
+def _context(
+    db: DbSession, *, action: str, actor: str, since: str, until: str, page: int
+) -> tuple[dict[str, Any], int]:
+    errors: dict[str, str] = {}
+    first_day = _day(since, "since", errors)
+    last_day = _day(until, "until", errors)
+    if first_day and last_day and first_day > last_day:
+        errors["until"] = _("The last day comes before the first day.")
+    page = min(max(page, 1), MAX_PAGE)
+    zone = organization_zone(session=db)
+    result = search_audit(
+        session=db,
+        action=action,
+        actor=actor,
+        first_day=None if errors else first_day,
+        last_day=None if errors else last_day,
+        zone=zone,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    filters = {"action": action, "actor": actor, "since": since, "until": until}
+    query = urlencode({key: value for key, value in filters.items() if value})
+    context = {
+        "entries": result.entries,
+        "total": result.total,
+        "page": page,
+        "pages": max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        "filters": filters,
+        "filter_query": query,
+        "actions": known_actions(session=db),
+        "action_label": action_label,
+        "describe_detail": describe_detail,
+        "zone": zone,
+        "errors": errors,
+    }
+    return context, 400 if errors else 200
+
+
+@router.get("")
+def audit_page(
+    request: Request,
+    db: DbSession,
+    _admin: AdminUser,
+    action: str = "",
+    actor: str = "",
+    since: str = "",
+    until: str = "",
+    page: int = 1,
+) -> Response:
+    context, status = _context(db, action=action, actor=actor, since=since, until=until, page=page)
+    return render(request, "admin/audit.html", context, status_code=status)
+
+
+@router.get("/rows")
+def audit_rows(
+    request: Request,
+    db: DbSession,
+    _admin: AdminUser,
+    action: str = "",
+    actor: str = "",
+    since: str = "",
+    until: str = "",
+    page: int = 1,
+) -> Response:
+    """The table alone: the htmx target of the filters."""
+    context, status = _context(db, action=action, actor=actor, since=since, until=until, page=page)
+    return render(request, "admin/_audit_table.html", context, status_code=status)

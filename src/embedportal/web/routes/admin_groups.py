@@ -1,0 +1,256 @@
+"""Administering groups: create, rename, describe, permissions, members, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi.responses import Response
+
+from embedportal.access.groups import (
+    add_member,
+    create_group,
+    delete_group,
+    list_groups,
+    member_count,
+    members_of,
+    remove_member,
+    update_group,
+)
+from embedportal.access.users import UserInputError, all_users
+from embedportal.db.models import Group, User
+from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
+from embedportal.web.i18n import _
+from embedportal.web.templating import flash_redirect, render
+
+router = APIRouter(prefix="/admin/groups", tags=["admin"], include_in_schema=False)
+
+TextField = Annotated[str, Form()]
+GroupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _group_or_404(db: DbSession, group_id: int) -> Group:
+    group = db.get(Group, group_id)
+    if group is None:
+        raise HTTPException(status_code=404, detail=_("There is no such group."))
+    return group
+
+
+def _values_of(group: Group) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "description": group.description,
+        "may_start_capacity": group.may_start_capacity,
+        "keeps_capacity_on": group.keeps_capacity_on,
+    }
+
+
+def _form_values(
+    name: str, description: str, may_start_capacity: str, keeps_capacity_on: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "may_start_capacity": bool(may_start_capacity),
+        "keeps_capacity_on": bool(keeps_capacity_on),
+    }
+
+
+def _members_context(
+    db: DbSession, group: Group, *, email: str = "", errors: dict[str, str] | None = None
+) -> dict[str, Any]:
+    members = members_of(session=db, group=group)
+    member_ids = {member.id for member in members}
+    return {
+        "group": group,
+        "members": members,
+        # Offered as suggestions while typing an e-mail to add.
+        "candidates": [user for user in all_users(session=db) if user.id not in member_ids],
+        "member_email": email,
+        "member_errors": errors or {},
+    }
+
+
+@router.get("")
+def groups_page(request: Request, db: DbSession, _admin: AdminUser) -> Response:
+    return render(
+        request,
+        "admin/groups.html",
+        {"groups": list_groups(session=db), "values": {}, "errors": {}},
+    )
+
+
+@router.post("", dependencies=[CsrfProtected])
+def create(
+    request: Request,
+    db: DbSession,
+    admin: AdminUser,
+    name: TextField = "",
+    description: TextField = "",
+    may_start_capacity: TextField = "",
+    keeps_capacity_on: TextField = "",
+) -> Response:
+    try:
+        group = create_group(
+            session=db,
+            name=name,
+            description=description,
+            may_start_capacity=bool(may_start_capacity),
+            keeps_capacity_on=bool(keeps_capacity_on),
+            actor=admin,
+        )
+    except UserInputError as error:
+        return render(
+            request,
+            "admin/groups.html",
+            {
+                "groups": list_groups(session=db),
+                "values": _form_values(name, description, may_start_capacity, keeps_capacity_on),
+                "errors": error.errors,
+            },
+            status_code=400,
+        )
+    db.commit()
+    return flash_redirect(
+        request,
+        f"/admin/groups/{group.id}",
+        _("Group “%(name)s” created. Add its members below.", name=group.name),
+    )
+
+
+def _edit_page(
+    request: Request,
+    db: DbSession,
+    group: Group,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    member_email: str = "",
+    member_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "admin/groups_edit.html",
+        {
+            "values": values if values is not None else _values_of(group),
+            "errors": errors or {},
+            **_members_context(db, group, email=member_email, errors=member_errors),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/{group_id}")
+def edit_group_page(
+    request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
+) -> Response:
+    return _edit_page(request, db, _group_or_404(db, group_id))
+
+
+@router.post("/{group_id}", dependencies=[CsrfProtected])
+def update(
+    request: Request,
+    db: DbSession,
+    admin: AdminUser,
+    group_id: GroupId,
+    name: TextField = "",
+    description: TextField = "",
+    may_start_capacity: TextField = "",
+    keeps_capacity_on: TextField = "",
+) -> Response:
+    group = _group_or_404(db, group_id)
+    try:
+        changes = update_group(
+            session=db,
+            group=group,
+            name=name,
+            description=description,
+            may_start_capacity=bool(may_start_capacity),
+            keeps_capacity_on=bool(keeps_capacity_on),
+            actor=admin,
+        )
+    except UserInputError as error:
+        values = _form_values(name, description, may_start_capacity, keeps_capacity_on)
+        return _edit_page(request, db, group, values=values, errors=error.errors, status_code=400)
+    db.commit()
+    message = _("Changes saved.") if changes else _("Nothing was changed.")
+    return flash_redirect(request, f"/admin/groups/{group.id}", message)
+
+
+@router.get("/{group_id}/members")
+def members(request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId) -> Response:
+    """The member list alone: the htmx target of adding and removing members."""
+    group = _group_or_404(db, group_id)
+    return render(request, "admin/_group_members.html", _members_context(db, group))
+
+
+@router.post("/{group_id}/members", dependencies=[CsrfProtected])
+def add(
+    request: Request, db: DbSession, admin: AdminUser, group_id: GroupId, email: TextField = ""
+) -> Response:
+    group = _group_or_404(db, group_id)
+    try:
+        user = add_member(session=db, group=group, email=email, actor=admin)
+    except UserInputError as error:
+        if _is_htmx(request):
+            return render(
+                request,
+                "admin/_group_members.html",
+                _members_context(db, group, email=email, errors=error.errors),
+                status_code=400,
+            )
+        return _edit_page(
+            request, db, group, member_email=email, member_errors=error.errors, status_code=400
+        )
+    db.commit()
+    message = _("%(email)s is now a member.", email=user.email)
+    if _is_htmx(request):
+        context = _members_context(db, group)
+        context["member_message"] = message
+        return render(request, "admin/_group_members.html", context)
+    return flash_redirect(request, f"/admin/groups/{group.id}", message)
+
+
+@router.post("/{group_id}/members/{user_id}/remove", dependencies=[CsrfProtected])
+def remove(
+    request: Request, db: DbSession, admin: AdminUser, group_id: GroupId, user_id: UserId
+) -> Response:
+    group = _group_or_404(db, group_id)
+    user = db.get(User, user_id)
+    if user is None:
+        raise HTTPException(status_code=404, detail=_("There is no such user."))
+    remove_member(session=db, group=group, user=user, actor=admin)
+    db.commit()
+    message = _("%(email)s is no longer a member.", email=user.email)
+    if _is_htmx(request):
+        context = _members_context(db, group)
+        context["member_message"] = message
+        return render(request, "admin/_group_members.html", context)
+    return flash_redirect(request, f"/admin/groups/{group.id}", message)
+
+
+@router.get("/{group_id}/delete")
+def confirm_delete_page(
+    request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
+) -> Response:
+    group = _group_or_404(db, group_id)
+    return render(
+        request,
+        "admin/groups_delete.html",
+        {"group": group, "member_count": member_count(session=db, group=group)},
+    )
+
+
+@router.post("/{group_id}/delete", dependencies=[CsrfProtected])
+def delete(request: Request, db: DbSession, admin: AdminUser, group_id: GroupId) -> Response:
+    group = _group_or_404(db, group_id)
+    name = group.name
+    delete_group(session=db, group=group, actor=admin)
+    db.commit()
+    return flash_redirect(request, "/admin/groups", _("Group “%(name)s” deleted.", name=name))

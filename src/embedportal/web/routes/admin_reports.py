@@ -1,0 +1,252 @@
+"""Admin → Reports: sync the catalogue from Power BI, and say who may open which report."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from embedportal.access.catalogue import Catalogue, SyncResult, apply_catalogue, fetch_catalogue
+from embedportal.access.grants import (
+    GrantInputError,
+    grant_report,
+    grants_of,
+    parse_roles,
+    revoke_grant,
+    set_grant_roles,
+)
+from embedportal.access.organization import PowerBIClients, effective_connection
+from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
+from embedportal.powerbi import PowerBIError
+from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
+from embedportal.web.i18n import gettext_ as _
+from embedportal.web.templating import flash_redirect, render
+
+logger = logging.getLogger("embedportal.web")
+router = APIRouter(prefix="/admin/reports", tags=["admin"])
+
+
+def admin_report(report_id: str, _admin: AdminUser, db: DbSession) -> Report:
+    """Any report of the catalogue, available or not (admins manage both)."""
+    report = db.get(Report, report_id)
+    if report is None:
+        raise HTTPException(status_code=404, detail=_("There is no such report."))
+    return report
+
+
+AdminReport = Annotated[Report, Depends(admin_report)]
+
+
+def report_grant(grant_id: int, report: AdminReport, db: DbSession) -> ReportGrant:
+    grant = db.get(ReportGrant, grant_id)
+    if grant is None or grant.report_id != report.id:
+        raise HTTPException(status_code=404, detail=_("There is no such grant."))
+    return grant
+
+
+def access_changed(request: Request, user_ids: list[int]) -> None:
+    """Tell these users' open viewers to re-check their access now (they ask for a token)."""
+    hub = getattr(request.app.state, "push_hub", None)
+    if hub is None:
+        return
+    from embedportal.web.push import PushEvent
+
+    for user_id in set(user_ids):
+        hub.publish(PushEvent(kind="access", data={}, user_id=user_id))
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _grant_counts(db: Session) -> dict[str, int]:
+    rows = db.execute(select(ReportGrant.report_id, func.count()).group_by(ReportGrant.report_id))
+    return {str(report_id): int(count) for report_id, count in rows}
+
+
+@router.get("", response_class=HTMLResponse)
+def reports_admin_page(request: Request, _admin: AdminUser, db: DbSession) -> HTMLResponse:
+    reports = list(db.scalars(select(Report).order_by(Report.is_available.desc(), Report.name)))
+    connection = effective_connection(session=db, settings=request.app.state.settings)
+    return render(
+        request,
+        "admin/reports.html",
+        {"reports": reports, "grant_counts": _grant_counts(db), "connection": connection},
+    )
+
+
+@router.post("/sync", dependencies=[CsrfProtected])
+async def sync_reports(request: Request, admin: AdminUser, db: DbSession) -> Response:
+    connection = effective_connection(session=db, settings=request.app.state.settings)
+    if not connection.ready or connection.connection is None or connection.workspace_id is None:
+        message = _(
+            "Cannot sync: %(problem)s Set the Power BI connection in Admin → Settings.",
+            problem=_(connection.problem or "The Power BI connection is incomplete."),
+        )
+        return flash_redirect(request, "/admin/reports", message, category="error")
+    clients: PowerBIClients = request.app.state.powerbi_clients
+    try:
+        catalogue = await fetch_catalogue(
+            client=clients.get(connection.connection), workspace_id=connection.workspace_id
+        )
+    except PowerBIError as error:
+        logger.warning("catalogue sync failed: %s", error)
+        message = _(
+            "Sync failed: %(reason)s Check the connection in Admin → Settings.",
+            reason=error.message,
+        )
+        return flash_redirect(request, "/admin/reports", message, category="error")
+    result = await run_in_threadpool(_apply, db, catalogue, admin)
+    message = _(
+        "Synced from Power BI: %(added)s added, %(updated)s updated, %(removed)s removed.",
+        added=result.added,
+        updated=result.updated,
+        removed=result.removed,
+    )
+    return flash_redirect(request, "/admin/reports", message)
+
+
+def _apply(db: Session, catalogue: Catalogue, admin: User) -> SyncResult:
+    result = apply_catalogue(session=db, catalogue=catalogue, actor=admin)
+    db.commit()
+    return result
+
+
+def _grantee_choices(db: Session) -> tuple[list[User], list[Group]]:
+    users = list(db.scalars(select(User).order_by(User.email)))
+    groups = list(db.scalars(select(Group).order_by(Group.name)))
+    return users, groups
+
+
+def _grants_context(
+    db: Session,
+    report: Report,
+    *,
+    error: str | None = None,
+    message: str | None = None,
+    form: dict[str, str] | None = None,
+) -> dict[str, object]:
+    users, groups = _grantee_choices(db)
+    return {
+        "report": report,
+        "grants": grants_of(session=db, report=report),
+        "users": users,
+        "groups": groups,
+        "grant_error": error,
+        "grant_message": message,
+        "grant_form": form or {},
+    }
+
+
+def _grants_answer(
+    request: Request,
+    db: Session,
+    report: Report,
+    *,
+    message: str,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+) -> Response:
+    """htmx gets the refreshed partial; a plain form post gets 303 back to the report page."""
+    if _is_htmx(request):
+        context = _grants_context(
+            db, report, error=error, message=None if error else message, form=form
+        )
+        return render(
+            request, "admin/_report_grants.html", context, status_code=400 if error else 200
+        )
+    if error:
+        context = _grants_context(db, report, error=error, form=form)
+        return render(request, "admin/report.html", context, status_code=400)
+    return flash_redirect(request, f"/admin/reports/{report.id}", message)
+
+
+@router.get("/{report_id}", response_class=HTMLResponse)
+def report_admin_page(request: Request, report: AdminReport, db: DbSession) -> HTMLResponse:
+    return render(request, "admin/report.html", _grants_context(db, report))
+
+
+@router.get("/{report_id}/grants", response_class=HTMLResponse)
+def report_grants_partial(request: Request, report: AdminReport, db: DbSession) -> HTMLResponse:
+    return render(request, "admin/_report_grants.html", _grants_context(db, report))
+
+
+def _affected_user_ids(db: Session, grant: ReportGrant) -> list[int]:
+    if grant.user_id is not None:
+        return [grant.user_id]
+    return list(
+        db.scalars(
+            select(GroupMembership.user_id).where(GroupMembership.group_id == grant.group_id)
+        )
+    )
+
+
+@router.post("/{report_id}/grants", dependencies=[CsrfProtected])
+def add_grant(
+    request: Request,
+    report: AdminReport,
+    admin: AdminUser,
+    db: DbSession,
+    grantee: Annotated[str, Form()] = "",
+    rls_roles: Annotated[str, Form()] = "",
+) -> Response:
+    form = {"grantee": grantee, "rls_roles": rls_roles}
+    kind, _sep, raw_id = grantee.partition(":")
+    user = db.get(User, int(raw_id)) if kind == "user" and raw_id.isdigit() else None
+    group = db.get(Group, int(raw_id)) if kind == "group" and raw_id.isdigit() else None
+    if user is None and group is None:
+        error = _("Choose a user or a group to grant the report to.")
+        return _grants_answer(request, db, report, message="", error=error, form=form)
+    try:
+        roles = parse_roles(rls_roles)
+        grant = grant_report(
+            session=db, report=report, user=user, group=group, roles=roles, actor=admin
+        )
+    except GrantInputError as problem:
+        return _grants_answer(request, db, report, message="", error=_(str(problem)), form=form)
+    affected = _affected_user_ids(db, grant)
+    db.commit()
+    access_changed(request, affected)
+    who = group.name if group is not None else user.email if user is not None else ""
+    message = _("%(report)s granted to %(who)s.", report=report.name, who=who)
+    return _grants_answer(request, db, report, message=message)
+
+
+@router.post("/{report_id}/grants/{grant_id}/roles", dependencies=[CsrfProtected])
+def change_grant_roles(
+    request: Request,
+    report: AdminReport,
+    grant: Annotated[ReportGrant, Depends(report_grant)],
+    admin: AdminUser,
+    db: DbSession,
+    rls_roles: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        roles = parse_roles(rls_roles)
+    except GrantInputError as problem:
+        return _grants_answer(request, db, report, message="", error=_(str(problem)))
+    set_grant_roles(session=db, grant=grant, roles=roles, actor=admin)
+    affected = _affected_user_ids(db, grant)
+    db.commit()
+    access_changed(request, affected)
+    return _grants_answer(request, db, report, message=_("RLS roles saved."))
+
+
+@router.post("/{report_id}/grants/{grant_id}/delete", dependencies=[CsrfProtected])
+def remove_grant(
+    request: Request,
+    report: AdminReport,
+    grant: Annotated[ReportGrant, Depends(report_grant)],
+    admin: AdminUser,
+    db: DbSession,
+) -> Response:
+    affected = _affected_user_ids(db, grant)
+    revoke_grant(session=db, grant=grant, actor=admin)
+    db.commit()
+    access_changed(request, affected)
+    return _grants_answer(request, db, report, message=_("Access removed."))

@@ -1,0 +1,170 @@
+"""Signing in and out, and the language picker shown before sign-in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from embedportal.access.audit import record
+from embedportal.access.audit_log import organization_zone
+from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
+from embedportal.access.sessions import SESSION_COOKIE, end_session, start_session
+from embedportal.db.base import utcnow
+from embedportal.settings import Settings
+from embedportal.web import i18n
+from embedportal.web.context import ANONYMOUS_CSRF_COOKIE
+from embedportal.web.deps import CsrfProtected, DbSession, OptionalUser, get_settings
+from embedportal.web.i18n import _
+from embedportal.web.templating import flash_redirect, render
+
+router = APIRouter(tags=["sign-in"], include_in_schema=False)
+
+LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """`target` when it is a path on this site, else `default`: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    if parts.path in ("/login", "/logout"):
+        return default
+    return target
+
+
+def is_https(request: Request, settings: Settings) -> bool:
+    return request.url.scheme == "https" or (settings.public_url or "").startswith("https://")
+
+
+def _login_form(
+    request: Request,
+    *,
+    email: str = "",
+    next_url: str = "",
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "login.html",
+        {"values": {"email": email}, "next_url": next_url, "errors": errors or {}},
+        status_code=status_code,
+    )
+
+
+def _failure_message(failure: LoginFailure, *, locked_until_local: datetime | None) -> str:
+    if failure.reason == LoginFailureReason.LOCKED and locked_until_local is not None:
+        return _(
+            "Too many wrong passwords: this account is locked. Try again after %(time)s.",
+            time=locked_until_local.strftime("%H:%M %Z"),
+        )
+    if failure.reason == LoginFailureReason.BLOCKED:
+        return _("This account is blocked. Ask an administrator to unblock it.")
+    return _("The e-mail address or the password is not right.")
+
+
+@router.get("/login")
+def login_page(
+    request: Request,
+    user: OptionalUser,
+    next_url: Annotated[str, Query(alias="next")] = "",
+) -> Response:
+    if user is not None:
+        return RedirectResponse(safe_next(next_url), status_code=303)
+    return _login_form(request, next_url=safe_next(next_url, default=""))
+
+
+@router.post("/login", dependencies=[CsrfProtected])
+def login(
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next_url: Annotated[str, Form(alias="next")] = "",
+) -> Response:
+    errors: dict[str, str] = {}
+    if not email.strip():
+        errors["email"] = _("Enter your e-mail address.")
+    if not password:
+        errors["password"] = _("Enter your password.")
+    if errors:
+        return _login_form(request, email=email, next_url=next_url, errors=errors, status_code=400)
+    result = authenticate(
+        session=db, email=email, password=password, settings=settings, now=utcnow()
+    )
+    if isinstance(result, LoginFailure):
+        zone = organization_zone(session=db)
+        local = result.locked_until.astimezone(zone) if result.locked_until else None
+        db.commit()  # the failed attempt counts even though the answer is an error
+        message = _failure_message(result, locked_until_local=local)
+        return _login_form(
+            request,
+            email=email,
+            next_url=safe_next(next_url, default=""),
+            errors={"_form": message},
+            status_code=400,
+        )
+    # Signing in over an existing session (as someone else, say) ends that one first.
+    end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
+    new = start_session(session=db, user=result, user_agent=request.headers.get("user-agent", ""))
+    db.commit()  # before the browser follows the redirect with its new cookie
+    response = RedirectResponse(safe_next(next_url), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        new.cookie_value,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request, settings),
+        path="/",
+    )
+    # The pre-sign-in token has done its job; the session carries its own from now on.
+    response.delete_cookie(ANONYMOUS_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout", dependencies=[CsrfProtected])
+def logout(request: Request, db: DbSession, user: OptionalUser) -> Response:
+    end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
+    if user is not None:
+        record(session=db, actor=user, action="logout", target_type="user", target_id=str(user.id))
+    db.commit()
+    response = flash_redirect(request, "/login", _("You have signed out."), category="info")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/language", dependencies=[CsrfProtected])
+def choose_language(
+    request: Request,
+    settings: AppSettings,
+    language: Annotated[str, Form()] = "",
+    next_url: Annotated[str, Form(alias="next")] = "",
+) -> Response:
+    """The language before sign-in (a cookie); an empty choice follows the browser again.
+    `next` is where the sign-in page will lead, which the page keeps."""
+    target = safe_next(next_url, default="")
+    login_url = f"/login?next={quote(target, safe='/')}" if target else "/login"
+    response = RedirectResponse(login_url, status_code=303)
+    if language in i18n.LANGUAGES:
+        response.set_cookie(
+            i18n.LANGUAGE_COOKIE,
+            language,
+            max_age=LANGUAGE_COOKIE_MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=is_https(request, settings),
+            path="/",
+        )
+    else:
+        response.delete_cookie(i18n.LANGUAGE_COOKIE, path="/")
+    return response

@@ -1,0 +1,31 @@
+// TV mode: every chosen report is embedded once, in its own slot with its own token keeper, and
+// the slots take turns on screen. Keeping all of them embedded (rather than re-embedding one per
+// turn) makes each turn instant, with no loading screen and no token request per turn, and a
+// report that is off screen keeps its token fresh, so it is never shown expired. The price is
+// one iframe per report, hence the server's limit on reports per screen (docs/token-api.md).
+
+import { mountSlot } from './viewer.js';
+
+const stage = document.getElementById('tv');
+const slots = [...stage.querySelectorAll('[data-report-slot]')];
+const seconds = Math.max(10, Number(stage.dataset.interval) || 60);
+const title = document.querySelector('[data-tv-title]');
+const position = document.querySelector('[data-tv-position]');
+let current = 0;
+
+function show(index) {
+  current = index;
+  slots.forEach((slot, i) => {
+    slot.classList.toggle('active', i === index);
+    slot.setAttribute('aria-hidden', i === index ? 'false' : 'true');
+  });
+  if (title) title.textContent = slots[index].dataset.reportName;
+  if (position) position.textContent = `${index + 1} / ${slots.length}`;
+}
+
+show(0);
+// One after the other, so a wall of reports does not ask for all its tokens in the same instant.
+(async () => {
+  for (const slot of slots) await mountSlot(slot).catch(() => {});
+})();
+if (slots.length > 1) setInterval(() => show((current + 1) % slots.length), seconds * 1000);

@@ -1,0 +1,286 @@
+// embedportal viewer: embeds one report per [data-report-slot] with the genuine powerbi-client
+// and keeps its embed token alive with the token keeper.
+//
+// - The page holds no token: the first one comes from the token API, like every later one.
+// - Real Power BI embed URLs (https on a Microsoft host) go through powerbi.embed(). Anything
+//   else is the local emulator, which powerbi-client >= 2.23 refuses to frame; for it we build
+//   the iframe ourselves and hand it to the package's public Report constructor (the SDK then
+//   speaks the same postMessage protocol to it). See docs/token-api.md.
+// - The token keeper decides when to refresh; this file only maps its states to overlays.
+
+import { backoffDelaySeconds, createTokenKeeper } from './token-keeper.js';
+
+// Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
+const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.windows-int\.net|analysis-df\.windows\.net|powerbigov\.us|powerbi\.cn|powerbi\.de|powerbi\.sovcloud-api\.fr)$/i;
+const TELEMETRY_TYPES = new Set(['refreshed', 'refreshFailed', 'expired', 'recovered']);
+const TELEMETRY_FLUSH_MS = 2000;
+const FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30;
+
+const viewers = [];
+// For people debugging a wall screen from the console, and for the browser tests.
+window.embedportalViewers = viewers;
+
+function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+}
+
+function parseRetryAfter(value) {
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, (at - Date.now()) / 1000);
+}
+
+function tokenError(status, code, message, retryAfterSeconds) {
+  const error = new Error(message);
+  error.status = status;
+  error.code = code;
+  if (retryAfterSeconds !== undefined) error.retryAfterSeconds = retryAfterSeconds;
+  return error;
+}
+
+/**
+ * POST the token API. Resolves to `{token, tokenId, expiration, expiresIn, policy}`; rejects with
+ * the error shape the keeper classifies: `{status, code, message, retryAfterSeconds?}`.
+ */
+export async function requestToken(url, reason, signal) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: {
+        Accept: 'application/json',
+        'Content-Type': 'application/json',
+        'X-CSRF-Token': csrfToken(),
+      },
+      body: JSON.stringify({ reason: typeof reason === 'string' ? reason : 'load' }),
+      signal,
+    });
+  } catch (error) {
+    if (error?.name === 'AbortError') throw error;
+    throw tokenError(0, 'NetworkError', 'The portal could not be reached.');
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const fallbackCode = response.status === 401 ? 'Unauthorized'
+      : response.status === 403 ? 'Forbidden' : `HTTP${response.status}`;
+    throw tokenError(
+      response.status,
+      typeof body?.code === 'string' ? body.code : fallbackCode,
+      typeof body?.detail === 'string' ? body.detail : response.statusText,
+      parseRetryAfter(response.headers.get('Retry-After')),
+    );
+  }
+  return body;
+}
+
+// --- telemetry (batched, best effort) -------------------------------------------------------
+
+const telemetryQueue = [];
+let telemetryTimer = null;
+
+function flushTelemetry() {
+  telemetryTimer = null;
+  if (!telemetryQueue.length) return;
+  const events = telemetryQueue.splice(0, 100);
+  fetch('/api/telemetry', {
+    method: 'POST',
+    credentials: 'same-origin',
+    keepalive: true,
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
+    body: JSON.stringify({ events }),
+  }).catch(() => {});
+}
+
+function queueTelemetry(reportId, event) {
+  if (!TELEMETRY_TYPES.has(event.type)) return;
+  telemetryQueue.push({ type: event.type, reason: event.reason ?? null, reportId });
+  if (telemetryTimer === null) telemetryTimer = setTimeout(flushTelemetry, TELEMETRY_FLUSH_MS);
+}
+
+window.addEventListener('pagehide', flushTelemetry);
+
+// --- push channel: policy changes and access changes reach open viewers at once --------------
+
+let eventSource = null;
+
+function listenForPushes() {
+  if (eventSource !== null || typeof EventSource !== 'function') return;
+  eventSource = new EventSource('/api/events');
+  eventSource.addEventListener('policy', (event) => {
+    let data = null;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    for (const viewer of viewers) viewer.keeper?.applyPolicy(data?.policy ?? data);
+  });
+  eventSource.addEventListener('access', () => {
+    // The token API is the one judge of access: asking for a token re-checks it.
+    for (const viewer of viewers) viewer.keeper?.refreshNow('access-check');
+  });
+}
+
+// --- embedding -------------------------------------------------------------------------------
+
+function isMicrosoftEmbedUrl(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'https:' && MICROSOFT_HOST.test(parsed.hostname);
+  } catch {
+    return false;
+  }
+}
+
+function embedReport(frame, { reportId, embedUrl, name, accessToken }) {
+  const pbi = window['powerbi-client'];
+  const service = window.powerbi
+    ?? new pbi.service.Service(pbi.factories.hpmFactory, pbi.factories.wpmpFactory, pbi.factories.routerFactory);
+  const config = {
+    type: 'report',
+    id: reportId,
+    embedUrl,
+    accessToken,
+    tokenType: pbi.models.TokenType.Embed,
+    permissions: pbi.models.Permissions.Read,
+    viewMode: pbi.models.ViewMode.View,
+    settings: {
+      panes: {
+        filters: { visible: false },
+        pageNavigation: { visible: true },
+      },
+      background: pbi.models.BackgroundType.Default,
+      hideErrors: false,
+    },
+  };
+  if (isMicrosoftEmbedUrl(embedUrl)) return service.embed(frame, config);
+
+  // The local emulator: powerbi-client only frames https Microsoft hosts, so build the iframe
+  // and give it to the package's Report constructor, which then skips that check. The Report
+  // must exist before the iframe loads: it listens for the iframe's load event.
+  const iframe = document.createElement('iframe');
+  iframe.title = name;
+  iframe.setAttribute('allowfullscreen', 'true');
+  iframe.style.width = '100%';
+  iframe.style.height = '100%';
+  iframe.style.border = '0';
+  const report = new pbi.Report(service, frame, config, false, false, iframe);
+  frame.powerBiEmbed = report;
+  service.addOrOverwriteEmbed(report, frame);
+  // src before the iframe joins the page: an iframe inserted without one loads about:blank
+  // first, the SDK answers that load with /report/load, and then ignores the real page's load
+  // if it follows within 100 ms (its double-load guard), leaving the report blank.
+  const url = report.config.embedUrl;
+  iframe.src = `${url}${url.indexOf('?') > 0 ? '&' : '?'}uid=${report.config.uniqueId}`;
+  frame.replaceChildren(iframe);
+  return report;
+}
+
+// --- one slot --------------------------------------------------------------------------------
+
+function overlays(slot) {
+  return [...slot.querySelectorAll('[data-overlay]')];
+}
+
+function showOverlay(slot, name, info = {}) {
+  for (const overlay of overlays(slot)) {
+    const visible = overlay.dataset.overlay === name;
+    overlay.hidden = !visible;
+    if (!visible) continue;
+    const reason = overlay.querySelector('[data-reason]');
+    if (reason && info.message) reason.textContent = info.message;
+    const code = overlay.querySelector('[data-code]');
+    if (code) code.textContent = info.code ?? '';
+  }
+  slot.dataset.state = name ?? 'live';
+}
+
+const sleep = (seconds) => new Promise((resolve) => { setTimeout(resolve, seconds * 1000); });
+
+/** Ask for the first token, retrying what may pass (network, 5xx, capacity off, 429). */
+async function firstToken(slot, url) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await requestToken(url, 'load');
+    } catch (error) {
+      const final = [401, 403, 404].includes(error.status);
+      if (error.code === 'CapacityNotActive') showOverlay(slot, 'capacityOff');
+      else showOverlay(slot, 'failed', { message: error.message, code: error.code });
+      if (final) {
+        slot.querySelector('[data-retry]')?.setAttribute('hidden', '');
+        throw error;
+      }
+      await sleep(backoffDelaySeconds(attempt, {
+        cap: FIRST_TOKEN_MAX_BACKOFF_SECONDS,
+        retryAfterSeconds: error.retryAfterSeconds,
+      }) + 1);
+    }
+  }
+}
+
+/** Embed the slot's report and keep it alive. Resolves to the viewer record. */
+export async function mountSlot(slot) {
+  const { reportId, embedUrl, tokenUrl, reportName } = slot.dataset;
+  const frame = slot.querySelector('[data-frame]');
+  const viewer = { reportId, slot, report: null, keeper: null, lastError: null };
+  viewers.push(viewer);
+  slot.querySelector('[data-retry]')?.addEventListener('click', () => window.location.reload());
+
+  if (!window['powerbi-client']) {
+    showOverlay(slot, 'failed', { message: 'powerbi-client did not load.', code: 'ScriptMissing' });
+    return viewer;
+  }
+  showOverlay(slot, 'loading');
+  let first;
+  try {
+    first = await firstToken(slot, tokenUrl);
+  } catch (error) {
+    viewer.lastError = error;
+    return viewer;
+  }
+
+  const report = embedReport(frame, {
+    reportId, embedUrl, name: reportName, accessToken: first.token,
+  });
+  viewer.report = report;
+  report.on('loaded', () => {
+    if (slot.dataset.state === 'loading') showOverlay(slot, null);
+  });
+  report.on('rendered', () => {
+    slot.dataset.rendered = 'true';
+  });
+
+  viewer.keeper = createTokenKeeper({
+    report,
+    initial: first,
+    fetchToken: (reason, { signal } = {}) => requestToken(tokenUrl, reason, signal).catch((error) => {
+      viewer.lastError = error;
+      throw error;
+    }),
+    onState: (state, info) => {
+      if (state === 'expired') showOverlay(slot, 'expired', info);
+      else if (state === 'capacityOff') showOverlay(slot, 'capacityOff', info);
+      else if (state === 'revoked') {
+        showOverlay(slot, 'revoked', { message: viewer.lastError?.message, code: info?.code });
+        // Nothing of the report may stay on screen once access is gone.
+        window.powerbi?.reset(frame);
+      } else if (state === 'live' && slot.dataset.state !== 'loading') showOverlay(slot, null);
+    },
+    onTelemetry: (event) => queueTelemetry(reportId, event),
+  });
+  viewer.keeper.start();
+  listenForPushes();
+  return viewer;
+}
+
+const single = document.getElementById('viewer');
+if (single) mountSlot(single);

@@ -1,0 +1,77 @@
+"""Reading the audit trail back: filters in the organization's time zone, pages, labels."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from embedportal.access.audit_log import (
+    action_label,
+    describe_detail,
+    known_actions,
+    organization_zone,
+    search_audit,
+)
+from embedportal.db.models import AuditEntry, Organization
+
+
+def _entry(db: Session, at: datetime, action: str = "user.created", actor: str = "") -> None:
+    db.add(AuditEntry(at=at, action=action, actor_email=actor, detail={}))
+    db.flush()
+
+
+def test_filters_and_order(db: Session) -> None:
+    _entry(db, datetime(2025, 3, 1, 2, 30, tzinfo=UTC), "login.succeeded", "ana@example.com")
+    _entry(db, datetime(2025, 3, 2, 12, 0, tzinfo=UTC), "user.created", "root@example.com")
+    _entry(db, datetime(2025, 3, 3, 12, 0, tzinfo=UTC), "login.succeeded", "bob@example.com")
+    everything = search_audit(session=db)
+    assert [e.at.day for e in everything.entries] == [3, 2, 1] and everything.total == 3
+    logins = search_audit(session=db, action="login.succeeded")
+    assert [e.actor_email for e in logins.entries] == ["bob@example.com", "ana@example.com"]
+    assert search_audit(session=db, actor="ANA@").total == 1
+    # 2025-03-01 02:30 UTC is still February 28th in São Paulo (UTC-3).
+    sao_paulo = ZoneInfo("America/Sao_Paulo")
+    feb = search_audit(
+        session=db, first_day=date(2025, 2, 28), last_day=date(2025, 2, 28), zone=sao_paulo
+    )
+    assert feb.total == 1
+    march = search_audit(session=db, first_day=date(2025, 3, 2), last_day=date(2025, 3, 3))
+    assert march.total == 2
+    page = search_audit(session=db, offset=2, limit=2)
+    assert page.total == 3 and len(page.entries) == 1
+    assert known_actions(session=db) == ["login.succeeded", "user.created"]
+
+
+def test_organization_zone_falls_back_to_utc(db: Session) -> None:
+    organization = db.get(Organization, 1)
+    if organization is None:
+        organization = Organization(id=1)
+        db.add(organization)
+    organization.time_zone = "Europe/Lisbon"
+    db.flush()
+    assert organization_zone(session=db) == ZoneInfo("Europe/Lisbon")
+    organization.time_zone = "Not/AZone"
+    db.flush()
+    assert organization_zone(session=db).key == "UTC"
+
+
+def test_details_and_labels_read_like_sentences() -> None:
+    lines = describe_detail(
+        {
+            "email": "ana@example.com",
+            "rls_username": None,
+            "rls_roles": [],
+            "changes": {"role": ["viewer", "admin"], "rls_roles": [[], ["North", "South"]]},
+            "may_start_capacity": True,
+        }
+    )
+    assert lines == [
+        ("email", "ana@example.com"),
+        ("role", "viewer → admin"),
+        ("rls_roles", "— → North, South"),
+        ("may_start_capacity", "yes"),
+    ]
+    assert action_label("user.blocked") == "User blocked"
+    assert action_label("capacity.something_new") == "capacity.something_new"

@@ -1,0 +1,99 @@
+"""`embedportal users create`, run in-process: clear messages and exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from embedportal.cli import app
+from embedportal.db.models import Role, User
+from embedportal.db.session import create_db_engine, create_session_factory, session_scope
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # No stray .env from the working directory.
+    monkeypatch.chdir(tmp_path)
+    return {"EMBEDPORTAL_DATABASE_URL": database_url, "EMBEDPORTAL_ENVIRONMENT": "development"}
+
+
+def _create(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["users", "create", *args], env=env)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result.exit_code, result.output
+
+
+def _users(database_url: str) -> list[tuple[str, Role, str]]:
+    engine = create_db_engine(database_url)
+    try:
+        with session_scope(create_session_factory(engine)) as db:
+            return [(u.email, u.role, u.name) for u in db.scalars(select(User))]
+    finally:
+        engine.dispose()
+
+
+def test_creates_an_administrator(env: dict[str, str], database_url: str) -> None:
+    code, output = _create(
+        env,
+        "--email",
+        "Root@Example.com",
+        "--password",
+        "long-enough-pw",
+        "--admin",
+        "--name",
+        "Root",
+    )
+    assert code == 0, output
+    assert "Created admin root@example.com." in output
+    assert _users(database_url) == [("root@example.com", Role.ADMIN, "Root")]
+
+
+def test_creates_a_viewer_by_default(env: dict[str, str], database_url: str) -> None:
+    code, _ = _create(env, "--email", "viewer@example.com", "--password", "long-enough-pw")
+    assert code == 0
+    assert _users(database_url)[0][1] == Role.VIEWER
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "not-an-address", "--password", "long-enough-pw"], "not a valid e-mail"),
+        (["--email", "a@example.com", "--password", "short"], "at least 10 characters"),
+    ],
+)
+def test_bad_input_is_a_clear_message(
+    env: dict[str, str], database_url: str, args: list[str], message: str
+) -> None:
+    code, output = _create(env, *args)
+    assert code == 1
+    assert "Error:" in output and message in output
+    assert _users(database_url) == []
+
+
+def test_a_duplicate_is_refused(env: dict[str, str], database_url: str) -> None:
+    assert _create(env, "--email", "a@example.com", "--password", "long-enough-pw")[0] == 0
+    code, output = _create(env, "--email", "A@example.com", "--password", "other-long-pw")
+    assert code == 1
+    assert "A user with the e-mail a@example.com already exists." in output
+    assert len(_users(database_url)) == 1
+
+
+def test_a_missing_option_is_a_usage_error(env: dict[str, str]) -> None:
+    code, output = _create(env, "--email", "a@example.com")
+    assert code == 2 and "--password" in output
+
+
+def test_invalid_settings_are_reported_not_raised(env: dict[str, str]) -> None:
+    code, output = _create(
+        {**env, "EMBEDPORTAL_ENVIRONMENT": "production"},
+        "--email",
+        "a@example.com",
+        "--password",
+        "long-enough-pw",
+    )
+    assert code == 2
+    assert "EMBEDPORTAL_SECRET_KEY must be set" in output

@@ -1,0 +1,102 @@
+"""The demo seeding `serve` runs on the embedded default in development."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from embedportal import demo
+from embedportal.db.models import Group, GroupMembership, ReportGrant, Role, User
+from embedportal.db.session import session_scope
+from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONAL_PERFORMANCE_REPORT_ID
+from embedportal.settings import Settings
+from tests.conftest import LoginAs, csrf_of
+
+
+@pytest.fixture
+def settings_overrides(emulator_settings_overrides: dict[str, object]) -> dict[str, object]:
+    return emulator_settings_overrides
+
+
+def run_seed(app: FastAPI) -> None:
+    """What `serve` does: prepare, then run the startup hooks (here in a loop of their own,
+    closing the Power BI clients they opened in it)."""
+    demo.prepare_demo(app)
+
+    async def start() -> None:
+        for hook in app.state.on_startup:
+            await hook()
+        await app.state.powerbi_clients.aclose()
+
+    asyncio.run(start())
+    app.state.on_startup.clear()
+
+
+def counts(app: FastAPI) -> tuple[int, ...]:
+    with session_scope(app.state.session_factory) as db:
+        return tuple(
+            db.scalar(select(func.count()).select_from(model)) or 0
+            for model in (User, Group, GroupMembership, ReportGrant)
+        )
+
+
+def test_the_demo_creates_accounts_syncs_and_grants_once(
+    app: FastAPI, fast_password_hashing: None
+) -> None:
+    run_seed(app)
+    with session_scope(app.state.session_factory) as db:
+        admin = db.scalars(select(User).where(User.email == demo.ADMIN_EMAIL)).one()
+        viewer = db.scalars(select(User).where(User.email == demo.VIEWER_EMAIL)).one()
+        assert admin.role == Role.ADMIN and viewer.role == Role.VIEWER
+        assert viewer.rls_username == "north@example.com"
+        group = db.scalars(select(Group).where(Group.name == demo.GROUP_NAME)).one()
+        grants = {grant.report_id: grant.rls_roles for grant in db.scalars(select(ReportGrant))}
+        assert all(
+            grant_group == group.id for grant_group in db.scalars(select(ReportGrant.group_id))
+        )
+    assert len(grants) == 3
+    assert grants[REGIONAL_PERFORMANCE_REPORT_ID] == [REGION_MANAGER_ROLE]
+    assert counts(app) == (2, 1, 1, 3)
+    assert any("embedportal-viewer" in line for line in app.state.startup_notes)
+
+    run_seed(app)  # again: nothing new
+    assert counts(app) == (2, 1, 1, 3)
+
+
+def test_the_demo_viewer_can_sign_in_and_open_the_regional_report(
+    app: FastAPI, client: TestClient, fast_password_hashing: None, login_as: LoginAs
+) -> None:
+    run_seed(app)
+    signed_in = login_as(demo.VIEWER_EMAIL, demo.VIEWER_PASSWORD)
+    page = signed_in.get("/reports")
+    assert "Regional Performance" in page.text and "Sales Overview" in page.text
+    response = signed_in.post(
+        f"/api/reports/{REGIONAL_PERFORMANCE_REPORT_ID}/token",
+        headers={"X-CSRF-Token": csrf_of(signed_in, "/reports")},
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("environment", "demo_flag", "with_emulator", "wanted"),
+    [
+        ("development", True, True, True),
+        ("development", False, True, False),
+        ("development", True, False, False),
+        ("production", True, True, False),
+    ],
+)
+def test_the_demo_runs_only_in_development_on_the_embedded_default(
+    environment: str, demo_flag: bool, with_emulator: bool, wanted: bool
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment=environment,  # type: ignore[arg-type]
+        demo=demo_flag,
+        secret_key="x" * 40,  # type: ignore[arg-type]
+    )
+    assert demo.demo_wanted(settings, with_emulator=with_emulator) is wanted

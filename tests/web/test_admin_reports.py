@@ -1,0 +1,249 @@
+"""Admin → Reports: sync from Power BI (the emulator, over HTTP) and grants with RLS roles."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from embedportal.db.models import AuditEntry, Group, Report, ReportGrant
+from embedportal.db.session import session_scope
+from embedportal.emulator.demo import REGION_MANAGER_ROLE
+from tests.conftest import LoginAs, MakeUser, SyncedReports, csrf_of
+
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def settings_overrides(emulator_settings_overrides: dict[str, object]) -> dict[str, object]:
+    return emulator_settings_overrides
+
+
+@pytest.fixture
+def admin(make_user: MakeUser, login_as: LoginAs) -> TestClient:
+    return login_as(make_user("admin@example.com", role="admin"))
+
+
+def sync(client: TestClient) -> str:
+    response = client.post(
+        "/admin/reports/sync", data={"csrf_token": csrf_of(client, "/admin/reports")}
+    )
+    assert response.status_code == 200  # after the 303 back to the list
+    return response.text
+
+
+def report_ids(app: FastAPI) -> dict[str, str]:
+    with session_scope(app.state.session_factory) as db:
+        return {report.name: report.id for report in db.scalars(select(Report))}
+
+
+def test_sync_adds_the_workspaces_reports_and_flags_rls(app: FastAPI, admin: TestClient) -> None:
+    page = sync(admin)
+    assert "Synced from Power BI: 3 added, 0 updated, 0 removed." in page
+    for name in ("Sales Overview", "Regional Performance", "Operations Dashboard"):
+        assert name in page
+    assert page.count("RLS required") == 1
+    with session_scope(app.state.session_factory) as db:
+        regional = db.scalars(select(Report).where(Report.name == "Regional Performance")).one()
+        assert regional.rls_required and regional.rls_roles_required
+        assert regional.embed_url.startswith(app.state.settings.powerbi_api_url + "/reportEmbed")
+        entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "reports.synced")).one()
+        assert entry.detail == {"added": 3, "updated": 0, "removed": 0, "unchanged": 0}
+    assert "Synced from Power BI: 0 added, 0 updated, 0 removed." in sync(admin)
+
+
+def test_sync_updates_changed_reports_and_marks_vanished_ones_unavailable(
+    app: FastAPI, admin: TestClient
+) -> None:
+    sync(admin)
+    with session_scope(app.state.session_factory) as db:
+        db.scalars(select(Report).where(Report.name == "Sales Overview")).one().name = "Old name"
+        db.add(
+            Report(
+                id="gone-from-power-bi",
+                workspace_id="w",
+                dataset_id="d",
+                name="Deleted report",
+                embed_url="https://app.powerbi.com/reportEmbed",
+            )
+        )
+    page = sync(admin)
+    assert "Synced from Power BI: 0 added, 1 updated, 1 removed." in page
+    assert "No longer in Power BI" in page
+    with session_scope(app.state.session_factory) as db:
+        gone = db.get(Report, "gone-from-power-bi")
+        assert gone is not None and not gone.is_available
+
+
+def test_sync_without_a_connection_says_what_to_do(app: FastAPI, admin: TestClient) -> None:
+    app.state.settings = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    page = sync(admin)
+    assert "Cannot sync" in page
+    assert "client secret missing" in page
+    assert 'href="/admin/settings"' in page
+
+
+def test_sync_with_a_wrong_secret_reports_power_bis_answer(app: FastAPI, admin: TestClient) -> None:
+    from pydantic import SecretStr
+
+    app.state.settings = app.state.settings.model_copy(
+        update={"powerbi_client_secret": SecretStr("wrong-secret")}
+    )
+    page = sync(admin)
+    assert "Sync failed" in page
+    assert "Admin → Settings" in page
+
+
+def test_only_administrators_manage_reports(make_user: MakeUser, login_as: LoginAs) -> None:
+    client = login_as(make_user("viewer@example.com"))
+    assert client.get("/admin/reports").status_code == 403
+    response = client.post("/admin/reports/sync", data={"csrf_token": csrf_of(client, "/reports")})
+    assert response.status_code == 403
+
+
+def test_grant_to_a_user_and_a_group_through_htmx(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    admin: TestClient,
+    make_user: MakeUser,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    with session_scope(app.state.session_factory) as db:
+        group = Group(name="Managers")
+        db.add(group)
+        db.flush()
+        group_id = group.id
+    report_id = synced_reports["Regional Performance"]
+    page = admin.get(f"/admin/reports/{report_id}")
+    assert page.status_code == 200
+    assert "RLS required" in page.text
+    csrf = csrf_of(admin, f"/admin/reports/{report_id}")
+
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={"csrf_token": csrf, "grantee": f"group:{group_id}", "rls_roles": REGION_MANAGER_ROLE},
+        headers=HTMX,
+    )
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<section id="grants"')  # the partial alone
+    assert "Regional Performance granted to Managers." in response.text
+
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": "A, B"},
+        headers=HTMX,
+    )
+    assert "viewer@example.com" in response.text
+    with session_scope(app.state.session_factory) as db:
+        grants = {
+            (grant.group_id, grant.user_id): grant.rls_roles
+            for grant in db.scalars(select(ReportGrant))
+        }
+    assert grants == {(group_id, None): [REGION_MANAGER_ROLE], (None, viewer.id): ["A", "B"]}
+
+
+def test_grant_through_a_plain_form_redirects_with_a_message(
+    synced_reports: SyncedReports, admin: TestClient, make_user: MakeUser
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Sales Overview"]
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={
+            "csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"),
+            "grantee": f"user:{viewer.id}",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/admin/reports/{report_id}"
+    assert (
+        "Sales Overview granted to viewer@example.com."
+        in admin.get(response.headers["location"]).text
+    )
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        (",".join(f"role{i}" for i in range(51)), "at most 50 roles"),
+        ("x" * 51, "at most 50 characters"),
+    ],
+)
+def test_roles_beyond_power_bis_limits_are_refused(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    admin: TestClient,
+    make_user: MakeUser,
+    roles: str,
+    message: str,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Regional Performance"]
+    csrf = csrf_of(admin, f"/admin/reports/{report_id}")
+    for headers in (HTMX, {}):
+        response = admin.post(
+            f"/admin/reports/{report_id}/grants",
+            data={"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": roles},
+            headers=headers,
+        )
+        assert response.status_code == 400
+        assert message in response.text
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalars(select(ReportGrant)).all() == []
+
+
+def test_a_grant_needs_a_grantee(synced_reports: SyncedReports, admin: TestClient) -> None:
+    report_id = synced_reports["Sales Overview"]
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={"csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"), "grantee": "user:999"},
+        headers=HTMX,
+    )
+    assert response.status_code == 400
+    assert "Choose a user or a group" in response.text
+
+
+def test_change_roles_and_remove_a_grant(
+    app: FastAPI, synced_reports: SyncedReports, admin: TestClient, make_user: MakeUser
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Regional Performance"]
+    csrf = csrf_of(admin, f"/admin/reports/{report_id}")
+    admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": "Old"},
+        headers=HTMX,
+    )
+    with session_scope(app.state.session_factory) as db:
+        grant_id = db.scalars(select(ReportGrant.id)).one()
+
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants/{grant_id}/roles",
+        data={"csrf_token": csrf, "rls_roles": "Region Manager, Auditor"},
+        headers=HTMX,
+    )
+    assert response.status_code == 200
+    assert "RLS roles saved." in response.text
+    assert 'value="Region Manager, Auditor"' in response.text
+
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants/{grant_id}/delete",
+        data={"csrf_token": csrf},
+        headers=HTMX,
+    )
+    assert "Access removed." in response.text
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalars(select(ReportGrant)).all() == []
+        actions = [entry.action for entry in db.scalars(select(AuditEntry))]
+    assert {"report.granted", "report.grant_changed", "report.revoked"} <= set(actions)
+
+    missing = admin.post(
+        f"/admin/reports/{report_id}/grants/{grant_id}/delete", data={"csrf_token": csrf}
+    )
+    assert missing.status_code == 404
+
+
+def test_unknown_reports_are_404(admin: TestClient) -> None:
+    assert admin.get("/admin/reports/nope").status_code == 404

@@ -1,0 +1,343 @@
+"""POST /api/reports/{reportId}/token against the real emulator over HTTP (docs/token-api.md)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from embedportal.db.models import AuditEntry
+from embedportal.db.session import session_scope
+from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONAL_DATASET_ID
+from embedportal.emulator.tokens import unverified_claims
+from embedportal.powerbi import (
+    PowerBIAuthError,
+    PowerBIError,
+    PowerBIThrottledError,
+    PowerBIUnavailableError,
+)
+from embedportal.tokens.service import RedisTokenCache, TokenService
+from tests.conftest import Emulator, Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+
+SALES = "Sales Overview"
+REGIONAL = "Regional Performance"
+
+
+@pytest.fixture
+def settings_overrides(emulator_settings_overrides: dict[str, object]) -> dict[str, object]:
+    return emulator_settings_overrides
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cache_backend(request: pytest.FixtureRequest, app: FastAPI) -> str:
+    """Run a test with the in-process cache, and again with Redis when the suite has one."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        service = TokenService(
+            cache=RedisTokenCache(url, prefix=f"embedportal-test:{uuid.uuid4().hex}")
+        )
+        app.state.token_service = service
+        app.state.on_shutdown.append(service.aclose)
+    return str(request.param)
+
+
+def post_token(client: TestClient, report_id: str, csrf: str | None = None) -> httpx.Response:
+    token = csrf if csrf is not None else csrf_of(client, "/reports")
+    return client.post(
+        f"/api/reports/{report_id}/token",
+        headers={"X-CSRF-Token": token},
+        json={"reason": "load"},
+    )
+
+
+def generate_token_calls(emulator: Emulator) -> int:
+    return int(emulator.stats()["generateTokenCalls"])
+
+
+def test_a_granted_viewer_gets_a_token_in_the_documented_shape(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+
+    response = post_token(client, synced_reports[SALES])
+
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"token", "tokenId", "expiration", "expiresIn", "policy"}
+    expiration = datetime.fromisoformat(body["expiration"])
+    assert body["expiration"].endswith("Z") and expiration.tzinfo is not None
+    expected = (expiration - datetime.now(UTC)).total_seconds()
+    assert isinstance(body["expiresIn"], int)
+    assert abs(body["expiresIn"] - expected) <= 2
+    assert 3500 <= body["expiresIn"] <= 3600
+    assert set(body["policy"]) == {
+        "marginSeconds",
+        "minInteractionAgeSeconds",
+        "refreshEverySeconds",
+        "checkIntervalSeconds",
+        "maxBackoffSeconds",
+    }
+    claims = unverified_claims(body["token"])
+    assert [item["id"] for item in claims["reports"]] == [synced_reports[SALES]]
+    assert claims["identities"] == []  # the Sales dataset has no RLS: no identity is sent
+
+    with session_scope(app.state.session_factory) as db:
+        entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "token.issued")).one()
+        assert entry.actor_email == "viewer@example.com"
+        assert entry.target_id == synced_reports[SALES]
+        assert entry.detail["tokenId"] == body["tokenId"]
+        assert body["token"] not in str(entry.detail)
+
+
+def test_signed_out_callers_get_401_json(client: TestClient, synced_reports: SyncedReports) -> None:
+    response = client.post(f"/api/reports/{synced_reports[SALES]}/token")
+    assert response.status_code == 401
+    assert response.json()["code"] == "Unauthorized"
+
+
+def test_a_viewer_without_a_grant_gets_403_with_a_reason(
+    synced_reports: SyncedReports, make_user: MakeUser, login_as: LoginAs, emulator: Emulator
+) -> None:
+    client = login_as(make_user("viewer@example.com"))
+    before = generate_token_calls(emulator)
+    response = post_token(client, synced_reports[SALES])
+    assert response.status_code == 403
+    assert response.json()["code"] == "Forbidden"
+    assert "administrator" in response.json()["detail"]
+    assert generate_token_calls(emulator) == before
+
+
+def test_unknown_reports_get_404(
+    synced_reports: SyncedReports, make_user: MakeUser, login_as: LoginAs
+) -> None:
+    client = login_as(make_user("admin@example.com", role="admin"))
+    response = post_token(client, "00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404
+    assert response.json()["code"] == "NotFound"
+
+
+def test_the_csrf_header_is_required(
+    synced_reports: SyncedReports, make_user: MakeUser, login_as: LoginAs, grant: Grant
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    assert post_token(client, synced_reports[SALES], csrf="").status_code == 403
+    assert post_token(client, synced_reports[SALES], csrf="wrong").status_code == 403
+
+
+def test_the_rls_identity_is_sent_for_an_rls_report(
+    synced_reports: SyncedReports, make_user: MakeUser, login_as: LoginAs, grant: Grant
+) -> None:
+    viewer = make_user("manager@example.com", rls_username="north@example.com")
+    grant(synced_reports[REGIONAL], group="Managers", members=[viewer], roles=[REGION_MANAGER_ROLE])
+    client = login_as(viewer)
+    response = post_token(client, synced_reports[REGIONAL])
+    assert response.status_code == 200, response.text
+    claims = unverified_claims(response.json()["token"])
+    assert claims["identities"] == [
+        {
+            "username": "north@example.com",
+            "roles": [REGION_MANAGER_ROLE],
+            "datasets": [REGIONAL_DATASET_ID],
+        }
+    ]
+
+
+@pytest.mark.parametrize("role", ["viewer", "admin"])
+def test_an_rls_report_without_an_rls_role_gets_403_never_a_token(
+    role: str,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+    emulator: Emulator,
+) -> None:
+    user = make_user("someone@example.com", role=role)
+    grant(synced_reports[REGIONAL], user=user)  # granted, but with no role
+    client = login_as(user)
+    before = generate_token_calls(emulator)
+    response = post_token(client, synced_reports[REGIONAL])
+    assert response.status_code == 403
+    body = response.json()
+    assert body["code"] == "RlsIdentityMissing"
+    assert "row-level security" in body["detail"]
+    assert "token" not in body
+    assert generate_token_calls(emulator) == before
+
+
+def test_removing_access_stops_the_next_refresh(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], group="Team", members=[viewer])
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    with session_scope(app.state.session_factory) as db:
+        from embedportal.db.models import Group
+
+        db.delete(db.scalars(select(Group).where(Group.name == "Team")).one())
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 403
+
+
+def test_two_viewers_with_the_same_identity_share_one_generate_token(
+    cache_backend: str,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+    emulator: Emulator,
+) -> None:
+    first = make_user("one@example.com", rls_username="north@example.com")
+    second = make_user("two@example.com", rls_username="north@example.com")
+    grant(
+        synced_reports[REGIONAL],
+        group="North",
+        members=[first, second],
+        roles=[REGION_MANAGER_ROLE],
+    )
+    before = generate_token_calls(emulator)
+    tokens = []
+    for user in (first, second):
+        response = post_token(login_as(user), synced_reports[REGIONAL])
+        assert response.status_code == 200, response.text
+        tokens.append(response.json()["tokenId"])
+    assert generate_token_calls(emulator) - before == 1
+    assert tokens[0] == tokens[1]
+
+
+def test_different_identities_get_different_tokens(
+    cache_backend: str,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+    emulator: Emulator,
+) -> None:
+    north = make_user("north@example.com")
+    south = make_user("south@example.com")
+    grant(synced_reports[REGIONAL], group="Regions", members=[north, south])
+    grant(synced_reports[REGIONAL], user=north, roles=[REGION_MANAGER_ROLE])
+    grant(synced_reports[REGIONAL], user=south, roles=[REGION_MANAGER_ROLE])
+    before = generate_token_calls(emulator)
+    usernames = []
+    for user in (north, south):
+        response = post_token(login_as(user), synced_reports[REGIONAL])
+        assert response.status_code == 200, response.text
+        usernames.append(unverified_claims(response.json()["token"])["identities"][0]["username"])
+    assert generate_token_calls(emulator) - before == 2
+    assert usernames == ["north@example.com", "south@example.com"]
+
+
+def test_twenty_concurrent_requests_cause_one_generate_token(
+    cache_backend: str,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+    emulator: Emulator,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    before = generate_token_calls(emulator)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(20))
+        )
+    assert [response.status_code for response in responses] == [200] * 20
+    assert len({response.json()["tokenId"] for response in responses}) == 1
+    assert generate_token_calls(emulator) - before == 1
+
+
+class FailingClients:
+    """Stands in for the app's PowerBIClients: every GenerateToken raises `error`."""
+
+    def __init__(self, error: PowerBIError) -> None:
+        self.error = error
+
+    def get(self, connection: object) -> FailingClients:
+        return self
+
+    async def generate_token(self, **_kwargs: object) -> None:
+        raise self.error
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "retry_after"),
+    [
+        (
+            PowerBIError("capacity off", status=400, code="CapacityNotActive"),
+            503,
+            "CapacityNotActive",
+            "5",
+        ),
+        (
+            PowerBIThrottledError("slow down", status=429, retry_after_seconds=42.5),
+            429,
+            "Throttled",
+            "43",
+        ),
+        (PowerBIUnavailableError("timed out"), 503, "PowerBIUnavailable", "5"),
+        (PowerBIAuthError("bad secret", status=401), 502, "PowerBIAuthFailed", None),
+        (PowerBIError("strange", status=418), 502, "PowerBIError", None),
+    ],
+)
+def test_power_bi_failures_are_passed_on_with_a_reason_never_a_500(
+    error: PowerBIError,
+    status: int,
+    code: str,
+    retry_after: str | None,
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    app.state.powerbi_clients = FailingClients(error)
+    response = post_token(client, synced_reports[SALES])
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert response.json()["detail"]
+    assert response.headers.get("retry-after") == retry_after
+
+
+def test_without_a_power_bi_connection_the_answer_says_so(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    app.state.settings = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    response = post_token(client, synced_reports[SALES])
+    assert response.status_code == 503
+    assert response.json()["code"] == "PowerBINotConnected"

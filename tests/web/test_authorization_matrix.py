@@ -1,0 +1,353 @@
+"""Who may call what: every route of the app × every kind of caller, against a written table.
+
+`EXPECTED` has one row per route (method and path as declared). A route without a row fails
+`test_every_route_has_a_row`, so whoever adds a route also says here who may use it; a row for
+a route that no longer exists fails too. Each row is then checked for five callers:
+
+- anonymous: no session (but the sign-in page's CSRF token, as a browser has);
+- viewer: signed in, no grant on the seeded report;
+- granted: signed in, granted the seeded report;
+- blocked: signed in, then blocked. Always expected to be treated exactly as anonymous;
+- admin: an administrator.
+
+The rules the rows follow: pages behind sign-in redirect an anonymous caller (303) to /login,
+`/api/...` answers 401 JSON; admin pages answer a signed-in non-administrator 403; every
+state-changing request carries the caller's CSRF token (tests elsewhere check its absence).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from starlette.routing import Mount, WebSocketRoute
+
+from embedportal.access.groups import add_member, create_group
+from embedportal.db.models import Report, ReportGrant, User
+from embedportal.db.session import session_scope
+from tests.conftest import LoginAs, MakeUser, csrf_of
+
+PERSONAS = ("anonymous", "viewer", "granted", "blocked", "admin")
+REPORT_ID = "6f7c1c37-0000-4000-8000-00000000ab01"
+WORKSPACE_ID = "6f7c1c37-0000-4000-8000-00000000ff01"
+DATASET_ID = "6f7c1c37-0000-4000-8000-00000000da01"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """An answer: its status, and for a redirect where it must lead (a prefix)."""
+
+    status: int
+    location: str | None = None
+    json_code: str | None = None
+
+    def describe(self) -> str:
+        where = f" → {self.location}…" if self.location else ""
+        code = f" code={self.json_code}" if self.json_code else ""
+        return f"{self.status}{where}{code}"
+
+
+OK = Expect(200)
+NO_CONTENT = Expect(204)
+SEE_OTHER = Expect(303)
+REFUSED = Expect(400)  # the form (or query) was refused, with the reason on the page
+FORBIDDEN = Expect(403)
+TO_LOGIN = Expect(303, "/login")
+UNAUTHORIZED = Expect(401, json_code="Unauthorized")
+
+
+@dataclass(frozen=True)
+class Row:
+    """Expectations for one route. `blocked` is always `anonymous`'s: a blocked user's session
+    counts for nothing."""
+
+    anonymous: Expect
+    viewer: Expect
+    granted: Expect
+    admin: Expect
+    form: Mapping[str, str] | None = None
+    json: Any = None
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def expectation(self, persona: str) -> Expect:
+        expectations: dict[str, Expect] = {
+            "anonymous": self.anonymous,
+            "blocked": self.anonymous,
+            "viewer": self.viewer,
+            "granted": self.granted,
+            "admin": self.admin,
+        }
+        return expectations[persona]
+
+
+def public(ok: Expect = OK, **request: Any) -> Row:
+    return Row(anonymous=ok, viewer=ok, granted=ok, admin=ok, **request)
+
+
+def signed_in(ok: Expect = OK, **request: Any) -> Row:
+    """A page for anyone signed in."""
+    return Row(anonymous=TO_LOGIN, viewer=ok, granted=ok, admin=ok, **request)
+
+
+def admin_only(ok: Expect = OK, **request: Any) -> Row:
+    return Row(anonymous=TO_LOGIN, viewer=FORBIDDEN, granted=FORBIDDEN, admin=ok, **request)
+
+
+def api(ok: Expect, **request: Any) -> Row:
+    """JSON for anyone signed in."""
+    return Row(anonymous=UNAUTHORIZED, viewer=ok, granted=ok, admin=ok, **request)
+
+
+EXPECTED: dict[str, Row] = {
+    # --- infrastructure ---------------------------------------------------------------------
+    "GET /healthz": public(),
+    "GET /static/vendor/{name}": public(),
+    # Prometheus scrapes without a session; the figures name no user.
+    "GET /metrics": public(),
+    # --- start page, sign-in and account ----------------------------------------------------
+    "GET /": Row(
+        anonymous=TO_LOGIN,
+        viewer=Expect(303, "/reports"),
+        granted=Expect(303, "/reports"),
+        admin=Expect(303, "/reports"),
+    ),
+    "GET /login": Row(anonymous=OK, viewer=SEE_OTHER, granted=SEE_OTHER, admin=SEE_OTHER),
+    "POST /login": public(
+        REFUSED, form={"email": "nobody@example.com", "password": "not-the-password"}
+    ),
+    "POST /logout": public(TO_LOGIN),
+    "POST /language": public(TO_LOGIN, form={"language": "pt_BR"}),
+    "GET /account": signed_in(),
+    "POST /account/language": signed_in(Expect(303, "/account"), form={"language": "en"}),
+    "POST /account/password": signed_in(REFUSED, form={"current_password": "wrong"}),
+    # --- admin: users -----------------------------------------------------------------------
+    "GET /admin/users": admin_only(),
+    "GET /admin/users/rows": admin_only(query={"q": "example"}),
+    "GET /admin/users/new": admin_only(),
+    "POST /admin/users": admin_only(REFUSED, form={"email": "not-an-address"}),
+    "GET /admin/users/{user_id}": admin_only(),
+    "POST /admin/users/{user_id}": admin_only(
+        Expect(303, "/admin/users/"),
+        form={"email": "subject@example.com", "name": "Renamed", "role": "viewer"},
+    ),
+    "POST /admin/users/{user_id}/password": admin_only(
+        Expect(303, "/admin/users/"), form={"password": "a-new-long-password"}
+    ),
+    "POST /admin/users/{user_id}/block": admin_only(Expect(303, "/admin/users/")),
+    "POST /admin/users/{user_id}/unblock": admin_only(Expect(303, "/admin/users/")),
+    "GET /admin/users/{user_id}/delete": admin_only(),
+    "POST /admin/users/{user_id}/delete": admin_only(Expect(303, "/admin/users")),
+    # --- admin: groups ----------------------------------------------------------------------
+    "GET /admin/groups": admin_only(),
+    "POST /admin/groups": admin_only(Expect(303, "/admin/groups/"), form={"name": "Another"}),
+    "GET /admin/groups/{group_id}": admin_only(),
+    "POST /admin/groups/{group_id}": admin_only(
+        Expect(303, "/admin/groups/"), form={"name": "Renamed group"}
+    ),
+    "GET /admin/groups/{group_id}/members": admin_only(),
+    "POST /admin/groups/{group_id}/members": admin_only(
+        Expect(303, "/admin/groups/"), form={"email": "viewer@example.com"}
+    ),
+    "POST /admin/groups/{group_id}/members/{user_id}/remove": admin_only(
+        Expect(303, "/admin/groups/")
+    ),
+    "GET /admin/groups/{group_id}/delete": admin_only(),
+    "POST /admin/groups/{group_id}/delete": admin_only(Expect(303, "/admin/groups")),
+    # --- admin: audit -----------------------------------------------------------------------
+    "GET /admin/audit": admin_only(),
+    "GET /admin/audit/rows": admin_only(query={"action": "login.succeeded"}),
+    # --- reports, the viewer, TV mode -------------------------------------------------------
+    "GET /reports": signed_in(),
+    "GET /reports/{report_id}": Row(anonymous=TO_LOGIN, viewer=FORBIDDEN, granted=OK, admin=OK),
+    "GET /tv": signed_in(),
+    # The rotation of the seeded report: refused for a viewer who may not see it.
+    "GET /tv/show": Row(
+        anonymous=TO_LOGIN,
+        viewer=REFUSED,
+        granted=OK,
+        admin=OK,
+        query={"report": REPORT_ID, "interval": "60"},
+    ),
+    # --- the JSON API and the push channel --------------------------------------------------
+    # Past the access checks, the token API finds no Power BI connection in this test app.
+    "POST /api/reports/{report_id}/token": Row(
+        anonymous=UNAUTHORIZED,
+        viewer=Expect(403, json_code="Forbidden"),
+        granted=Expect(503, json_code="PowerBINotConnected"),
+        admin=Expect(503, json_code="PowerBINotConnected"),
+    ),
+    "GET /api/events": api(OK),
+    "POST /api/telemetry": api(NO_CONTENT, json={"events": [{"type": "refreshed"}]}),
+    # --- admin: reports and settings --------------------------------------------------------
+    "GET /admin/reports": admin_only(),
+    # No Power BI connection in this test app: the sync reports that, on the same page.
+    "POST /admin/reports/sync": admin_only(Expect(303, "/admin/reports")),
+    "GET /admin/reports/{report_id}": admin_only(),
+    "GET /admin/reports/{report_id}/grants": admin_only(),
+    "POST /admin/reports/{report_id}/grants": admin_only(
+        Expect(303, "/admin/reports/"), form={"grantee": "user:{viewer_id}", "rls_roles": ""}
+    ),
+    "POST /admin/reports/{report_id}/grants/{grant_id}/roles": admin_only(
+        Expect(303, "/admin/reports/"), form={"rls_roles": "North"}
+    ),
+    "POST /admin/reports/{report_id}/grants/{grant_id}/delete": admin_only(
+        Expect(303, "/admin/reports/")
+    ),
+    "GET /admin/settings": admin_only(),
+    "POST /admin/settings": admin_only(
+        Expect(303, "/admin/settings"),
+        form={
+            "name": "Matrix Org",
+            "time_zone": "UTC",
+            "token_lifetime_minutes": "60",
+            "refresh_margin_minutes": "10",
+        },
+    ),
+    "POST /admin/settings/test-connection": admin_only(OK),
+}
+
+
+def _excluded(app: FastAPI) -> set[str]:
+    """FastAPI's own documentation routes: generated, and public on purpose."""
+    paths = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    return {path for path in paths if path}
+
+
+def declared_routes(app: FastAPI) -> set[str]:
+    keys: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, Mount) or context.path in _excluded(app):
+            continue
+        if isinstance(route, WebSocketRoute) or type(route).__name__ == "APIWebSocketRoute":
+            keys.add(f"WEBSOCKET {context.path}")
+            continue
+        for method in sorted(context.methods or ()):
+            if method != "HEAD":
+                keys.add(f"{method} {context.path}")
+    return keys
+
+
+def test_every_route_has_a_row(app: FastAPI) -> None:
+    declared = declared_routes(app)
+    missing = sorted(declared - set(EXPECTED))
+    stale = sorted(set(EXPECTED) - declared)
+    assert not missing, (
+        "Routes without a row in EXPECTED (tests/web/test_authorization_matrix.py): say who "
+        "may call them:\n  " + "\n  ".join(missing)
+    )
+    assert not stale, "Rows for routes that no longer exist:\n  " + "\n  ".join(stale)
+
+
+@dataclass
+class World:
+    users: dict[str, User]
+    values: dict[str, str]
+
+
+@pytest.fixture
+def world(app: FastAPI, make_user: MakeUser) -> World:
+    """One of each kind of caller, a subject for admin actions, a group, a report and a grant."""
+    users = {
+        "admin": make_user("admin@example.com", role="admin"),
+        "viewer": make_user("viewer@example.com"),
+        "granted": make_user("granted@example.com"),
+        "blocked": make_user("blocked@example.com"),
+    }
+    subject = make_user("subject@example.com")
+    with session_scope(app.state.session_factory) as db:
+        group = create_group(session=db, name="Matrix group", actor=None)
+        add_member(session=db, group=group, email=subject.email, actor=users["admin"])
+        db.add(
+            Report(
+                id=REPORT_ID,
+                workspace_id=WORKSPACE_ID,
+                dataset_id=DATASET_ID,
+                name="Matrix report",
+                embed_url=f"https://app.powerbi.com/reportEmbed?reportId={REPORT_ID}",
+            )
+        )
+        db.flush()
+        grant = ReportGrant(report_id=REPORT_ID, user_id=users["granted"].id, rls_roles=[])
+        db.add(grant)
+        db.flush()
+        values = {
+            "user_id": str(subject.id),
+            "group_id": str(group.id),
+            "report_id": REPORT_ID,
+            "grant_id": str(grant.id),
+            "name": "htmx.min.js",
+            "viewer_id": str(users["viewer"].id),
+        }
+    return World(users=users, values=values)
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1).split(":")[0]
+        assert name in values, f"add a value for {{{name}}} to the world fixture"
+        return values[name]
+
+    return re.sub(r"\{([^}]+)\}", value, template)
+
+
+def _as(persona: str, world: World, app: FastAPI, client: TestClient, login_as: LoginAs) -> None:
+    if persona == "anonymous":
+        return
+    user = world.users[persona]
+    login_as(user)
+    if persona == "blocked":
+        # Blocked behind the session's back: the session row stays, and must count for nothing.
+        with session_scope(app.state.session_factory) as db:
+            db.execute(update(User).where(User.id == user.id).values(is_blocked=True))
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+@pytest.mark.parametrize("route", sorted(EXPECTED))
+def test_route_answers_as_the_table_says(
+    route: str,
+    persona: str,
+    app: FastAPI,
+    client: TestClient,
+    world: World,
+    login_as: LoginAs,
+) -> None:
+    method, path = route.split(" ", 1)
+    if method == "WEBSOCKET":
+        pytest.fail(f"{route}: WebSocket routes need a check in this harness")
+    row = EXPECTED[route]
+    expected = row.expectation(persona)
+    _as(persona, world, app, client, login_as)
+    headers = dict(row.headers)
+    if method != "GET":
+        headers["X-CSRF-Token"] = csrf_of(client)
+    form = {key: _fill(value, world.values) for key, value in (row.form or {}).items()}
+    with client.stream(
+        method,
+        _fill(path, world.values),
+        params=dict(row.query),
+        data=form or None,
+        json=row.json,
+        headers=headers,
+        follow_redirects=False,
+    ) as response:
+        status = response.status_code
+        location = response.headers.get("location", "")
+        content_type = response.headers.get("content-type", "")
+        # A push stream never ends: its headers are the answer.
+        body = b"" if content_type.startswith("text/event-stream") else response.read()
+    answer = f"{route} as {persona}: got {status} {location} {body[:200]!r}"
+    assert status == expected.status, f"expected {expected.describe()}; {answer}"
+    if expected.location is not None:
+        assert location.startswith(expected.location), f"expected {expected.describe()}; {answer}"
+    if expected.json_code is not None:
+        assert content_type.startswith("application/json"), answer
+        assert response.json()["code"] == expected.json_code, answer
