@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from embedportal.access.sessions import SESSION_COOKIE
 from embedportal.db.base import utcnow
@@ -198,6 +198,18 @@ def test_sign_out_needs_the_csrf_token(
     login_as(make_user("ana@example.com"))
     assert client.post("/logout", follow_redirects=False).status_code == 403
     assert client.get("/account", follow_redirects=False).status_code == 200
+
+
+def test_sign_out_after_the_session_expired_just_signs_out(
+    client: TestClient, make_user: MakeUser, login_as: LoginAs, app: FastAPI
+) -> None:
+    """A page left open past the idle timeout still carries the old session's token."""
+    login_as(make_user("ana@example.com"))
+    stale_token = csrf_of(client)
+    with session_scope(app.state.session_factory) as db:
+        db.execute(delete(WebSession))
+    response = client.post("/logout", data={"csrf_token": stale_token}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
 
 
 def test_start_page_sends_people_where_they_belong(

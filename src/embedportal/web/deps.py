@@ -42,6 +42,13 @@ def get_db(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
+async def verify_csrf_when_signed_in(request: Request) -> None:
+    """For sign-out: a browser whose session already ended has nothing left to protect, and
+    its page still carries the old session's token, so it is let through."""
+    if request.state.user is not None:
+        await verify_csrf(request)
+
+
 def optional_user(request: Request, db: DbSession) -> User | None:
     """The signed-in user, loaded into this request's database session."""
     user: User | None = request.state.user
@@ -83,3 +90,4 @@ CurrentUser = Annotated[User, Depends(require_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CsrfProtected = Depends(verify_csrf)
+CsrfProtectedWhenSignedIn = Depends(verify_csrf_when_signed_in)

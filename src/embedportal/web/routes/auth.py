@@ -17,7 +17,13 @@ from embedportal.db.base import utcnow
 from embedportal.settings import Settings
 from embedportal.web import i18n
 from embedportal.web.context import ANONYMOUS_CSRF_COOKIE
-from embedportal.web.deps import CsrfProtected, DbSession, OptionalUser, get_settings
+from embedportal.web.deps import (
+    CsrfProtected,
+    CsrfProtectedWhenSignedIn,
+    DbSession,
+    OptionalUser,
+    get_settings,
+)
 from embedportal.web.i18n import _
 from embedportal.web.templating import flash_redirect, render
 
@@ -132,7 +138,7 @@ def login(
     return response
 
 
-@router.post("/logout", dependencies=[CsrfProtected])
+@router.post("/logout", dependencies=[CsrfProtectedWhenSignedIn])
 def logout(request: Request, db: DbSession, user: OptionalUser) -> Response:
     end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
     if user is not None:
