@@ -23,7 +23,6 @@ import resource
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from argon2 import PasswordHasher
 from rich import box
 from rich.console import Console
@@ -49,7 +47,7 @@ from embedportal.emulator.demo import (
     REGIONAL_PERFORMANCE_REPORT_ID,
     SALES_OVERVIEW_REPORT_ID,
 )
-from embedportal.server import embedded_default_settings
+from embedportal.server import embedded_default_settings, serve_in_thread
 from embedportal.settings import Settings
 
 BENCH_PASSWORD = "bench-password-long-enough"
@@ -69,28 +67,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _serve(app: Any, port: int) -> Iterator[str]:
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn on port {port} did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        # A server stuck in a request (see the probe) may not stop in time; its thread is a
-        # daemon and ends with the process.
-        thread.join(timeout=5)
 
 
 @contextlib.contextmanager
@@ -379,8 +355,8 @@ def run(console: Console, *, requests: int, concurrency: int, probe: int) -> dic
         portal_app = create_app(settings)
         demo.prepare_demo(portal_app)
         started = time.perf_counter()
-        with _serve(emulator_app, emulator_port) as emulator_url:
-            with _serve(portal_app, portal_port) as portal_url:
+        with serve_in_thread(emulator_app, port=emulator_port) as emulator_url:
+            with serve_in_thread(portal_app, port=portal_port) as portal_url:
                 startup_seconds = time.perf_counter() - started
                 users = _create_users(portal_app)
                 # The demo's own viewer joins the bursts with its own identity.

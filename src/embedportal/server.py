@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from pydantic import SecretStr
@@ -106,3 +110,35 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextmanager
+def serve_in_thread(
+    app: object, *, host: str = "127.0.0.1", port: int, start_timeout: float = 30.0
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread until the block ends; yields its
+    base URL. For tests and benchmarks that talk to a real server over HTTP in one process."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,  # leave the host process's logging alone
+        access_log=False,
+        lifespan="on",
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"uvicorn on {host}:{port} did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        # A server stuck in a request may not stop in time; its thread is a daemon.
+        thread.join(timeout=10)

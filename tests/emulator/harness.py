@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from embedportal.emulator import demo
@@ -18,7 +15,7 @@ from embedportal.emulator.app import create_emulator_app
 from embedportal.emulator.settings import EmulatorSettings
 from embedportal.emulator.state import EmulatorState
 from embedportal.emulator.tokens import ARM_SCOPE, POWERBI_SCOPE
-from tests.support.servers import free_port
+from tests.support.threaded import serve_in_thread
 
 CLIENT_CREDENTIALS = "client_credentials"
 GROUP = demo.DEMO_WORKSPACE_ID
@@ -89,23 +86,8 @@ def running_emulator(**overrides: Any) -> Iterator[Emulator]:
     """A fresh emulator app served by uvicorn on a free port until the block ends."""
     settings = emulator_settings(**overrides)
     app = create_emulator_app(settings)
-    port = free_port()
-    # log_config=None: leave the test process's logging configuration alone.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"emulator-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.01)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base_url, timeout=10) as http:
-            yield Emulator(app, settings, base_url, http)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with (
+        serve_in_thread(app) as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as http,
+    ):
+        yield Emulator(app, settings, base_url, http)

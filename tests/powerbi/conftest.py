@@ -3,20 +3,17 @@ background thread, reached over real HTTP (msal included)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 
 from embedportal.emulator.app import create_emulator_app
 from embedportal.emulator.settings import EmulatorSettings
 from embedportal.powerbi import PowerBIConnection
-from tests.support.servers import free_port
+from tests.support.threaded import serve_in_thread
 
 
 @pytest.fixture
@@ -55,29 +52,8 @@ def run_emulator(**settings: Any) -> Iterator[Emulator]:
     """Serve a fresh emulator app (its own signing key, capacity and counters)."""
     emulator_settings = EmulatorSettings(**settings)
     app = create_emulator_app(emulator_settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"emulator-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.02)
-    try:
-        yield Emulator(f"http://127.0.0.1:{port}", emulator_settings, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_in_thread(app) as base_url:
+        yield Emulator(base_url, emulator_settings, app)
 
 
 EmulatorFactory = Callable[..., AbstractContextManager[Emulator]]
