@@ -25,6 +25,7 @@ from embedportal.web.routes import (
     admin_reports,
     admin_settings,
     admin_users,
+    admin_viewers,
     api_tokens,
     auth,
     events,
@@ -100,4 +101,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tv.router, include_in_schema=False)
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)
+    app.include_router(admin_viewers.router, include_in_schema=False)
     return app

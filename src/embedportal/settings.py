@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     login_lockout_minutes: int = Field(
         30, ge=1, description="How long a locked account stays locked."
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, `/metrics` answers only requests with "
+        "`Authorization: Bearer <this token>`. Unset, `/metrics` is open to anyone who can reach "
+        "the portal: then keep it on a private network.",
+    )
     default_language: Literal["en", "pt_BR"] = Field(
         "en", description="UI language when neither the user nor the browser picks one."
     )
@@ -112,6 +118,14 @@ class Settings(BaseSettings):
         description="With the built-in emulator in development, create the demo accounts and "
         "grants at start so the quick start shows reports at once.",
     )
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_metrics_token_is_unset(cls, value: object) -> object:
+        # `EMBEDPORTAL_METRICS_TOKEN=` must not mean "the empty bearer token".
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Settings:

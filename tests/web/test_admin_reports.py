@@ -10,6 +10,7 @@ from sqlalchemy import select
 from embedportal.db.models import AuditEntry, Group, Report, ReportGrant
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE
+from embedportal.web.push import PushEvent
 from tests.conftest import LoginAs, MakeUser, SyncedReports, csrf_of
 
 HTMX = {"HX-Request": "true"}
@@ -74,6 +75,27 @@ def test_sync_updates_changed_reports_and_marks_vanished_ones_unavailable(
     with session_scope(app.state.session_factory) as db:
         gone = db.get(Report, "gone-from-power-bi")
         assert gone is not None and not gone.is_available
+
+
+def test_a_sync_that_removes_reports_tells_open_viewers_to_recheck(
+    app: FastAPI, admin: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[PushEvent] = []
+    monkeypatch.setattr(app.state.push_hub, "publish", published.append)
+    sync(admin)
+    assert published == []  # nothing went away
+    with session_scope(app.state.session_factory) as db:
+        db.add(
+            Report(
+                id="gone-from-power-bi",
+                workspace_id="w",
+                dataset_id="d",
+                name="Deleted report",
+                embed_url="https://app.powerbi.com/reportEmbed",
+            )
+        )
+    sync(admin)
+    assert published == [PushEvent(kind="access")]  # every open viewer re-checks once
 
 
 def test_sync_without_a_connection_says_what_to_do(app: FastAPI, admin: TestClient) -> None:

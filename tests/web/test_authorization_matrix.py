@@ -110,7 +110,8 @@ EXPECTED: dict[str, Row] = {
     # --- infrastructure ---------------------------------------------------------------------
     "GET /healthz": public(),
     "GET /static/vendor/{name}": public(),
-    # Prometheus scrapes without a session; the figures name no user.
+    # Prometheus scrapes without a session; the figures name no user. This app sets no
+    # EMBEDPORTAL_METRICS_TOKEN; with one, every caller without it gets 401 (test_events.py).
     "GET /metrics": public(),
     # --- start page, sign-in and account ----------------------------------------------------
     "GET /": Row(
@@ -212,6 +213,9 @@ EXPECTED: dict[str, Row] = {
         },
     ),
     "POST /admin/settings/test-connection": admin_only(OK),
+    # --- admin: viewer health ---------------------------------------------------------------
+    "GET /admin/viewers": admin_only(),
+    "GET /admin/viewers/rows": admin_only(query={"day": "2025-01-31"}),
 }
 
 

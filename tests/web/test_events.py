@@ -6,14 +6,19 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from embedportal.access.sessions import SESSION_COOKIE, start_session
 from embedportal.access.users import create_user
+from embedportal.app import create_app
 from embedportal.db.session import session_scope
+from embedportal.settings import Settings
 from embedportal.web.push import PushEvent, PushHub
 from tests.support.threaded import serve_in_thread
 
@@ -140,3 +145,63 @@ def test_redis_fans_events_out_between_instances(redis_url: str) -> None:
             await receiver.stop()
 
     assert asyncio.run(scenario()).data == {"n": 1}
+
+
+METRICS_TOKEN = "a-long-random-metrics-token"
+
+
+@pytest.fixture
+def guarded_client(settings: Settings) -> Iterator[TestClient]:
+    """The portal with EMBEDPORTAL_METRICS_TOKEN set."""
+    application = create_app(
+        settings.model_copy(update={"metrics_token": SecretStr(METRICS_TOKEN)})
+    )
+    with TestClient(application, base_url="http://127.0.0.1") as test_client:
+        yield test_client
+    application.state.engine.dispose()
+
+
+def test_metrics_are_open_without_a_metrics_token(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "embedportal_token_requests" in response.text
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        b"",
+        b"Bearer",
+        b"Bearer ",
+        b"Bearer not-the-token",
+        b"Bearer " + METRICS_TOKEN.encode() + b"x",
+        b"Basic " + METRICS_TOKEN.encode(),
+        METRICS_TOKEN.encode(),
+        "Bearer tökén".encode("latin-1"),
+    ],
+)
+def test_with_a_metrics_token_metrics_need_it(
+    guarded_client: TestClient, authorization: bytes | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = guarded_client.get("/metrics", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "embedportal_token_requests" not in response.text
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer"])
+def test_with_a_metrics_token_the_right_bearer_reads_metrics(
+    guarded_client: TestClient, scheme: str
+) -> None:
+    response = guarded_client.get(
+        "/metrics", headers={"Authorization": f"{scheme} {METRICS_TOKEN}"}
+    )
+    assert response.status_code == 200
+    assert "embedportal_token_requests" in response.text
+
+
+def test_an_empty_metrics_token_setting_means_unset() -> None:
+    assert Settings(_env_file=None, metrics_token="").metrics_token is None
+    assert Settings(_env_file=None, metrics_token="  ").metrics_token is None

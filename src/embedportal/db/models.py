@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     CheckConstraint,
+    Date,
     Enum,
     ForeignKey,
     Index,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -191,3 +193,39 @@ class Organization(Base):
     refresh_margin_minutes: Mapped[int] = mapped_column(default=10)
     interaction_min_age_minutes: Mapped[int] = mapped_column(default=5)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ViewerEventCount(Base):
+    """How often open viewers reported one kind of event, per UTC day, report and reason.
+
+    Counts, not rows per event: a wall of screens refreshing every hour for a year stays small.
+    `report_id` is kept after the report leaves the catalogue (history outlives it) and is None
+    when the viewer named no report, or one the portal did not know.
+    """
+
+    __tablename__ = "viewer_event_counts"
+    __table_args__ = (
+        UniqueConstraint(
+            "day", "report_id", "event_type", "reason", name="uq_viewer_event_counts_key"
+        ),
+        # NULLs never collide in the key above, so counters without a report have their own
+        # (partial) unique index: every counter exists once, and an upsert can find it.
+        Index(
+            "uq_viewer_event_counts_no_report",
+            "day",
+            "event_type",
+            "reason",
+            unique=True,
+            sqlite_where=text("report_id IS NULL"),
+            postgresql_where=text("report_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    report_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # One of embedportal.metrics.VIEWER_EVENT_TYPES.
+    event_type: Mapped[str] = mapped_column(String(20))
+    # A known reason (see embedportal.access.viewer_health), "other", or "" when none was given.
+    reason: Mapped[str] = mapped_column(String(40), default="")
+    count: Mapped[int] = mapped_column(default=0)

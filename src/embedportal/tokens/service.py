@@ -2,9 +2,9 @@
 
 A token is keyed by (connection, report, dataset, RLS identity, configured lifetime). While a
 minted token has more than the margin (plus a little slack) of life left, every viewer asking
-for the same key gets that same token; only then is a new one minted. Concurrent requests for one key wait for
-one mint (single flight). The cache lives in the process by default, or in Redis when
-``EMBEDPORTAL_REDIS_URL`` is set, so several portal instances share tokens and locks.
+for the same key gets that same token; only then is a new one minted. Concurrent requests for
+one key wait for one mint (single flight). The cache lives in the process by default, or in
+Redis when ``EMBEDPORTAL_REDIS_URL`` is set, so several portal instances share tokens and locks.
 """
 
 from __future__ import annotations

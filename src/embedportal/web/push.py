@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,3 +135,24 @@ class PushHub:
                 await asyncio.sleep(1.0)
             finally:
                 await client.aclose()
+
+
+def notify_access_changed(hub: PushHub, user_ids: Iterable[int]) -> None:
+    """Tell these users' open viewers that their access changed: each viewer asks for a token
+    again, and the token API's answer (a token for the current identity, or 401/403) decides.
+
+    Call it after the change is committed, or a viewer may re-check before it is visible. Best
+    effort: when the fan-out fails the change stands, and viewers find out at their next refresh.
+    """
+    targets = sorted(set(user_ids))
+    for told, user_id in enumerate(targets):
+        try:
+            hub.publish(PushEvent(kind="access", user_id=user_id))
+        except Exception:  # noqa: BLE001 - a lost Redis must not turn a saved change into a 500
+            logger.warning(
+                "push: %d of %d users not told about an access change",
+                len(targets) - told,
+                len(targets),
+                exc_info=True,
+            )
+            return

@@ -21,6 +21,7 @@ from embedportal.access.users import UserInputError, all_users
 from embedportal.db.models import Group, User
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
 from embedportal.web.i18n import _
+from embedportal.web.push import notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(prefix="/admin/groups", tags=["admin"], include_in_schema=False)
@@ -32,6 +33,11 @@ UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 def _is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+def _access_changed(request: Request, user_ids: list[int]) -> None:
+    """Members' open viewers ask for a token again: grants and RLS roles come through groups."""
+    notify_access_changed(request.app.state.push_hub, user_ids)
 
 
 def _group_or_404(db: DbSession, group_id: int) -> Group:
@@ -209,6 +215,8 @@ def add(
             request, db, group, member_email=email, member_errors=error.errors, status_code=400
         )
     db.commit()
+    # The group's grants may add RLS roles to the reports the user already sees.
+    _access_changed(request, [user.id])
     message = _("%(email)s is now a member.", email=user.email)
     if _is_htmx(request):
         context = _members_context(db, group)
@@ -227,6 +235,7 @@ def remove(
         raise HTTPException(status_code=404, detail=_("There is no such user."))
     remove_member(session=db, group=group, user=user, actor=admin)
     db.commit()
+    _access_changed(request, [user.id])
     message = _("%(email)s is no longer a member.", email=user.email)
     if _is_htmx(request):
         context = _members_context(db, group)
@@ -251,6 +260,8 @@ def confirm_delete_page(
 def delete(request: Request, db: DbSession, admin: AdminUser, group_id: GroupId) -> Response:
     group = _group_or_404(db, group_id)
     name = group.name
+    former_members = [member.id for member in members_of(session=db, group=group)]
     delete_group(session=db, group=group, actor=admin)
     db.commit()
+    _access_changed(request, former_members)
     return flash_redirect(request, "/admin/groups", _("Group “%(name)s” deleted.", name=name))

@@ -25,6 +25,7 @@ from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, U
 from embedportal.powerbi import PowerBIError
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
 from embedportal.web.i18n import gettext_ as _
+from embedportal.web.push import PushEvent, PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
@@ -52,12 +53,8 @@ def report_grant(grant_id: int, report: AdminReport, db: DbSession) -> ReportGra
 def access_changed(request: Request, user_ids: list[int]) -> None:
     """Tell these users' open viewers to re-check their access now (they ask for a token)."""
     hub = getattr(request.app.state, "push_hub", None)
-    if hub is None:
-        return
-    from embedportal.web.push import PushEvent
-
-    for user_id in set(user_ids):
-        hub.publish(PushEvent(kind="access", data={}, user_id=user_id))
+    if hub is not None:
+        notify_access_changed(hub, user_ids)
 
 
 def _is_htmx(request: Request) -> bool:
@@ -102,6 +99,10 @@ async def sync_reports(request: Request, admin: AdminUser, db: DbSession) -> Res
         )
         return flash_redirect(request, "/admin/reports", message, category="error")
     result = await run_in_threadpool(_apply, db, catalogue, admin)
+    if result.removed:
+        # Reports gone from Power BI close wherever they are open; every viewer re-checks once.
+        hub: PushHub = request.app.state.push_hub
+        hub.publish(PushEvent(kind="access"))
     message = _(
         "Synced from Power BI: %(added)s added, %(updated)s updated, %(removed)s removed.",
         added=result.added,

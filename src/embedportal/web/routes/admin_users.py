@@ -22,6 +22,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import Role, User
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
 from embedportal.web.i18n import _
+from embedportal.web.push import notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(prefix="/admin/users", tags=["admin"], include_in_schema=False)
@@ -31,6 +32,13 @@ MAX_PAGE = 1_000_000
 TextField = Annotated[str, Form()]
 # Ids beyond a 32-bit integer are refused as bad input, not passed to the database to overflow.
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# Changes that alter what a user may open or the identity their embed tokens carry (the e-mail is
+# the RLS username when none is set): their open viewers are told to ask for a token again.
+ACCESS_FIELDS = frozenset({"email", "role", "rls_username", "rls_roles"})
+
+
+def _access_changed(request: Request, user_id: int) -> None:
+    notify_access_changed(request.app.state.push_hub, [user_id])
 
 
 def _user_or_404(db: DbSession, user_id: int) -> User:
@@ -207,6 +215,8 @@ def update(
         }
         return _edit_page(request, db, user, values=values, errors=error.errors, status_code=400)
     db.commit()
+    if ACCESS_FIELDS.intersection(changes):
+        _access_changed(request, user.id)
     message = _("Changes saved.") if changes else _("Nothing was changed.")
     return flash_redirect(request, f"/admin/users/{user.id}", message)
 
@@ -244,6 +254,8 @@ def _set_blocked(
         return _edit_page(request, db, user, errors=error.errors, status_code=400)
     db.commit()
     if blocked:
+        # Their sessions are ended: the re-check gets 401, and the viewer shows access removed.
+        _access_changed(request, user.id)
         message = _("%(email)s is blocked and signed out everywhere.", email=user.email)
     else:
         message = _("%(email)s is unblocked and can sign in again.", email=user.email)
@@ -275,7 +287,7 @@ def confirm_delete_page(
 @router.post("/{user_id}/delete", dependencies=[CsrfProtected])
 def delete(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -> Response:
     user = _user_or_404(db, user_id)
-    email = user.email
+    email, deleted_id = user.email, user.id
     try:
         delete_user(session=db, user=user, actor=admin)
     except UserInputError as error:
@@ -286,4 +298,5 @@ def delete(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -
             status_code=400,
         )
     db.commit()
+    _access_changed(request, deleted_id)
     return flash_redirect(request, "/admin/users", _("User %(email)s deleted.", email=email))

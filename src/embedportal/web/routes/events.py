@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from embedportal.access.viewer_health import ReportedEvent, record_viewer_events
 from embedportal.metrics import REFRESH_REASONS, PortalMetrics
-from embedportal.web.deps import CsrfProtected, CurrentUser
+from embedportal.settings import Settings
+from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, get_settings
+from embedportal.web.i18n import _
 from embedportal.web.push import PushEvent, PushHub
 
 router = APIRouter(tags=["viewer"])
@@ -80,8 +85,12 @@ async def events(
 
 class ViewerEvent(BaseModel):
     type: Literal["refreshed", "refreshFailed", "expired", "recovered"]
+    # Free text up to 40 characters; reasons the portal does not know are counted as "other".
     reason: str | None = Field(None, max_length=40)
-    report_id: str | None = Field(None, alias="reportId", max_length=64)
+    # The portal's report ids are Power BI ids (GUIDs); nothing else is looked up.
+    report_id: str | None = Field(
+        None, alias="reportId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"
+    )
 
 
 class TelemetryBatch(BaseModel):
@@ -92,15 +101,47 @@ class TelemetryBatch(BaseModel):
 async def telemetry(
     batch: TelemetryBatch,
     _user: CurrentUser,
+    db: DbSession,
     metrics: Annotated[PortalMetrics, Depends(get_metrics)],
 ) -> Response:
-    """Open viewers report refreshes, failures, expiry screens and recoveries."""
+    """Open viewers report refreshes, failures, expiry screens and recoveries: counted in this
+    instance's Prometheus metrics, and per day in the database for Admin → Viewer health."""
+    events = [
+        ReportedEvent(event_type=event.type, reason=event.reason, report_id=event.report_id)
+        for event in batch.events
+    ]
+    if events:
+        # The database is written in a worker thread: the event loop serves push streams.
+        await run_in_threadpool(record_viewer_events, session=db, events=events)
     for event in batch.events:
         reason = event.reason if event.reason in REFRESH_REASONS else None
         metrics.record_viewer_event(event.type, reason)
     return Response(status_code=204)
 
 
+def _bearer_token_matches(authorization: str | None, expected: str) -> bool:
+    scheme, _sep, supplied = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not supplied.strip():
+        return False
+    # Bytes: compare_digest refuses str with non-ASCII characters, which a header may carry.
+    return hmac.compare_digest(supplied.strip().encode(), expected.encode())
+
+
 @router.get("/metrics", include_in_schema=False)
-def prometheus_metrics(metrics: Annotated[PortalMetrics, Depends(get_metrics)]) -> Response:
+def prometheus_metrics(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    metrics: Annotated[PortalMetrics, Depends(get_metrics)],
+) -> Response:
+    """Prometheus text format. With EMBEDPORTAL_METRICS_TOKEN set, only for that bearer token;
+    without it, open to anyone who reaches the portal (keep it on a private network)."""
+    expected = settings.metrics_token
+    if expected is not None and not _bearer_token_matches(
+        request.headers.get("authorization"), expected.get_secret_value()
+    ):
+        raise HTTPException(
+            status_code=401,
+            detail=_("Send the metrics token as “Authorization: Bearer <token>”."),
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,320 @@
+"""Viewer health: what open viewers report about their embed tokens, kept per day, and how many
+tokens the portal handed out against how many it had Power BI mint.
+
+Viewers send telemetry in batches (`POST /api/telemetry`); each batch adds to one counter per
+(UTC day, report, event type, reason). The token side comes from the audit trail: every token
+the API hands out is a `token.issued` entry, whose `shared` says whether it came from the shared
+cache or was freshly minted, i.e. cost a GenerateToken call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from embedportal.db.base import utcnow
+from embedportal.db.models import AuditEntry, Report, ViewerEventCount
+from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
+from embedportal.web.i18n import _
+
+# Reasons kept as given: why a token was refreshed, and how a viewer noticed its token died
+# ("clock", "wake", "expired-error"). Anything else is counted as "other", so a misbehaving
+# client cannot fill the table with made-up reasons.
+KNOWN_REASONS: tuple[str, ...] = (*REFRESH_REASONS, "clock")
+OTHER_REASON = "other"
+
+
+@dataclass(frozen=True)
+class ReportedEvent:
+    """One event as a viewer reported it (already checked for shape by the API)."""
+
+    event_type: str
+    reason: str | None = None
+    report_id: str | None = None
+
+
+def stored_reason(reason: str | None) -> str:
+    if not reason:
+        return ""
+    return reason if reason in KNOWN_REASONS else OTHER_REASON
+
+
+def record_viewer_events(
+    *, session: Session, events: Sequence[ReportedEvent], day: date | None = None
+) -> None:
+    """Add a batch of viewer events to the day's counters (the caller commits).
+
+    Report ids the catalogue does not know are counted without a report. Each counter is an
+    INSERT … ON CONFLICT DO UPDATE on its unique key, so batches arriving at the same moment
+    (on any number of portal instances) all count, on SQLite and PostgreSQL alike.
+    """
+    unknown_types = {event.event_type for event in events} - set(VIEWER_EVENT_TYPES)
+    if unknown_types:
+        raise ValueError(f"unknown viewer event types: {sorted(unknown_types)}")
+    day = day or utcnow().date()
+    named = {event.report_id for event in events if event.report_id}
+    known = set(session.scalars(select(Report.id).where(Report.id.in_(named)))) if named else set()
+    counts: Counter[tuple[str | None, str, str]] = Counter(
+        (
+            event.report_id if event.report_id in known else None,
+            event.event_type,
+            stored_reason(event.reason),
+        )
+        for event in events
+    )
+    # Always the same order, so concurrent batches lock their rows without deadlocking.
+    for (report_id, event_type, reason), count in sorted(
+        counts.items(), key=lambda item: (item[0][0] or "", item[0][1], item[0][2])
+    ):
+        _add(session, day, report_id, event_type, reason, count)
+
+
+def _add(
+    session: Session, day: date, report_id: str | None, event_type: str, reason: str, count: int
+) -> None:
+    counter = ViewerEventCount
+    dialect = session.get_bind().dialect.name
+    # The portal runs on these two; both speak INSERT … ON CONFLICT (…) [WHERE …] DO UPDATE.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(counter).values(
+        day=day, report_id=report_id, event_type=event_type, reason=reason, count=count
+    )
+    raised = {"count": counter.count + statement.excluded["count"]}
+    if report_id is None:
+        # NULLs never conflict in the full key: the partial unique index holds these counters.
+        upsert = statement.on_conflict_do_update(
+            index_elements=["day", "event_type", "reason"],
+            index_where=counter.report_id.is_(None),
+            set_=raised,
+        )
+    else:
+        upsert = statement.on_conflict_do_update(
+            index_elements=["day", "report_id", "event_type", "reason"], set_=raised
+        )
+    session.execute(upsert)
+
+
+# --- reading it back ---------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """Counts over some days (one day, one report, or everything shown)."""
+
+    refreshes: Counter[str] = field(default_factory=Counter)  # reason → token refreshes
+    failures: int = 0
+    expiries: int = 0
+    recoveries: int = 0
+    handed_out: int = 0  # tokens the token API answered with
+    minted: int = 0  # of those, freshly minted: one GenerateToken call each
+
+    @property
+    def refresh_total(self) -> int:
+        return sum(self.refreshes.values())
+
+    @property
+    def shared(self) -> int:
+        return self.handed_out - self.minted
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.refresh_total
+            or self.failures
+            or self.expiries
+            or self.recoveries
+            or self.handed_out
+        )
+
+    def add_event(self, event_type: str, reason: str, count: int) -> None:
+        if event_type == "refreshed":
+            self.refreshes[reason] += count
+        elif event_type == "refreshFailed":
+            self.failures += count
+        elif event_type == "expired":
+            self.expiries += count
+        elif event_type == "recovered":
+            self.recoveries += count
+
+    def add_tokens(self, *, shared: bool, count: int) -> None:
+        self.handed_out += count
+        if not shared:
+            self.minted += count
+
+
+@dataclass
+class DayRow:
+    day: date
+    hours: float  # hours of the day gone by (24 for a past day): the per-hour figure's basis
+    figures: Figures = field(default_factory=Figures)
+
+    @property
+    def minted_per_hour(self) -> float:
+        return self.figures.minted / self.hours if self.hours else 0.0
+
+
+@dataclass
+class ReportRow:
+    report_id: str | None  # None: viewers that named no report the portal knows
+    name: str | None  # None: the report is no longer in the catalogue
+    figures: Figures = field(default_factory=Figures)
+
+
+@dataclass
+class ViewerHealth:
+    first_day: date
+    last_day: date
+    days: list[DayRow]  # newest first, every day of the range, empty ones too
+    reports: list[ReportRow]  # most refreshed first
+    totals: Figures
+    reasons: list[str]  # the refresh reasons that occur, in a stable order
+
+    @property
+    def is_empty(self) -> bool:
+        return self.totals.is_empty
+
+
+def _reason_order(reason: str) -> tuple[int, str]:
+    if reason in KNOWN_REASONS:
+        return KNOWN_REASONS.index(reason), reason
+    return len(KNOWN_REASONS) + (reason == ""), reason
+
+
+def reason_label(reason: str) -> str:
+    """A person's words for a refresh reason."""
+    labels = {
+        "margin": _("Margin (before expiry)"),
+        "interaction": _("Interaction"),
+        "timed": _("Timed (“Refresh token every”)"),
+        "wake": _("Wake-up (sleep, hidden tab)"),
+        "expired-error": _("Expired, told by the report"),
+        "manual": _("Manual"),
+        "recovery": _("Recovery after expiry"),
+        "access-check": _("Access check"),
+        "policy": _("Policy change"),
+        "clock": _("Expired on the clock"),
+        OTHER_REASON: _("Other"),
+        "": _("Not given"),
+    }
+    return labels.get(reason, reason)
+
+
+def _utc_day(session: Session, column: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a timestamp column, as the database computes it."""
+    if session.get_bind().dialect.name == "postgresql":
+        # date() of a timestamptz follows the connection's time zone; pin it to UTC.
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)  # SQLite: timestamps are stored as UTC text
+
+
+def _as_date(value: object) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def viewer_health(
+    *, session: Session, first_day: date, last_day: date, now: datetime | None = None
+) -> ViewerHealth:
+    """Everything the Viewer health page shows for the UTC days first_day..last_day."""
+    now = now or utcnow()
+    today = now.astimezone(UTC).date()
+    days: dict[date, DayRow] = {}
+    day = last_day
+    while day >= first_day:
+        if day < today:
+            hours = 24.0
+        elif day == today:
+            midnight = datetime.combine(today, time(), UTC)
+            hours = max((now - midnight).total_seconds() / 3600, 1.0)
+        else:
+            hours = 0.0
+        days[day] = DayRow(day=day, hours=hours)
+        day -= timedelta(days=1)
+    totals = Figures()
+    reports: dict[str | None, ReportRow] = {}
+
+    def report_row(report_id: str | None) -> ReportRow:
+        if report_id not in reports:
+            reports[report_id] = ReportRow(report_id=report_id, name=None)
+        return reports[report_id]
+
+    count_sum = func.sum(ViewerEventCount.count)
+    event_rows = session.execute(
+        select(
+            ViewerEventCount.day,
+            ViewerEventCount.report_id,
+            ViewerEventCount.event_type,
+            ViewerEventCount.reason,
+            count_sum,
+        )
+        .where(ViewerEventCount.day >= first_day, ViewerEventCount.day <= last_day)
+        .group_by(
+            ViewerEventCount.day,
+            ViewerEventCount.report_id,
+            ViewerEventCount.event_type,
+            ViewerEventCount.reason,
+        )
+    )
+    for row_day, report_id, event_type, reason, count in event_rows:
+        amount = int(count or 0)
+        for figures in (days[_as_date(row_day)].figures, report_row(report_id).figures, totals):
+            figures.add_event(event_type, reason, amount)
+
+    issued_day = _utc_day(session, AuditEntry.at)
+    shared = AuditEntry.detail["shared"].as_boolean()
+    token_rows = session.execute(
+        select(issued_day, AuditEntry.target_id, shared, func.count())
+        .where(
+            AuditEntry.action == "token.issued",
+            AuditEntry.at >= datetime.combine(first_day, time(), UTC),
+            AuditEntry.at < datetime.combine(last_day + timedelta(days=1), time(), UTC),
+        )
+        .group_by(issued_day, AuditEntry.target_id, shared)
+    )
+    for row_day, report_id, was_shared, count in token_rows:
+        target = days.get(_as_date(row_day))
+        if target is None:  # a moment on the range's edge, rounded by the database
+            continue
+        # An entry that does not say it was shared is counted as minted: the figure that
+        # matters (GenerateToken calls) is better over- than under-stated.
+        for figures in (target.figures, report_row(report_id or None).figures, totals):
+            figures.add_tokens(shared=was_shared is True, count=int(count))
+
+    ids = [report_id for report_id in reports if report_id is not None]
+    if ids:
+        names = {
+            str(report_id): str(name)
+            for report_id, name in session.execute(
+                select(Report.id, Report.name).where(Report.id.in_(ids))
+            )
+        }
+        for report_id, row in reports.items():
+            if report_id is not None:
+                row.name = names.get(report_id)
+    ordered_reports = sorted(
+        reports.values(),
+        key=lambda row: (
+            -row.figures.refresh_total,
+            -row.figures.handed_out,
+            row.report_id is None,
+            (row.name or row.report_id or "").lower(),
+        ),
+    )
+    return ViewerHealth(
+        first_day=first_day,
+        last_day=last_day,
+        days=list(days.values()),
+        reports=ordered_reports,
+        totals=totals,
+        reasons=sorted(totals.refreshes, key=_reason_order),
+    )

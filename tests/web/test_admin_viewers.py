@@ -1,0 +1,466 @@
+"""Viewer telemetry kept in the database, and Admin → Viewer health reading it back together
+with the tokens handed out (the audit trail's `token.issued`)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from embedportal.access import viewer_health as health_module
+from embedportal.access.sessions import SESSION_COOKIE, start_session
+from embedportal.access.viewer_health import ReportedEvent, record_viewer_events, viewer_health
+from embedportal.db.models import AuditEntry, Report, User, ViewerEventCount
+from embedportal.db.session import session_scope
+from embedportal.web.routes import events as events_routes
+from tests.conftest import LoginAs, MakeUser, csrf_of
+from tests.support.threaded import serve_in_thread
+
+SALES_ID = "5a1e5000-0000-4000-8000-000000000001"
+STOCK_ID = "5a1e5000-0000-4000-8000-000000000002"
+
+
+def _add_report(app: FastAPI, report_id: str, name: str) -> None:
+    with session_scope(app.state.session_factory) as db:
+        db.add(
+            Report(
+                id=report_id,
+                workspace_id="5a1e5000-0000-4000-8000-0000000000ff",
+                dataset_id="5a1e5000-0000-4000-8000-0000000000da",
+                name=name,
+                embed_url=f"https://app.powerbi.com/reportEmbed?reportId={report_id}",
+            )
+        )
+
+
+@pytest.fixture
+def reports(app: FastAPI) -> dict[str, str]:
+    _add_report(app, SALES_ID, "Sales Overview")
+    _add_report(app, STOCK_ID, "Stock Levels")
+    return {"sales": SALES_ID, "stock": STOCK_ID}
+
+
+@pytest.fixture
+def viewer(make_user: MakeUser, login_as: LoginAs) -> TestClient:
+    return login_as(make_user("viewer@example.com"))
+
+
+def _post(client: TestClient, events: list[dict[str, Any]]) -> httpx.Response:
+    response: httpx.Response = client.post(
+        "/api/telemetry",
+        json={"events": events},
+        headers={"X-CSRF-Token": csrf_of(client, "/reports")},
+    )
+    return response
+
+
+def _counts(app: FastAPI) -> dict[tuple[str | None, str, str], int]:
+    """(report, event type, reason) → count, summed over days and rows."""
+    with session_scope(app.state.session_factory) as db:
+        rows = db.execute(
+            select(
+                ViewerEventCount.report_id,
+                ViewerEventCount.event_type,
+                ViewerEventCount.reason,
+                func.sum(ViewerEventCount.count),
+            ).group_by(
+                ViewerEventCount.report_id, ViewerEventCount.event_type, ViewerEventCount.reason
+            )
+        )
+        return {(r, t, reason): int(n) for r, t, reason, n in rows}
+
+
+def _issue(app: FastAPI, *, at: datetime, report_id: str, shared: bool | None) -> None:
+    """A `token.issued` audit entry as the token API writes it."""
+    detail: dict[str, Any] = {"tokenId": "t", "reason": "margin"}
+    if shared is not None:
+        detail["shared"] = shared
+    with session_scope(app.state.session_factory) as db:
+        db.add(
+            AuditEntry(
+                at=at,
+                action="token.issued",
+                target_type="report",
+                target_id=report_id,
+                detail=detail,
+            )
+        )
+
+
+# --- persistence -------------------------------------------------------------------------------
+
+
+def test_two_batches_add_up_per_day_report_type_and_reason(
+    app: FastAPI, viewer: TestClient, reports: dict[str, str]
+) -> None:
+    first = [
+        {"type": "refreshed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "refreshed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "refreshed", "reason": "timed", "reportId": reports["stock"]},
+        {"type": "expired", "reason": "clock", "reportId": reports["sales"]},
+    ]
+    second = [
+        {"type": "refreshed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "refreshFailed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "recovered", "reason": "recovery", "reportId": reports["sales"]},
+        {"type": "expired", "reason": "clock", "reportId": reports["sales"]},
+    ]
+    assert _post(viewer, first).status_code == 204
+    assert _post(viewer, second).status_code == 204
+
+    assert _counts(app) == {
+        (reports["sales"], "refreshed", "margin"): 3,
+        (reports["stock"], "refreshed", "timed"): 1,
+        (reports["sales"], "expired", "clock"): 2,
+        (reports["sales"], "refreshFailed", "margin"): 1,
+        (reports["sales"], "recovered", "recovery"): 1,
+    }
+    with session_scope(app.state.session_factory) as db:
+        rows = list(db.scalars(select(ViewerEventCount)))
+    assert len(rows) == 5  # one counter per key, raised in place
+    assert {row.day for row in rows} == {datetime.now(UTC).date()}
+
+
+def test_unknown_reports_and_reasons_are_kept_without_them(
+    app: FastAPI, viewer: TestClient, reports: dict[str, str]
+) -> None:
+    response = _post(
+        viewer,
+        [
+            {"type": "refreshed", "reason": "margin", "reportId": "not-a-report-we-know"},
+            {"type": "refreshed", "reason": "margin"},
+            {"type": "refreshed", "reason": "made-up-reason", "reportId": reports["sales"]},
+            {"type": "refreshFailed", "reportId": reports["sales"]},
+            {"type": "refreshFailed", "reason": None, "reportId": None},
+        ],
+    )
+    assert response.status_code == 204
+    assert _counts(app) == {
+        (None, "refreshed", "margin"): 2,
+        (reports["sales"], "refreshed", "other"): 1,
+        (reports["sales"], "refreshFailed", ""): 1,
+        (None, "refreshFailed", ""): 1,
+    }
+    # Counters without a report add up too (a NULL never meets the unique key).
+    assert _post(viewer, [{"type": "refreshed", "reason": "margin"}]).status_code == 204
+    assert _counts(app)[(None, "refreshed", "margin")] == 3
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalar(select(func.count()).select_from(ViewerEventCount)) == 4
+
+
+def test_an_empty_batch_is_accepted_and_stores_nothing(app: FastAPI, viewer: TestClient) -> None:
+    assert _post(viewer, []).status_code == 204
+    assert _counts(app) == {}
+
+
+def test_the_database_is_written_off_the_event_loop(
+    app: FastAPI, viewer: TestClient, reports: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    real = record_viewer_events
+
+    def spy(**arguments: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+            seen.append(True)  # called in the event loop's thread: it would block every stream
+        except RuntimeError:
+            seen.append(False)
+        real(**arguments)
+
+    monkeypatch.setattr(events_routes, "record_viewer_events", spy)
+    assert _post(viewer, [{"type": "refreshed", "reason": "margin"}]).status_code == 204
+    assert seen == [False]
+    assert _counts(app) == {(None, "refreshed", "margin"): 1}
+
+
+def test_concurrent_batches_all_count(app: FastAPI, make_user: MakeUser) -> None:
+    """Many viewers flushing at the same moment, over real HTTP: no 500, nothing lost."""
+    _add_report(app, SALES_ID, "Sales Overview")
+    user = make_user("wall@example.com")
+    with session_scope(app.state.session_factory) as db:
+        row = db.get(User, user.id)
+        assert row is not None
+        new = start_session(session=db, user=row)
+        cookie, csrf = new.cookie_value, new.record.csrf_token
+    batch = {
+        "events": [
+            {"type": "refreshed", "reason": "margin", "reportId": SALES_ID},
+            {"type": "refreshed", "reason": "timed", "reportId": SALES_ID},
+            {"type": "refreshed", "reason": "margin"},
+        ]
+    }
+    start = threading.Barrier(8)
+
+    with serve_in_thread(app) as base_url:
+
+        def flush(_: int) -> list[int]:
+            with httpx.Client(
+                base_url=base_url,
+                cookies={SESSION_COOKIE: cookie},
+                headers={"X-CSRF-Token": csrf},
+                timeout=30,
+            ) as client:
+                start.wait()
+                return [client.post("/api/telemetry", json=batch).status_code for _ in range(5)]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = [status for result in pool.map(flush, range(8)) for status in result]
+    assert statuses == [204] * 40
+    assert _counts(app) == {
+        (SALES_ID, "refreshed", "margin"): 40,
+        (SALES_ID, "refreshed", "timed"): 40,
+        (None, "refreshed", "margin"): 40,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b"this is not json", "application/json", id="not-json"),
+        pytest.param(b"", "application/json", id="empty-body"),
+        pytest.param(b"[]", "application/json", id="a-list"),
+        pytest.param(b'{"events": "refreshed"}', "application/json", id="events-not-a-list"),
+        pytest.param(b'{"events": [null]}', "application/json", id="null-event"),
+        pytest.param(b'{"events": [{"type": "explode"}]}', "application/json", id="unknown-type"),
+        pytest.param(b'{"events": [{"reason": "margin"}]}', "application/json", id="no-type"),
+        pytest.param(
+            b'{"events": [{"type": "refreshed", "reportId": 42}]}',
+            "application/json",
+            id="numeric-report",
+        ),
+        pytest.param(
+            b'{"events": [{"type": "refreshed", "reportId": "a\\u0000b"}]}',
+            "application/json",
+            id="nul-in-report",
+        ),
+        pytest.param(
+            b'{"events": [{"type": "refreshed", "reportId": "../../etc"}]}',
+            "application/json",
+            id="path-like-report",
+        ),
+        pytest.param(
+            b'{"events": [{"type": "refreshed", "reportId": "' + b"a" * 65 + b'"}]}',
+            "application/json",
+            id="long-report",
+        ),
+        pytest.param(
+            b'{"events": [{"type": "refreshed", "reason": "' + b"r" * 41 + b'"}]}',
+            "application/json",
+            id="long-reason",
+        ),
+        pytest.param(
+            b'{"events": [' + b",".join([b'{"type": "expired"}'] * 101) + b"]}",
+            "application/json",
+            id="too-many",
+        ),
+        pytest.param(b'{"events": []}', "text/plain", id="not-declared-json"),
+    ],
+)
+def test_bad_telemetry_is_refused_with_422_json(
+    app: FastAPI, viewer: TestClient, body: bytes, content_type: str
+) -> None:
+    response = viewer.post(
+        "/api/telemetry",
+        content=body,
+        headers={"X-CSRF-Token": csrf_of(viewer, "/reports"), "Content-Type": content_type},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] == "InvalidRequest"
+    assert _counts(app) == {}
+
+
+def test_telemetry_needs_a_session(client: TestClient) -> None:
+    response = client.post("/api/telemetry", json={"events": [{"type": "refreshed"}]})
+    assert response.status_code in (401, 403)
+    assert response.headers["content-type"].startswith("application/json")
+
+
+def test_recording_refuses_event_types_it_does_not_know(app: FastAPI) -> None:
+    with session_scope(app.state.session_factory) as db, pytest.raises(ValueError):
+        record_viewer_events(session=db, events=[ReportedEvent(event_type="exploded")])
+
+
+# --- reading it back ---------------------------------------------------------------------------
+
+
+def test_tokens_are_counted_per_utc_day_from_the_audit_trail(
+    app: FastAPI, reports: dict[str, str]
+) -> None:
+    day = date(2025, 3, 10)
+    midnight = datetime(2025, 3, 10, tzinfo=UTC)
+    _issue(app, at=midnight - timedelta(seconds=1), report_id=reports["sales"], shared=False)
+    _issue(app, at=midnight, report_id=reports["sales"], shared=False)
+    _issue(app, at=midnight + timedelta(hours=5), report_id=reports["sales"], shared=True)
+    _issue(
+        app, at=midnight + timedelta(hours=23, minutes=59), report_id=reports["stock"], shared=True
+    )
+    _issue(app, at=midnight + timedelta(hours=12), report_id=reports["stock"], shared=None)
+    _issue(app, at=midnight + timedelta(days=1), report_id=reports["stock"], shared=False)
+    with session_scope(app.state.session_factory) as db:
+        record_viewer_events(
+            session=db,
+            events=[ReportedEvent("refreshed", "margin", reports["sales"])] * 3,
+            day=day,
+        )
+        record_viewer_events(
+            session=db, events=[ReportedEvent("refreshed", "wake", reports["sales"])], day=day
+        )
+        one_day = viewer_health(
+            session=db, first_day=day, last_day=day, now=midnight + timedelta(days=3)
+        )
+        window = viewer_health(
+            session=db,
+            first_day=day - timedelta(days=1),
+            last_day=day + timedelta(days=1),
+            now=midnight + timedelta(days=1, hours=6),
+        )
+
+    totals = one_day.totals
+    assert (totals.handed_out, totals.minted, totals.shared) == (4, 2, 2)
+    assert dict(totals.refreshes) == {"margin": 3, "wake": 1}
+    assert one_day.reasons == ["margin", "wake"]
+    by_report = {row.report_id: row for row in one_day.reports}
+    assert by_report[reports["sales"]].name == "Sales Overview"
+    assert by_report[reports["sales"]].figures.refresh_total == 4
+    assert (
+        by_report[reports["sales"]].figures.handed_out,
+        by_report[reports["sales"]].figures.minted,
+    ) == (2, 1)
+    # An entry that does not say whether it was shared counts as minted.
+    assert (
+        by_report[reports["stock"]].figures.handed_out,
+        by_report[reports["stock"]].figures.minted,
+    ) == (2, 1)
+    assert one_day.days[0].minted_per_hour == pytest.approx(2 / 24)
+
+    assert [row.day for row in window.days] == [
+        day + timedelta(days=1),
+        day,
+        day - timedelta(days=1),
+    ]
+    per_day = {row.day: (row.figures.handed_out, row.figures.minted) for row in window.days}
+    assert per_day == {
+        day - timedelta(days=1): (1, 1),
+        day: (4, 2),
+        day + timedelta(days=1): (1, 1),
+    }
+    # Today has had six hours so far: its rate is per hour gone by, not per 24.
+    assert window.days[0].minted_per_hour == pytest.approx(1 / 6)
+
+
+def test_rows_of_reports_gone_from_the_catalogue_keep_their_id(app: FastAPI) -> None:
+    day = date(2025, 3, 10)
+    _add_report(app, SALES_ID, "Sales Overview")
+    with session_scope(app.state.session_factory) as db:
+        record_viewer_events(
+            session=db, events=[ReportedEvent("refreshed", "margin", SALES_ID)], day=day
+        )
+        db.delete(db.get(Report, SALES_ID))
+        db.flush()
+        result = viewer_health(session=db, first_day=day, last_day=day)
+    assert [(row.report_id, row.name) for row in result.reports] == [(SALES_ID, None)]
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin(make_user: MakeUser, login_as: LoginAs) -> TestClient:
+    return login_as(make_user("admin@example.com", role="admin"))
+
+
+def test_the_page_is_in_the_admin_menu(admin: TestClient) -> None:
+    assert '<a href="/admin/viewers">Viewer health</a>' in admin.get("/admin/users").text
+
+
+def test_an_empty_page_says_what_it_means(admin: TestClient) -> None:
+    page = admin.get("/admin/viewers")
+    assert page.status_code == 200
+    today = datetime.now(UTC).date()
+    assert f"{(today - timedelta(days=6)).isoformat()} to {today.isoformat()} (UTC)" in page.text
+    assert "Nothing in these days" in page.text
+    assert "nobody had a report open, not that something went wrong" in page.text
+    one_day = admin.get("/admin/viewers", params={"day": "2024-02-29"})
+    assert "Nothing on this day" in one_day.text
+    assert 'value="2024-02-29"' in one_day.text
+
+
+def test_the_page_shows_totals_per_day_and_per_report(
+    app: FastAPI, admin: TestClient, reports: dict[str, str]
+) -> None:
+    now = datetime.now(UTC)
+    _issue(app, at=now, report_id=reports["sales"], shared=False)
+    _issue(app, at=now, report_id=reports["sales"], shared=True)
+    _issue(app, at=now, report_id=reports["sales"], shared=True)
+    batch = [
+        {"type": "refreshed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "refreshed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "refreshed", "reason": "interaction", "reportId": reports["stock"]},
+        {"type": "refreshFailed", "reason": "margin", "reportId": reports["sales"]},
+        {"type": "expired", "reason": "clock", "reportId": reports["stock"]},
+        {"type": "recovered", "reason": "recovery", "reportId": reports["stock"]},
+    ]
+    assert _post(admin, batch).status_code == 204
+
+    page = admin.get("/admin/viewers")
+    assert page.status_code == 200
+    text = page.text
+    assert "Nothing in these days" not in text
+    for words in (
+        "Token refreshes in open reports</th><td>3</td>",
+        'Margin (before expiry) <small class="muted">margin</small></td><td>2</td>',
+        'Interaction <small class="muted">interaction</small></td><td>1</td>',
+        "Refresh failures</th><td>1</td>",
+        "Expiry screens seen</th><td>1</td>",
+        "Recoveries without a reload</th><td>1</td>",
+        "Tokens handed out</th><td>3</td>",
+        "freshly minted (GenerateToken calls)</td><td>1</td>",
+        '<a href="/admin/reports/' + reports["sales"] + '">Sales Overview</a>',
+        '<a href="/admin/reports/' + reports["stock"] + '">Stock Levels</a>',
+        f'<a href="/admin/viewers?day={now.date().isoformat()}">',
+    ):
+        assert words in text, words
+    # The most refreshed report comes first.
+    assert text.index("Sales Overview") < text.index("Stock Levels")
+
+    one_day = admin.get("/admin/viewers/rows", params={"day": now.date().isoformat()})
+    assert one_day.status_code == 200
+    assert "<html" not in one_day.text
+    assert "Token refreshes in open reports</th><td>3</td>" in one_day.text
+    assert "GenerateToken calls per hour:" in one_day.text
+    other_day = admin.get("/admin/viewers/rows", params={"day": "2020-01-01"})
+    assert "Nothing on this day" in other_day.text
+
+
+@pytest.mark.parametrize("day", ["yesterday", "2025-02-30", "0001-01-01", "99999-01-01"])
+def test_a_bad_day_is_refused_with_the_reason(admin: TestClient, day: str) -> None:
+    page = admin.get("/admin/viewers", params={"day": day})
+    assert page.status_code == 400
+    assert "Give a date like 2025-01-31." in page.text
+    partial = admin.get("/admin/viewers/rows", params={"day": day})
+    assert partial.status_code == 400
+    assert "Give a date like 2025-01-31." in partial.text and "<html" not in partial.text
+
+
+def test_the_page_speaks_portuguese(make_user: MakeUser, login_as: LoginAs) -> None:
+    client = login_as(make_user("ana@example.com", role="admin", language="pt_BR"))
+    page = client.get("/admin/viewers")
+    assert "Saúde dos visualizadores" in page.text
+    assert "Nada nestes dias" in page.text
+
+
+def test_viewer_health_module_knows_every_reason_the_keeper_sends() -> None:
+    for reason in ("margin", "interaction", "timed", "wake", "recovery", "clock"):
+        assert health_module.stored_reason(reason) == reason
+    assert health_module.stored_reason("") == ""
+    assert health_module.stored_reason(None) == ""
+    assert health_module.stored_reason("something-new") == "other"
