@@ -17,6 +17,8 @@ from embedportal.settings import Settings
 
 logger = logging.getLogger("embedportal")
 
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
 
 def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
@@ -27,6 +29,8 @@ def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
         access_log=False,  # access logs would carry report ids in URLs; we log what matters
         proxy_headers=True,
         lifespan="on",
+        # Open viewers hold push streams forever; on shutdown give them a moment, not forever.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return uvicorn.Server(config)
 
@@ -126,6 +130,7 @@ def serve_in_thread(
         access_log=False,
         lifespan="on",
         ws="none",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -31,24 +31,22 @@ def _signed_in_cookie(app: FastAPI, email: str = "viewer@example.com") -> tuple[
 
 
 def test_hub_delivers_to_the_addressed_user_only() -> None:
-    async def scenario() -> list[str]:
+    async def scenario() -> list[str | None]:
         hub = PushHub()
-        alice = hub.subscribe(user_id=1)
-        bob = hub.subscribe(user_id=2)
-        alice_next = asyncio.ensure_future(anext(alice))
-        bob_next = asyncio.ensure_future(anext(bob))
-        await asyncio.sleep(0)
-        hub.publish(PushEvent(kind="access", user_id=1))
-        hub.publish(PushEvent(kind="policy", data={"marginSeconds": 60}))
-        first = await asyncio.wait_for(alice_next, 1)
-        bob_first = await asyncio.wait_for(bob_next, 1)
-        second = await asyncio.wait_for(anext(alice), 1)
-        await alice.aclose()
-        await bob.aclose()
+        with hub.subscribe(user_id=1) as alice, hub.subscribe(user_id=2) as bob:
+            # Registered on entry: an event published at once is not lost.
+            hub.publish(PushEvent(kind="access", user_id=1))
+            hub.publish(PushEvent(kind="policy", data={"marginSeconds": 60}))
+            first = await alice.next(timeout=1)
+            second = await alice.next(timeout=1)
+            bob_first = await bob.next(timeout=1)
+            bob_second = await bob.next(timeout=0.05)
+            assert hub.connected == 2
         assert hub.connected == 0
-        return [first.kind, second.kind, bob_first.kind]
+        assert first and second and bob_first
+        return [first.kind, second.kind, bob_first.kind, bob_second and bob_second.kind]
 
-    assert asyncio.run(scenario()) == ["access", "policy", "policy"]
+    assert asyncio.run(scenario()) == ["access", "policy", "policy", None]
 
 
 def test_events_stream_requires_a_session(client: TestClient) -> None:
@@ -85,6 +83,15 @@ def test_events_stream_delivers_published_events_over_http(app: FastAPI) -> None
             time.sleep(0.05)
         app.state.push_hub.publish(PushEvent(kind="access", data={"x": 1}, user_id=user_id))
         listener.join(timeout=10)
+        # The viewer went away: its subscription ends and the open-viewers gauge comes back down.
+        gauge = app.state.metrics.open_viewers
+        deadline = time.monotonic() + 10
+        while (app.state.push_hub.connected or gauge._value.get()) and (  # noqa: SLF001
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert app.state.push_hub.connected == 0
+        assert gauge._value.get() == 0  # noqa: SLF001
     assert received == [("access", {"x": 1})]
 
 
@@ -130,18 +137,15 @@ def test_redis_fans_events_out_between_instances(redis_url: str) -> None:
         publisher = PushHub(redis_url)
         receiver = PushHub(redis_url)
         await receiver.start()
-        subscription = receiver.subscribe(user_id=7)
-        pending = asyncio.ensure_future(anext(subscription))
         try:
-            for _ in range(50):  # the subscription is ready once a published event arrives
-                publisher.publish(PushEvent(kind="access", data={"n": 1}, user_id=7))
-                done, _ = await asyncio.wait({pending}, timeout=0.1)
-                if done:
-                    return pending.result()
+            with receiver.subscribe(user_id=7) as subscription:
+                for _ in range(50):  # the Redis subscription is ready once an event arrives
+                    publisher.publish(PushEvent(kind="access", data={"n": 1}, user_id=7))
+                    event = await subscription.next(timeout=0.1)
+                    if event is not None:
+                        return event
             raise AssertionError("no event crossed Redis")
         finally:
-            pending.cancel()
-            await subscription.aclose()
             await receiver.stop()
 
     assert asyncio.run(scenario()).data == {"n": 1}

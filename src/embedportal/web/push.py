@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,20 @@ class PushEvent:
     def from_json(cls, raw: str | bytes) -> PushEvent:
         value = json.loads(raw)
         return cls(kind=str(value["kind"]), data=dict(value["data"]), user_id=value["user_id"])
+
+
+class Subscription:
+    """One open viewer connection's queue of events."""
+
+    def __init__(self, queue: asyncio.Queue[PushEvent]) -> None:
+        self._queue = queue
+
+    async def next(self, timeout: float | None = None) -> PushEvent | None:
+        """The next event, or None when ``timeout`` seconds pass without one."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
 
 
 @dataclass(eq=False)
@@ -87,7 +102,11 @@ class PushHub:
             queue.get_nowait()
         queue.put_nowait(event)
 
-    async def subscribe(self, *, user_id: int) -> AsyncGenerator[PushEvent, None]:
+    @contextmanager
+    def subscribe(self, *, user_id: int) -> Iterator[Subscription]:
+        """Receive the events for one user (and broadcasts) while the block runs.
+
+        Registration happens on entry, so nothing published after entry is missed."""
         subscriber = _Subscriber(
             user_id=user_id,
             loop=asyncio.get_running_loop(),
@@ -96,8 +115,7 @@ class PushHub:
         with self._lock:
             self._subscribers.add(subscriber)
         try:
-            while True:
-                yield await subscriber.queue.get()
+            yield Subscription(subscriber.queue)
         finally:
             with self._lock:
                 self._subscribers.discard(subscriber)

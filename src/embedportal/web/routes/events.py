@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -57,23 +56,13 @@ async def events(
 
     async def stream() -> AsyncIterator[str]:
         metrics.open_viewers.inc()
-        subscription = hub.subscribe(user_id=user_id)
-        next_event: asyncio.Task[PushEvent] | None = None
         try:
-            yield "retry: 3000\n\n"
-            while not await request.is_disconnected():
-                if next_event is None:
-                    next_event = asyncio.ensure_future(anext(subscription))
-                done, _ = await asyncio.wait({next_event}, timeout=HEARTBEAT_SECONDS)
-                if done:
-                    yield _sse(next_event.result())
-                    next_event = None
-                else:
-                    yield ": heartbeat\n\n"
+            with hub.subscribe(user_id=user_id) as subscription:
+                yield "retry: 3000\n\n"
+                while not await request.is_disconnected():
+                    event = await subscription.next(timeout=HEARTBEAT_SECONDS)
+                    yield _sse(event) if event is not None else ": heartbeat\n\n"
         finally:
-            if next_event is not None:
-                next_event.cancel()
-            await subscription.aclose()
             metrics.open_viewers.dec()
 
     return StreamingResponse(
