@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
 from embedportal.access.organization import PowerBIClients
+from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_service = TokenService(cache=create_token_cache(settings.redis_url))
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
+    app.state.capacity_probe = CapacityProbe()
+    app.state.on_shutdown.append(app.state.capacity_probe.aclose)
 
     app.middleware("http")(request_context_middleware)
     install_error_handlers(app)

@@ -18,6 +18,7 @@ REFRESH_REASONS = (
     "recovery",
     "access-check",
     "policy",
+    "capacity",
 )
 
 

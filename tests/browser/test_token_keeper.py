@@ -15,9 +15,11 @@ import re
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
+from embedportal.emulator.settings import EmulatorSettings
 from tests.browser.keeper_support import (
     ADMIN,
     DEMO_GROUP,
@@ -349,3 +351,58 @@ def test_without_the_keeper_the_same_viewer_shows_token_expired(
         ).to_be_visible()
         assert [c.reason for c in calls.calls] == ["load"], calls.summary()
         assert "TokenExpired" in probe(page)["errors"]
+
+
+# --- the capacity goes off while a report is open ------------------------------------------------
+
+
+def _arm(portal: Portal, action: str | None, expected_state: str) -> None:
+    """Suspend or resume the built-in emulator's capacity over ARM, as Azure would."""
+    settings = EmulatorSettings()
+    with httpx.Client(base_url=portal.emulator_url, timeout=10) as http:
+        token = http.post(
+            f"/{settings.tenant_id}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret,
+                "scope": "https://management.azure.com/.default",
+            },
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        params = {"api-version": "2021-01-01"}
+        path = settings.capacity_resource_id
+        if action is not None:
+            answer = http.post(f"{path}/{action}", params=params, headers=headers)
+            assert answer.status_code in (200, 202), answer.text
+        deadline = time.monotonic() + 20
+        while (
+            http.get(path, params=params, headers=headers).json()["properties"]["state"]
+            != expected_state
+        ):
+            assert time.monotonic() < deadline, f"capacity never reached {expected_state}"
+            time.sleep(0.2)
+
+
+def test_a_capacity_paused_under_an_open_report_shows_its_screen_and_comes_back(
+    page: Page, portal: Portal
+) -> None:
+    calls = open_viewer(page, portal.url)
+    with explain(page, portal.server, calls):
+        expect(card(page)).to_have_text(total_revenue(), timeout=REPORT_LOAD_TIMEOUT)
+        _arm(portal, "suspend", "Paused")
+        try:
+            # The next query fails in the iframe; the viewer asks the server at once, which
+            # looks at the capacity afresh and answers 503 CapacityNotActive.
+            page.evaluate("() => window.embedportalViewers[0].report.refresh()")
+            capacity_off = page.locator('[data-overlay="capacityOff"]')
+            expect(capacity_off).to_be_visible(timeout=15_000)
+            expect(capacity_off).to_contain_text("The Power BI capacity is off.")
+            assert 503 in [call.status for call in calls.with_reason("capacity")]
+        finally:  # the server is shared: the capacity runs again whatever happened
+            _arm(portal, "resume", "Succeeded")
+        # No click, no page reload: the keeper's retries find the capacity running, set a
+        # token and reload the report.
+        expect(capacity_off).to_be_hidden(timeout=60_000)
+        expect(card(page)).to_have_text(total_revenue(), timeout=REPORT_LOAD_TIMEOUT)
+        expect(report_frame(page).locator("body")).not_to_contain_text("CapacityNotActive")

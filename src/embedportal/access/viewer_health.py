@@ -199,6 +199,7 @@ def reason_label(reason: str) -> str:
         "recovery": _("Recovery after expiry"),
         "access-check": _("Access check"),
         "policy": _("Policy change"),
+        "capacity": _("Capacity went off"),
         "clock": _("Expired on the clock"),
         OTHER_REASON: _("Other"),
         "": _("Not given"),

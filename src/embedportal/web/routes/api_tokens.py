@@ -23,6 +23,7 @@ from embedportal.access.organization import (
     effective_connection,
     get_organization,
 )
+from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.models import Report, User
 from embedportal.powerbi import (
     EffectiveIdentity,
@@ -185,6 +186,18 @@ async def issue_token(
             ),
             "PowerBINotConnected",
         )
+    probe: CapacityProbe = request.app.state.capacity_probe
+    reason = body.reason if body is not None and body.reason else "load"
+    # A viewer asking because its iframe saw the capacity fail gets a fresh look at it.
+    capacity = await probe.reading(connection.connection, fresh=reason == "capacity")
+    if capacity.running is False:
+        _metric(request, "token_requests", outcome="capacity_off")
+        return _error(
+            503,
+            _("The Power BI capacity is off. The report comes back when it is running again."),
+            CAPACITY_NOT_ACTIVE,
+            retry_after=DEFAULT_RETRY_SECONDS,
+        )
     service: TokenService = request.app.state.token_service
     clients: PowerBIClients = request.app.state.powerbi_clients
     try:
@@ -201,7 +214,6 @@ async def issue_token(
         return _powerbi_failure(error)
     _metric(request, "token_cache_hits" if issued.shared else "generate_token_calls")
     _metric(request, "token_requests", outcome="issued")
-    reason = body.reason if body is not None and body.reason else "load"
     await run_in_threadpool(_audit, db, user, report, issued, reason)
     return JSONResponse(issued.as_json(), headers={"Cache-Control": "no-store"})
 

@@ -258,6 +258,12 @@ export async function mountSlot(slot) {
   report.on('rendered', () => {
     slot.dataset.rendered = 'true';
   });
+  // The iframe says the capacity went off while the report is open: ask the server now. Its
+  // 503 CapacityNotActive puts the keeper in the "capacity is off" state, which keeps retrying
+  // and reloads the report by itself once the capacity runs again.
+  report.on('error', (event) => {
+    if (event?.detail?.message === 'CapacityNotActive') viewer.keeper?.refreshNow('capacity');
+  });
 
   viewer.keeper = createTokenKeeper({
     report,
