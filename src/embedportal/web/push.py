@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 logger = logging.getLogger("embedportal.push")
 
 REDIS_CHANNEL = "embedportal:push"
@@ -69,6 +71,8 @@ class PushHub:
         self._queue_size = queue_size
         self._redis_url = redis_url
         self._listener: asyncio.Task[None] | None = None
+        # One publishing client (its own connection pool, thread-safe), made on first use.
+        self._publisher: redis.Redis | None = None
 
     @property
     def connected(self) -> int:
@@ -77,13 +81,11 @@ class PushHub:
 
     def publish(self, event: PushEvent) -> None:
         if self._redis_url:
-            import redis
-
-            client = redis.Redis.from_url(self._redis_url)
-            try:
-                client.publish(REDIS_CHANNEL, event.to_json())
-            finally:
-                client.close()
+            with self._lock:
+                if self._publisher is None:
+                    self._publisher = redis.Redis.from_url(self._redis_url)
+                publisher = self._publisher
+            publisher.publish(REDIS_CHANNEL, event.to_json())
         else:
             self._deliver(event)
 
@@ -133,6 +135,10 @@ class PushHub:
             except asyncio.CancelledError:
                 pass
             self._listener = None
+        with self._lock:
+            publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
 
     async def _listen(self) -> None:
         import redis.asyncio as aioredis
