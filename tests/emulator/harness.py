@@ -24,6 +24,8 @@ REGIONAL = demo.REGIONAL_PERFORMANCE_REPORT_ID
 OPERATIONS = demo.OPERATIONS_DASHBOARD_REPORT_ID
 SALES_DATASET = demo.SALES_DATASET_ID
 REGIONAL_DATASET = demo.REGIONAL_DATASET_ID
+FINANCE_GROUP = demo.FINANCE_WORKSPACE_ID
+FINANCE_SUMMARY = demo.FINANCE_SUMMARY_REPORT_ID
 
 
 @dataclass
@@ -69,6 +71,10 @@ class Emulator:
     @property
     def capacity_path(self) -> str:
         return self.settings.capacity_resource_id
+
+    @property
+    def fabric_capacity_path(self) -> str:
+        return self.settings.fabric_capacity_resource_id
 
     def stats(self) -> dict[str, Any]:
         answer = self.http.get("/emulator/api/stats").json()

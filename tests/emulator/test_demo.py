@@ -88,3 +88,23 @@ def test_region_managers() -> None:
     assert nobody.values == ()
     sales = demo.demo_content().datasets[demo.SALES_DATASET_ID]
     assert sales.security(None, ()) is None
+
+
+def test_the_second_workspace_has_its_own_report_and_capacity() -> None:
+    content = demo.demo_content()
+    for value, kind, name in (
+        (demo.FINANCE_WORKSPACE_ID, "workspace", "Finance workspace"),
+        (demo.FINANCE_DATASET_ID, "dataset", "Finance Sales"),
+        (demo.FINANCE_SUMMARY_REPORT_ID, "report", "Finance Summary"),
+    ):
+        assert value == demo.stable_id(kind, name)
+    assert demo.FINANCE_WORKSPACE_ID == "899d0fb0-a1d9-506a-9d4a-6582441cf42d"
+    assert demo.FINANCE_SUMMARY_REPORT_ID == "e1d326c4-91a0-5aad-b2bb-d99160dfaf74"
+    assert {w.name: w.capacity for w in content.workspaces.values()} == {
+        "Demo workspace": "dedicated",
+        "Finance workspace": "fabric",
+    }
+    [summary] = content.reports_in(demo.FINANCE_WORKSPACE_ID)
+    assert summary.name == "Finance Summary"
+    assert [d.id for d in content.datasets_in(demo.FINANCE_WORKSPACE_ID)] == [summary.dataset_id]
+    assert len(content.reports_in(demo.DEMO_WORKSPACE_ID)) == 3

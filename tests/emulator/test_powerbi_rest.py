@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from embedportal.emulator.demo import REGION_MANAGER_ROLE
+from embedportal.emulator.demo import FINANCE_WORKSPACE_ID, REGION_MANAGER_ROLE
 from embedportal.emulator.tokens import unverified_claims
 from tests.emulator.harness import (
     GROUP,
@@ -57,10 +57,12 @@ def test_groups(shared_emulator: Emulator, pbi_headers: dict[str, str]) -> None:
     assert uuid.UUID(response.headers["RequestId"])
     body = response.json()
     assert body["@odata.context"].endswith("/v1.0/myorg/$metadata#groups")
-    [workspace] = body["value"]
+    # Two demo workspaces now (the second on the second capacity: tests/emulator/test_capacities).
+    workspace, finance = body["value"]
     assert workspace["id"] == GROUP
     assert workspace["name"] == "Demo workspace"
     assert workspace["isOnDedicatedCapacity"] is True
+    assert finance["id"] == FINANCE_WORKSPACE_ID and finance["name"] == "Finance workspace"
 
 
 def test_reports(shared_emulator: Emulator, pbi_headers: dict[str, str]) -> None:

@@ -1,10 +1,14 @@
-"""Azure Resource Manager for `Microsoft.PowerBIDedicated/capacities`: get, list, suspend,
-resume and update (SKU), with ARM's long-running-operation protocol.
+"""Azure Resource Manager for capacities of two providers, `Microsoft.PowerBIDedicated`
+(api-version 2021-01-01 or 2017-10-01) and `Microsoft.Fabric` (api-version 2023-11-01): get,
+list, suspend, resume and update (SKU), with ARM's long-running-operation protocol.
 
 Suspend, resume and a SKU change answer 202 with `Location` (→ `operationresults/{id}`: 202
 while running, then 200 with the capacity) and `Azure-AsyncOperation` (→ `operationstatuses/
-{id}`: a status object), both with `Retry-After`. ARM path segments are case-insensitive, so
-one route takes every `/subscriptions/...` path and matches it here.
+{id}`: a status object), both with `Retry-After`; another operation while one runs is 409.
+The caller's Azure role on each capacity is a fault knob (`/emulator/api/capacities/{name}/
+faults`): Reader may only read, no role may do nothing (403 `AuthorizationFailed`). ARM path
+segments are case-insensitive, so one route takes every `/subscriptions/...` path and matches
+it here.
 """
 
 from __future__ import annotations
@@ -19,20 +23,21 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from embedportal.emulator.capacity import (
-    SKU_TIER,
-    SKU_VCORES,
+    POWERBI_DEDICATED,
+    PROVIDERS,
     Capacity,
     CapacityConflictError,
     Operation,
+    Provider,
 )
 from embedportal.emulator.errors import EmulatorError, arm_error
 from embedportal.emulator.state import CAPACITY_LOCATION_SLUG, EmulatorState, get_state
-from embedportal.emulator.tokens import ARM_AUDIENCE, InvalidTokenError
+from embedportal.emulator.tokens import ARM_AUDIENCE, EntraToken, InvalidTokenError
 
 router = APIRouter()
 
-PROVIDER = "microsoft.powerbidedicated"
-SUPPORTED_API_VERSIONS = ("2017-10-01", "2021-01-01")
+PROVIDER = POWERBI_DEDICATED.slug
+SUPPORTED_API_VERSIONS = POWERBI_DEDICATED.api_versions
 
 
 def _iso(moment: float) -> str:
@@ -47,7 +52,7 @@ def _unauthenticated(code: str, message: str, base_url: str) -> EmulatorError:
     return arm_error(401, code, message, headers={"WWW-Authenticate": challenge})
 
 
-def _authenticate(request: Request, state: EmulatorState) -> None:
+def _authenticate(request: Request, state: EmulatorState) -> EntraToken:
     base_url = state.base_url(request)
     header = request.headers.get("authorization")
     if not header:
@@ -92,6 +97,7 @@ def _authenticate(request: Request, state: EmulatorState) -> None:
             f"current UTC time '{_iso(now)}'.",
             base_url,
         )
+    return caller
 
 
 def _api_version(request: Request) -> str:
@@ -102,14 +108,17 @@ def _api_version(request: Request) -> str:
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
         )
-    if version not in SUPPORTED_API_VERSIONS:
+    return version
+
+
+def _check_api_version(version: str, provider: Provider) -> None:
+    if version not in provider.api_versions:
         raise arm_error(
             400,
             "InvalidApiVersionParameter",
-            f"The api-version '{version}' is invalid. The supported versions are "
-            f"'{', '.join(SUPPORTED_API_VERSIONS)}'.",
+            f"The api-version '{version}' is invalid for '{provider.resource_type}'. The "
+            f"supported versions are '{', '.join(provider.api_versions)}'.",
         )
-    return version
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,7 @@ class _Target:
 
     kind: str  # capacity, action, list_group, list_subscription, operation
     subscription: str
+    provider: Provider
     resource_group: str | None = None
     name: str | None = None
     action: str | None = None
@@ -133,25 +143,27 @@ def _match(path: str) -> _Target | None:
     lowered = [part.lower() for part in rest]
     if lowered[:1] == ["resourcegroups"] and len(rest) >= 5:
         group = rest[1]
-        if lowered[2:5] != ["providers", PROVIDER, "capacities"]:
+        provider = PROVIDERS.get(lowered[3])
+        if lowered[2] != "providers" or provider is None or lowered[4] != "capacities":
             return None
         if len(rest) == 5:
-            return _Target("list_group", subscription, group)
+            return _Target("list_group", subscription, provider, group)
         if len(rest) == 6:
-            return _Target("capacity", subscription, group, rest[5])
+            return _Target("capacity", subscription, provider, group, rest[5])
         if len(rest) == 7 and lowered[6] in ("suspend", "resume"):
-            return _Target("action", subscription, group, rest[5], action=lowered[6])
+            return _Target("action", subscription, provider, group, rest[5], action=lowered[6])
         return None
-    if lowered[:2] == ["providers", PROVIDER]:
+    provider = PROVIDERS.get(lowered[1]) if len(lowered) >= 2 else None
+    if lowered[:1] == ["providers"] and provider is not None:
         if lowered[2:] == ["capacities"]:
-            return _Target("list_subscription", subscription)
+            return _Target("list_subscription", subscription, provider)
         if (
             len(rest) == 6
             and lowered[2] == "locations"
             and lowered[4] in ("operationresults", "operationstatuses")
         ):
             return _Target(
-                "operation", subscription, operation_id=rest[5], operation_view=lowered[4]
+                "operation", subscription, provider, operation_id=rest[5], operation_view=lowered[4]
             )
     return None
 
@@ -163,15 +175,36 @@ def _resource_not_found(state: EmulatorState, target: _Target) -> EmulatorError:
         message = f"Resource group '{target.resource_group}' could not be found."
     else:
         message = (
-            f"The Resource 'Microsoft.PowerBIDedicated/capacities/{target.name}' under resource "
+            f"The Resource '{target.provider.resource_type}/{target.name}' under resource "
             f"group '{target.resource_group}' was not found."
         )
     return arm_error(404, "ResourceNotFound", message)
 
 
+def _not_authorized(caller: EntraToken, capacity: Capacity, action: str) -> EmulatorError:
+    """403 as ARM answers a caller without the Azure role an action needs."""
+    verb = f"{capacity.provider.resource_type}/{action}"
+    return arm_error(
+        403,
+        "AuthorizationFailed",
+        f"Authorization failed: the client '{caller.app_id}' (object id "
+        f"'{caller.claims.get('oid', '')}') lacks permission for action '{verb}' at scope "
+        f"'{capacity.resource_id}'. Grant it a role that allows the action on the capacity, "
+        "then get a new access token.",
+    )
+
+
+def _authorize(caller: EntraToken, capacity: Capacity, action: str) -> None:
+    """The caller's role on the capacity (a fault knob) must allow the action."""
+    role = capacity.azure_role
+    if role == "Contributor" or (role == "Reader" and action == "read"):
+        return
+    raise _not_authorized(caller, capacity, action)
+
+
 def _capacity(state: EmulatorState, target: _Target) -> Capacity:
     settings = state.settings
-    capacity = state.capacity_named(target.name or "")
+    capacity = state.capacity_named(target.name or "", target.provider)
     if (
         target.subscription.lower() != settings.subscription_id
         or (target.resource_group or "").lower() != settings.resource_group.lower()
@@ -186,7 +219,7 @@ def _operation_urls(
 ) -> dict[str, str]:
     root = (
         f"{state.base_url(request)}/subscriptions/{state.settings.subscription_id}/providers/"
-        f"Microsoft.PowerBIDedicated/locations/{CAPACITY_LOCATION_SLUG}"
+        f"{operation.provider.namespace}/locations/{CAPACITY_LOCATION_SLUG}"
     )
     query = f"?api-version={api_version}"
     return {
@@ -232,25 +265,26 @@ async def _patch_body(request: Request) -> dict[str, Any]:
 _Update = tuple[str | None, dict[str, str] | None, list[str] | None]
 
 
-def _parse_update(body: dict[str, Any]) -> _Update:
-    """(new SKU, new tags, new administrators) of a Capacities_Update body, checked."""
+def _parse_update(body: dict[str, Any], provider: Provider = POWERBI_DEDICATED) -> _Update:
+    """(new SKU, new tags, new administrators) of an update (PATCH) body, checked."""
     sku_name: str | None = None
     sku = body.get("sku")
+    tier_name = provider.sku_tier
     if sku is not None:
         if not isinstance(sku, dict) or not isinstance(sku.get("name"), str):
             raise arm_error(400, "InvalidRequestContent", '\'sku\' must be {"name", "tier"}.')
         sku_name = sku["name"]
-        tier = sku.get("tier", SKU_TIER)
-        if tier != SKU_TIER:
+        tier = sku.get("tier", tier_name)
+        if tier != tier_name:
             raise arm_error(
-                400, "BadRequest", f"The SKU tier '{tier}' is not supported; use '{SKU_TIER}'."
+                400, "BadRequest", f"The SKU tier '{tier}' is not supported; use '{tier_name}'."
             )
-        if sku_name not in SKU_VCORES:
+        if sku_name not in provider.skus:
             raise arm_error(
                 400,
                 "BadRequest",
-                f"The SKU '{sku_name}' is not valid for tier '{SKU_TIER}'. Valid SKUs: "
-                f"{', '.join(SKU_VCORES)}.",
+                f"The SKU '{sku_name}' is not valid for tier '{tier_name}'. Valid SKUs: "
+                f"{', '.join(provider.skus)}.",
             )
     tags = body.get("tags")
     if tags is not None and (
@@ -263,7 +297,7 @@ def _parse_update(body: dict[str, Any]) -> _Update:
         if not isinstance(properties, dict):
             raise arm_error(400, "InvalidRequestContent", "'properties' must be an object.")
         mode = properties.get("mode")
-        if mode is not None and mode != "Gen2":
+        if provider is POWERBI_DEDICATED and mode is not None and mode != "Gen2":
             raise arm_error(400, "BadRequest", "Only mode 'Gen2' is supported.")
         administration = properties.get("administration")
         if administration is not None:
@@ -289,13 +323,14 @@ def _parse_update(body: dict[str, Any]) -> _Update:
 )
 async def arm(path: str, request: Request) -> Response:
     state = get_state(request)
-    _authenticate(request, state)
+    caller = _authenticate(request, state)
     api_version = _api_version(request)
     target = _match(path)
     if target is None:
         raise arm_error(
             404, "InvalidResourceType", f"No resource or operation at '/subscriptions/{path}'."
         )
+    _check_api_version(api_version, target.provider)
     method = request.method
     allowed = {
         "capacity": ("GET", "PATCH"),
@@ -321,12 +356,21 @@ async def arm(path: str, request: Request) -> Response:
             (target.resource_group or "").lower() != state.settings.resource_group.lower()
         ):
             raise _resource_not_found(state, target)
-        return JSONResponse({"value": [state.capacity.resource(now)]})
+        listed = [
+            capacity.resource(now)
+            for capacity in state.capacities.values()
+            if capacity.provider is target.provider and capacity.azure_role != "None"
+        ]
+        return JSONResponse({"value": listed})
 
     if target.kind == "operation":
         return _operation(request, state, target, api_version)
 
     capacity = _capacity(state, target)
+    if method == "GET":
+        _authorize(caller, capacity, "read")
+    else:
+        _authorize(caller, capacity, target.action or "write")
     if target.kind == "action":
         try:
             started = capacity.suspend(now) if target.action == "suspend" else capacity.resume(now)
@@ -339,7 +383,7 @@ async def arm(path: str, request: Request) -> Response:
     if method == "GET":
         return JSONResponse(capacity.resource(now))
 
-    sku, tags, members = _parse_update(await _patch_body(request))
+    sku, tags, members = _parse_update(await _patch_body(request), capacity.provider)
     pending = capacity.pending_operation(now)
     if pending is not None:
         raise _conflict(CapacityConflictError(capacity.state, "update"))
@@ -357,11 +401,15 @@ def _operation(
     request: Request, state: EmulatorState, target: _Target, api_version: str
 ) -> Response:
     operation = state.operations.get((target.operation_id or "").lower())
-    if operation is None or target.subscription.lower() != state.settings.subscription_id:
+    if (
+        operation is None
+        or operation.provider is not target.provider
+        or target.subscription.lower() != state.settings.subscription_id
+    ):
         raise arm_error(
             404, "ResourceNotFound", f"The operation '{target.operation_id}' was not found."
         )
-    capacity = state.capacity_named(operation.capacity_name)
+    capacity = state.capacity_named(operation.capacity_name, operation.provider)
     now = state.now()
     if capacity is not None:
         capacity.advance(now)

@@ -1,5 +1,6 @@
 """The private data API the embed iframe reads reports through (docs/emulator-contract.md),
-and the emulator-only endpoints tests and the benchmark read counters from.
+and the emulator-only endpoints tests and the benchmark read counters from and set fault knobs
+with.
 
 Data calls carry `Authorization: EmbedToken <token>`. The token's signature, expiry and report
 scope are checked on every call, the report's capacity must be running, and row-level
@@ -10,11 +11,13 @@ leave the server.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from embedportal.emulator.capacity import AZURE_ROLES, Capacity
 from embedportal.emulator.demo import Report
 from embedportal.emulator.errors import EmulatorError, invalid_request, not_found, powerbi_error
 from embedportal.emulator.query import QueryError, evaluate, parse_filters
@@ -134,11 +137,86 @@ async def stats(request: Request) -> JSONResponse:
     return JSONResponse(get_state(request).stats(), headers=_NO_STORE)
 
 
+def _named_capacity(state: EmulatorState, name: str) -> Capacity:
+    capacity = state.capacity_named(name)
+    if capacity is None:
+        raise not_found(f"Capacity '{name}'")
+    return capacity
+
+
 @router.get("/capacities/{name}/meter")
 async def meter(name: str, request: Request) -> JSONResponse:
     """Active (billed) seconds and start/pause counts of a capacity (emulator-only)."""
     state = get_state(request)
-    capacity = state.capacity_named(name)
-    if capacity is None:
-        raise not_found(f"Capacity '{name}'")
+    capacity = _named_capacity(state, name)
     return JSONResponse(capacity.meter(state.now()), headers=_NO_STORE)
+
+
+# --- fault knobs (emulator-only) ---------------------------------------------------------------
+
+
+def _faults(capacity: Capacity) -> dict[str, object]:
+    return {
+        "azureRole": capacity.azure_role,
+        "transitionSeconds": capacity.transition_override,
+        "provider": capacity.provider.namespace,
+    }
+
+
+_MAX_TRANSITION_SECONDS = 86_400.0
+
+
+def _apply_faults(capacity: Capacity, body: Any) -> None:
+    """Check the whole body first, then change: a refused body changes nothing."""
+    if not isinstance(body, dict):
+        raise invalid_request("The body must be a JSON object {azureRole?, transitionSeconds?}")
+    unknown = sorted(set(body) - {"azureRole", "transitionSeconds"})
+    if unknown:
+        raise invalid_request(f"Unknown fault knobs: {', '.join(unknown)}")
+    role = body.get("azureRole", capacity.azure_role)
+    if role not in AZURE_ROLES:
+        raise invalid_request(f"'azureRole' must be one of {', '.join(AZURE_ROLES)}")
+    seconds = body.get("transitionSeconds", capacity.transition_override)
+    if seconds is not None and (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or not 0 <= seconds <= _MAX_TRANSITION_SECONDS
+    ):
+        raise invalid_request(
+            "'transitionSeconds' must be null (the emulator's setting) or a number of seconds "
+            f"from 0 to {_MAX_TRANSITION_SECONDS:g}"
+        )
+    capacity.azure_role = role
+    capacity.transition_override = None if seconds is None else float(seconds)
+
+
+@router.get("/capacities/{name}/faults")
+async def get_faults(name: str, request: Request) -> JSONResponse:
+    """The capacity's fault knobs: the caller's Azure role on it and its own transition time."""
+    capacity = _named_capacity(get_state(request), name)
+    return JSONResponse(_faults(capacity), headers=_NO_STORE)
+
+
+@router.put("/capacities/{name}/faults")
+async def set_faults(name: str, request: Request) -> JSONResponse:
+    """Change some knobs: `{"azureRole": "Reader"}` makes ARM refuse suspend, resume and scale
+    with 403, `"None"` refuses reads too; `{"transitionSeconds": 60}` makes this capacity's
+    next operations take a minute (an operation already running keeps its end)."""
+    capacity = _named_capacity(get_state(request), name)
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        raise invalid_request("The request body is not valid JSON") from None
+    _apply_faults(capacity, body)
+    return JSONResponse(_faults(capacity), headers=_NO_STORE)
+
+
+@router.delete("/capacities/{name}/faults")
+async def reset_faults(name: str, request: Request) -> JSONResponse:
+    """Back to the defaults: Contributor, and the emulator-wide transition time."""
+    capacity = _named_capacity(get_state(request), name)
+    capacity.azure_role = "Contributor"
+    capacity.transition_override = None
+    return JSONResponse(_faults(capacity), headers=_NO_STORE)

@@ -1,5 +1,6 @@
-"""The emulator's demo content: one workspace on one capacity, two datasets over the same
-generated sales rows (one with row-level security), and three reports.
+"""The emulator's demo content: two workspaces, each on a capacity of its own (a Power BI
+Embedded A SKU and a Fabric F SKU), three datasets over the same generated sales rows (one with
+row-level security), and four reports.
 
 Everything is deterministic: ids are uuid5 of stable names and the rows come from a seeded
 random generator, so every emulator process (and every test) sees the same numbers.
@@ -40,6 +41,14 @@ REGIONAL_DATASET_ID = stable_id("dataset", "Regional Sales")
 SALES_OVERVIEW_REPORT_ID = stable_id("report", "Sales Overview")
 REGIONAL_PERFORMANCE_REPORT_ID = stable_id("report", "Regional Performance")
 OPERATIONS_DASHBOARD_REPORT_ID = stable_id("report", "Operations Dashboard")
+# The second workspace, on the second (Fabric) capacity.
+FINANCE_WORKSPACE_NAME = "Finance workspace"
+FINANCE_WORKSPACE_ID = stable_id("workspace", FINANCE_WORKSPACE_NAME)
+FINANCE_DATASET_ID = stable_id("dataset", "Finance Sales")
+FINANCE_SUMMARY_REPORT_ID = stable_id("report", "Finance Summary")
+
+# Which emulated capacity a workspace is on (the names and ids come from the settings).
+CapacitySlot = Literal["dedicated", "fabric"]
 REGION_MANAGER_ROLE = "Region Manager"
 
 SALES_TABLE = "Sales"
@@ -205,6 +214,7 @@ class Report:
 class Workspace:
     id: str
     name: str
+    capacity: CapacitySlot = "dedicated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,14 +329,35 @@ def _reports() -> tuple[Report, ...]:
             ),
         ),
     )
-    return (sales_overview, regional_performance, operations_dashboard)
+    finance_summary = Report(
+        FINANCE_SUMMARY_REPORT_ID,
+        "Finance Summary",
+        FINANCE_WORKSPACE_ID,
+        FINANCE_DATASET_ID,
+        (
+            Page(
+                "ReportSection1",
+                "Summary",
+                (
+                    _card("totalRevenue", "Total revenue", REVENUE, (0, 0, 6, 2)),
+                    _card("orderLines", "Order lines", ORDER_LINES, (6, 0, 6, 2)),
+                    _bar("revenueByCategory", "Revenue by category", "Category", (0, 2, 5, 7)),
+                    _line("revenueByMonth", "Revenue by month", (5, 2, 7, 7)),
+                ),
+            ),
+        ),
+    )
+    return (sales_overview, regional_performance, operations_dashboard, finance_summary)
 
 
 @lru_cache(maxsize=1)
 def demo_content() -> DemoContent:
-    """The demo workspace, datasets and reports (built once per process, then shared: immutable)."""
-    workspace = Workspace(DEMO_WORKSPACE_ID, DEMO_WORKSPACE_NAME)
+    """The demo workspaces, datasets and reports (built once per process, then shared:
+    immutable)."""
+    workspace = Workspace(DEMO_WORKSPACE_ID, DEMO_WORKSPACE_NAME, "dedicated")
+    finance = Workspace(FINANCE_WORKSPACE_ID, FINANCE_WORKSPACE_NAME, "fabric")
     sales = Dataset(SALES_DATASET_ID, "Sales", DEMO_WORKSPACE_ID)
+    finance_sales = Dataset(FINANCE_DATASET_ID, "Finance Sales", FINANCE_WORKSPACE_ID)
     regional = Dataset(
         REGIONAL_DATASET_ID,
         "Regional Sales",
@@ -337,8 +368,8 @@ def demo_content() -> DemoContent:
     )
     reports = _reports()
     return DemoContent(
-        workspaces={workspace.id: workspace},
-        datasets={sales.id: sales, regional.id: regional},
+        workspaces={workspace.id: workspace, finance.id: finance},
+        datasets={sales.id: sales, regional.id: regional, finance_sales.id: finance_sales},
         reports={report.id: report for report in reports},
         table=sales_table(),
     )

@@ -1,4 +1,5 @@
-"""The Power BI REST API under `/v1.0/myorg/`: workspaces, reports, datasets, GenerateToken.
+"""The Power BI REST API under `/v1.0/myorg/`: capacities, workspaces, reports, datasets,
+GenerateToken.
 
 Requests need an Entra token for the Power BI scope. Validation follows Power BI: unknown ids
 answer 404 PowerBIEntityNotFound, malformed bodies 400 InvalidRequest, RLS datasets demand an
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from embedportal.emulator.capacity import Capacity
 from embedportal.emulator.demo import Dataset, Report, Workspace
 from embedportal.emulator.errors import (
     EmulatorError,
@@ -109,8 +111,25 @@ def _dataset_in(state: EmulatorState, workspace: Workspace, dataset_id: str) -> 
     return dataset
 
 
-def capacity_id(state: EmulatorState) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, state.settings.capacity_resource_id)).upper()
+def capacity_id(state: EmulatorState, workspace: Workspace | None = None) -> str:
+    """A workspace's `capacityId` (default: the first demo workspace's), in capitals."""
+    if workspace is None:
+        return state.capacity.powerbi_id.upper()
+    capacity = state.capacities[workspace.capacity]
+    return capacity.powerbi_id.upper()
+
+
+def capacity_json(state: EmulatorState, capacity: Capacity) -> dict[str, Any]:
+    """A capacity as `GET /v1.0/myorg/capacities` lists it; its `state` follows ARM's."""
+    return {
+        "id": capacity.powerbi_id,
+        "displayName": capacity.name,
+        "admins": list(capacity.administrators),
+        "sku": capacity.sku,
+        "state": capacity.powerbi_state(state.now()),
+        "capacityUserAccessRight": "Admin",
+        "region": capacity.location,
+    }
 
 
 def workspace_json(state: EmulatorState, workspace: Workspace) -> dict[str, Any]:
@@ -118,7 +137,7 @@ def workspace_json(state: EmulatorState, workspace: Workspace) -> dict[str, Any]
         "id": workspace.id,
         "isReadOnly": False,
         "isOnDedicatedCapacity": True,
-        "capacityId": capacity_id(state),
+        "capacityId": capacity_id(state, workspace),
         "defaultDatasetStorageFormat": "Small",
         "type": "Workspace",
         "name": workspace.name,
@@ -165,6 +184,19 @@ def _context(base_url: str, suffix: str) -> str:
 
 
 # --- read endpoints ------------------------------------------------------------------------------
+
+
+@router.get("/capacities")
+async def list_capacities(request: Request) -> JSONResponse:
+    authenticate(request)
+    state = get_state(request)
+    base_url = state.base_url(request)
+    return JSONResponse(
+        {
+            "@odata.context": _context(base_url, "$metadata#capacities"),
+            "value": [capacity_json(state, c) for c in state.capacities.values()],
+        }
+    )
 
 
 @router.get("/groups")

@@ -21,6 +21,7 @@ DEFAULT_CLIENT_SECRET = "embedportal-emulator-secret"
 DEFAULT_SUBSCRIPTION_ID = "00000000-0000-0000-0000-0000000e0003"
 DEFAULT_RESOURCE_GROUP = "embedportal-demo"
 DEFAULT_CAPACITY_NAME = "embedportaldemo"
+DEFAULT_FABRIC_CAPACITY_NAME = "embedportalfabric"
 
 PositiveSeconds = Annotated[float, Field(ge=1)]
 
@@ -58,6 +59,13 @@ class EmulatorSettings(BaseSettings):
         max_length=63,
         pattern=r"^[a-z][a-z0-9]*$",
         description="Name of the Power BI Embedded capacity (ARM resource name).",
+    )
+    fabric_capacity_name: str = Field(
+        DEFAULT_FABRIC_CAPACITY_NAME,
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z][a-z0-9]*$",
+        description="Name of the second capacity, a Fabric one (ARM resource name).",
     )
     token_lifetime_seconds: PositiveSeconds = Field(
         3600.0, description="Longest embed-token lifetime (the real service: about an hour)."
@@ -121,11 +129,24 @@ class EmulatorSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _distinct_capacity_names(self) -> Self:
+        if self.capacity_name == self.fabric_capacity_name:
+            raise ValueError("capacity_name and fabric_capacity_name must differ")
+        return self
+
     @property
     def capacity_resource_id(self) -> str:
         return (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.PowerBIDedicated/capacities/{self.capacity_name}"
+        )
+
+    @property
+    def fabric_capacity_resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Fabric/capacities/{self.fabric_capacity_name}"
         )
 
     def describe(self) -> list[str]:
@@ -145,6 +166,7 @@ class EmulatorSettings(BaseSettings):
             f"Subscription id:  {self.subscription_id}",
             f"Resource group:   {self.resource_group}",
             f"Capacity:         {self.capacity_name} (A1, PBIE_Azure, running)",
+            f"Fabric capacity:  {self.fabric_capacity_name} (F2, Fabric, running)",
             f"Embed tokens:     at most {self.token_lifetime_seconds:g} s",
             f"Entra tokens:     {self.entra_min_lifetime_seconds:g}-"
             f"{self.entra_max_lifetime_seconds:g} s",

@@ -1,4 +1,4 @@
-"""Everything one emulator app holds: settings, signer, demo content, capacity, counters.
+"""Everything one emulator app holds: settings, signer, demo content, capacities, counters.
 
 One `EmulatorState` lives on `app.state.emulator`; nothing is global, so two apps in one
 process (tests) never share tokens, counters or capacity state.
@@ -9,20 +9,33 @@ from __future__ import annotations
 import math
 import random
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from embedportal.emulator.capacity import Capacity, Operation
-from embedportal.emulator.demo import DemoContent, demo_content
+from embedportal.emulator.capacity import (
+    FABRIC,
+    POWERBI_DEDICATED,
+    Capacity,
+    Operation,
+    Provider,
+)
+from embedportal.emulator.demo import CapacitySlot, DemoContent, demo_content
 from embedportal.emulator.query import Filter, Result, Security, VisualQuery
 from embedportal.emulator.settings import EmulatorSettings
 from embedportal.emulator.tokens import Signer
 
 CAPACITY_LOCATION = "West Europe"
 CAPACITY_LOCATION_SLUG = "westeurope"
+
+
+def powerbi_capacity_id(resource_id: str) -> str:
+    """The Power BI REST id of the capacity with this ARM resource id (lower case; the
+    workspace's `capacityId` spells it in capitals, so clients compare ids case-insensitively)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, resource_id))
 
 
 @dataclass(slots=True)
@@ -99,27 +112,49 @@ class EmulatorState:
         self.counters = Counters()
         self.budget = RequestBudget(settings.request_budget, settings.request_budget_window_seconds)
         self.random = random.Random()
-        self.capacity = Capacity(
-            name=settings.capacity_name,
-            resource_id=settings.capacity_resource_id,
-            location=CAPACITY_LOCATION,
-            sku="A1",
-            created_at=clock(),
-            transition_seconds=settings.capacity_transition_seconds,
-            administrators=(f"app:{settings.client_id}@{settings.tenant_id}",),
+        self.capacity = self._new_capacity(
+            settings.capacity_name, settings.capacity_resource_id, POWERBI_DEDICATED, "A1"
         )
+        self.fabric_capacity = self._new_capacity(
+            settings.fabric_capacity_name, settings.fabric_capacity_resource_id, FABRIC, "F2"
+        )
+        # Keyed by the demo content's capacity slots; the order is the order of every listing.
+        self.capacities: dict[CapacitySlot, Capacity] = {
+            "dedicated": self.capacity,
+            "fabric": self.fabric_capacity,
+        }
         self.operations: dict[str, Operation] = {}
         self.query_cache = QueryCache()
+
+    def _new_capacity(self, name: str, resource_id: str, provider: Provider, sku: str) -> Capacity:
+        settings = self.settings
+        return Capacity(
+            name=name,
+            resource_id=resource_id,
+            location=CAPACITY_LOCATION,
+            sku=sku,
+            created_at=self.clock(),
+            transition_seconds=settings.capacity_transition_seconds,
+            administrators=(f"app:{settings.client_id}@{settings.tenant_id}",),
+            provider=provider,
+            powerbi_id=powerbi_capacity_id(resource_id),
+        )
 
     def now(self) -> float:
         return self.clock()
 
     def capacity_for_workspace(self, workspace_id: str) -> Capacity | None:
-        """The capacity a workspace is assigned to (the demo workspace: the one capacity)."""
-        return self.capacity if workspace_id in self.content.workspaces else None
+        """The capacity a workspace is assigned to."""
+        workspace = self.content.workspaces.get(workspace_id.lower())
+        return None if workspace is None else self.capacities[workspace.capacity]
 
-    def capacity_named(self, name: str) -> Capacity | None:
-        return self.capacity if name.lower() == self.capacity.name else None
+    def capacity_named(self, name: str, provider: Provider | None = None) -> Capacity | None:
+        """The capacity with this ARM name (of this provider, when given)."""
+        wanted = name.lower()
+        for capacity in self.capacities.values():
+            if capacity.name == wanted and (provider is None or capacity.provider is provider):
+                return capacity
+        return None
 
     def entra_lifetime(self) -> float:
         low = self.settings.entra_min_lifetime_seconds
@@ -130,7 +165,7 @@ class EmulatorState:
         now = self.now()
         return {
             **self.counters.as_json(),
-            "capacities": {self.capacity.name: self.capacity.meter(now)},
+            "capacities": {c.name: c.meter(now) for c in self.capacities.values()},
         }
 
     def base_url(self, request: Request) -> str:
