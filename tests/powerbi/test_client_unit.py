@@ -89,6 +89,41 @@ async def test_list_workspaces_sends_bearer_and_parses(closer: list[PowerBIClien
     assert request.headers["authorization"] == "Bearer entra-token-1"
 
 
+async def test_list_capacities_parses_and_tolerates_missing_fields(
+    closer: list[PowerBIClient],
+) -> None:
+    body = {
+        "value": [
+            {
+                "id": "0f084df7-c13d-451b-af5f-ed0c466403b2",
+                "displayName": "MyCapacity",
+                "admins": ["john@contoso.com", 7],
+                "sku": "A1",
+                "state": "Active",
+                "region": "West Central US",
+                "capacityUserAccessRight": "Admin",
+            },
+            {"id": "c2", "state": "Suspended", "admins": "not a list"},
+        ]
+    }
+    h = await harness(closer, json_response(200, body))
+    first, second = await h.client.list_capacities()
+    assert str(h.recorder.requests[0].url) == f"{API_BASE}/v1.0/myorg/capacities"
+    assert (first.id, first.display_name, first.sku, first.state, first.region) == (
+        "0f084df7-c13d-451b-af5f-ed0c466403b2",
+        "MyCapacity",
+        "A1",
+        "Active",
+        "West Central US",
+    )
+    assert first.admins == ("john@contoso.com",) and first.user_access_right == "Admin"
+    assert first.is_active and not second.is_active
+    assert (second.display_name, second.sku, second.region, second.admins) == ("", "", "", ())
+    h = await harness(closer, json_response(200, {"value": [{"displayName": "no id"}]}))
+    with pytest.raises(PowerBIProtocolError, match="'id'"):
+        await h.client.list_capacities()
+
+
 async def test_paging_follows_next_link_on_the_same_host(closer: list[PowerBIClient]) -> None:
     h = await harness(
         closer,

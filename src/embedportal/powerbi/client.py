@@ -1,9 +1,10 @@
 """Async client for the Power BI REST API (real service or the built-in emulator).
 
-Only the calls the portal needs: workspaces, reports, datasets and the multi-resource
-GenerateToken (V2). Every call carries a service-principal token from :class:`EntraTokenProvider`;
-429s are waited out when the server asks for a short pause, GETs survive transient failures, and
-every failure surfaces as a :class:`~embedportal.powerbi.errors.PowerBIError` subclass.
+Only the calls the portal needs: capacities, workspaces, reports, datasets and the
+multi-resource GenerateToken (V2). Every call carries a service-principal token from
+:class:`EntraTokenProvider`; 429s are waited out when the server asks for a short pause, GETs
+survive transient failures, and every failure surfaces as a
+:class:`~embedportal.powerbi.errors.PowerBIError` subclass.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from embedportal.powerbi.models import (
     DatasetInfo,
     EffectiveIdentity,
     EmbedToken,
+    PowerBICapacity,
     ReportInfo,
     Workspace,
 )
@@ -131,6 +133,12 @@ class PowerBIClient:
                     )
                 url = next_link
         raise PowerBIProtocolError(f"{SERVICE} {what}: more than {_MAX_PAGES} pages")
+
+    async def list_capacities(self) -> list[PowerBICapacity]:
+        """Capacities the service principal has access to (its workspaces' ``capacity_id``
+        name them)."""
+        values = await self._list("/v1.0/myorg/capacities", "list capacities")
+        return [PowerBICapacity.from_api(v) for v in values]
 
     async def list_workspaces(self) -> list[Workspace]:
         """Workspaces the service principal is a member of."""

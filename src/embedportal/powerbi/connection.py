@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -15,6 +15,54 @@ DEFAULT_ARM_URL = "https://management.azure.com"
 
 POWERBI_SCOPE = "https://analysis.windows.net/powerbi/api/.default"
 ARM_SCOPE = "https://management.azure.com/.default"
+
+# The two Azure resource providers a capacity can belong to: Power BI Embedded (A and EM SKUs)
+# and Fabric (F SKUs). P SKUs are bought with Microsoft 365 and have no ARM resource.
+CapacityProvider = Literal["Microsoft.PowerBIDedicated", "Microsoft.Fabric"]
+POWERBI_DEDICATED: CapacityProvider = "Microsoft.PowerBIDedicated"
+FABRIC: CapacityProvider = "Microsoft.Fabric"
+CAPACITY_PROVIDERS: tuple[CapacityProvider, ...] = get_args(CapacityProvider)
+
+
+def provider_for_sku(sku: str | None) -> CapacityProvider | None:
+    """The provider a SKU name belongs to (F → Fabric; A, EM → Power BI Embedded), or None."""
+    name = (sku or "").strip().upper()
+    if name.startswith("F"):
+        return FABRIC
+    if name.startswith(("A", "EM")):
+        return POWERBI_DEDICATED
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityCoordinates:
+    """Where a capacity lives in Azure: subscription, resource group, resource name, provider.
+
+    Only checked for completeness here; the inventory validates what an administrator enters.
+    """
+
+    subscription_id: str
+    resource_group: str
+    name: str
+    provider: CapacityProvider = POWERBI_DEDICATED
+
+    def __post_init__(self) -> None:
+        for attribute in ("subscription_id", "resource_group", "name"):
+            value = getattr(self, attribute)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"CapacityCoordinates.{attribute} must not be empty")
+        if self.provider not in CAPACITY_PROVIDERS:
+            raise ValueError(
+                f"CapacityCoordinates.provider must be one of {', '.join(CAPACITY_PROVIDERS)}, "
+                f"got {self.provider!r}"
+            )
+
+    @property
+    def resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/{self.provider}/capacities/{self.name}"
+        )
 
 
 def _normalise_base_url(name: str, value: str, *, allow_path: bool) -> str:
@@ -69,6 +117,13 @@ class PowerBIConnection:
     def has_capacity(self) -> bool:
         """True when subscription, resource group and capacity name are all set."""
         return bool(self.subscription_id and self.resource_group and self.capacity_name)
+
+    @property
+    def capacity(self) -> CapacityCoordinates | None:
+        """The ``EMBEDPORTAL_CAPACITY_*`` capacity (a Power BI Embedded one), when all set."""
+        if not (self.subscription_id and self.resource_group and self.capacity_name):
+            return None
+        return CapacityCoordinates(self.subscription_id, self.resource_group, self.capacity_name)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PowerBIConnection:

@@ -83,3 +83,102 @@ class PowerBIUnavailableError(PowerBIError):
 class PowerBIProtocolError(PowerBIError):
     """The service answered with a body this client does not understand (not JSON, fields
     missing or of the wrong type)."""
+
+
+# --- Azure Resource Manager: capacities ---------------------------------------------------------
+# Each carries what a page needs to say it in its own words (``capacity_name``, …); ``message``
+# is a complete English sentence for logs and for callers that show it as it is.
+
+
+class CapacityPermissionError(PowerBIForbiddenError):
+    """403 from ARM: the service principal lacks the Azure role the call needs on the capacity.
+    ``required_role`` is ``Reader`` to read its state and ``Contributor`` to suspend, resume
+    or change its SKU."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        capacity_name: str,
+        required_role: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            code=code,
+            request_id=request_id,
+            retry_after_seconds=retry_after_seconds,
+        )
+        self.capacity_name = capacity_name
+        self.required_role = required_role
+
+
+class CapacityNotFoundError(PowerBINotFoundError):
+    """404 from ARM: no capacity of that provider at that subscription, resource group and
+    name (or the service principal cannot see the subscription)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        capacity_name: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            code=code,
+            request_id=request_id,
+            retry_after_seconds=retry_after_seconds,
+        )
+        self.capacity_name = capacity_name
+
+
+class CapacityOperationInProgressError(PowerBIError):
+    """409 from ARM: another operation (suspend, resume, a SKU change) is still running on the
+    capacity; try again once it has finished."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        capacity_name: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            code=code,
+            request_id=request_id,
+            retry_after_seconds=retry_after_seconds,
+        )
+        self.capacity_name = capacity_name
+
+
+class CapacityOperationTimeoutError(PowerBIUnavailableError):
+    """A suspend, resume or SKU change was still not finished when the client stopped waiting
+    (``timeout_seconds``). Azure may still complete it; ``last_state`` is the state last seen
+    (None when it was never read)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        capacity_name: str,
+        timeout_seconds: float,
+        last_state: str | None = None,
+    ) -> None:
+        super().__init__(message, code="OperationTimedOut")
+        self.capacity_name = capacity_name
+        self.timeout_seconds = timeout_seconds
+        self.last_state = last_state

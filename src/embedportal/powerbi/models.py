@@ -73,6 +73,43 @@ class Workspace:
 
 
 @dataclass(frozen=True, slots=True)
+class PowerBICapacity:
+    """A capacity as Power BI lists it (``GET /v1.0/myorg/capacities``).
+
+    ``state`` is Power BI's word (``Active``, ``Suspended``, ``NotActivated``…), not ARM's.
+    Compare ``id`` with a workspace's ``capacity_id`` case-insensitively: Power BI spells the
+    same id in capitals in one place and in lower case in the other."""
+
+    id: str
+    display_name: str
+    sku: str
+    state: str
+    region: str
+    admins: tuple[str, ...] = ()
+    user_access_right: str = ""
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == "Active"
+
+    @classmethod
+    def from_api(cls, data: Any) -> PowerBICapacity:
+        obj = _mapping(data, "capacity")
+        admins = obj.get("admins")
+        return cls(
+            id=_require_str(obj, "id", "capacity"),
+            display_name=_optional_str(obj, "displayName") or "",
+            sku=_optional_str(obj, "sku") or "",
+            state=_optional_str(obj, "state") or "",
+            region=_optional_str(obj, "region") or "",
+            admins=tuple(a for a in admins if isinstance(a, str))
+            if isinstance(admins, list)
+            else (),
+            user_access_right=_optional_str(obj, "capacityUserAccessRight") or "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ReportInfo:
     """A report; ``embed_url`` is what powerbi-client's embed configuration takes."""
 
