@@ -13,6 +13,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -104,6 +105,10 @@ class Report(Base):
     web_url: Mapped[str] = mapped_column(Text, default="")
     rls_required: Mapped[bool] = mapped_column(default=False)
     rls_roles_required: Mapped[bool] = mapped_column(default=False)
+    # The Power BI capacity of the report's workspace (lower case; see Capacity.id), None when
+    # the workspace is on shared capacity or was not seen. Not a foreign key: a report sync may
+    # learn of a capacity before the capacity sync records it.
+    capacity_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     # Gone from Power BI at the last sync: kept (grants survive a mistaken removal) but not shown.
     is_available: Mapped[bool] = mapped_column(default=True)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -112,6 +117,48 @@ class Report(Base):
     grants: Mapped[list[ReportGrant]] = relationship(
         back_populates="report", cascade="all, delete-orphan"
     )
+
+
+class Capacity(Base):
+    """A Power BI capacity the connection can see, as the last capacity sync found it, plus
+    what the administrator configured for it.
+
+    The Azure coordinates (subscription, resource group, resource name, provider) are all None
+    until configured ("not configured"): only then can the portal read and control the
+    capacity through Azure Resource Manager.
+    """
+
+    __tablename__ = "capacities"
+
+    # Power BI's capacity id, in lower case (Power BI writes it in either case).
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(300), default="")
+    sku: Mapped[str] = mapped_column(String(20), default="")
+    # Power BI's word for it (Active, Suspended, …) when last seen.
+    state: Mapped[str] = mapped_column(String(40), default="")
+    region: Mapped[str] = mapped_column(String(100), default="")
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    subscription_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    resource_group: Mapped[str | None] = mapped_column(String(90), default=None)
+    resource_name: Mapped[str | None] = mapped_column(String(63), default=None)
+    # Microsoft.PowerBIDedicated or Microsoft.Fabric (embedportal.powerbi.CAPACITY_PROVIDERS).
+    provider: Mapped[str | None] = mapped_column(String(40), default=None)
+    # Pause after this many minutes without counted activity; None: never (off by default).
+    idle_pause_minutes: Mapped[int | None] = mapped_column(default=None)
+    # Shown to a viewer while the capacity starts on demand; "" means the portal's own words.
+    starting_message: Mapped[str] = mapped_column(Text, default="")
+    # Price per running hour for the cost estimate; None: the SKU's list price.
+    hourly_price: Mapped[float | None] = mapped_column(
+        Numeric(12, 4, asdecimal=False), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_configured(self) -> bool:
+        return bool(
+            self.subscription_id and self.resource_group and self.resource_name and self.provider
+        )
 
 
 class ReportGrant(Base):
