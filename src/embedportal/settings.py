@@ -77,7 +77,9 @@ class Settings(BaseSettings):
         "are all set, `serve` starts no emulator.",
     )
     powerbi_workspace_id: str | None = Field(
-        None, description="Power BI workspace (group) id whose reports the portal syncs."
+        None,
+        description="Power BI workspace (group) id whose reports the portal syncs; unset: every "
+        "workspace the service principal can see.",
     )
     powerbi_authority_host: str = Field(
         "https://login.microsoftonline.com", description="Entra authority host."

@@ -98,6 +98,20 @@ def test_a_sync_that_removes_reports_tells_open_viewers_to_recheck(
     assert published == [PushEvent(kind="access")]  # every open viewer re-checks once
 
 
+def test_without_a_workspace_the_sync_takes_every_workspace(
+    app: FastAPI, admin: TestClient
+) -> None:
+    app.state.settings = app.state.settings.model_copy(update={"powerbi_workspace_id": None})
+    assert "Every workspace the service principal can see" in admin.get("/admin/reports").text
+    page = sync(admin)
+    assert "Synced from Power BI: 4 added, 0 updated, 0 removed." in page
+    assert "Finance Summary" in page
+    with session_scope(app.state.session_factory) as db:
+        capacity_of = {r.name: r.capacity_id for r in db.scalars(select(Report))}
+    assert capacity_of["Finance Summary"] and capacity_of["Sales Overview"]
+    assert capacity_of["Finance Summary"] != capacity_of["Sales Overview"]
+
+
 def test_sync_without_a_connection_says_what_to_do(app: FastAPI, admin: TestClient) -> None:
     app.state.settings = app.state.settings.model_copy(update={"powerbi_client_secret": None})
     page = sync(admin)

@@ -1,14 +1,18 @@
-"""The report catalogue: the portal's copy of the workspace's reports, kept in step by a sync.
+"""The report catalogue: the portal's copy of the workspaces' reports, kept in step by a sync.
 
-A sync adds new reports, updates changed ones and marks vanished ones unavailable (their grants
-stay, so a report removed by mistake and published again keeps its audience). Whether a report
-needs an RLS identity comes from its dataset's ``isEffectiveIdentityRequired``.
+The workspaces are the one set (``EMBEDPORTAL_POWERBI_WORKSPACE_ID`` or the Settings page) or,
+when none is set, every workspace the service principal can see. A sync adds new reports,
+updates changed ones and marks vanished ones unavailable (their grants stay, so a report
+removed by mistake and published again keeps its audience). Whether a report needs an RLS
+identity comes from its dataset's ``isEffectiveIdentityRequired``; which capacity it runs on,
+from its workspace's ``capacityId``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,14 +20,26 @@ from sqlalchemy.orm import Session
 from embedportal.access.audit import record
 from embedportal.db.base import utcnow
 from embedportal.db.models import Report, User
-from embedportal.powerbi import DatasetInfo, PowerBIClient, ReportInfo
+from embedportal.powerbi import DatasetInfo, PowerBIClient, ReportInfo, Workspace
 
 
 @dataclass(frozen=True)
 class Catalogue:
-    workspace_id: str
+    """What Power BI holds: ``workspace_id`` None means every workspace the service principal
+    sees. ``workspaces`` gives each workspace's capacity; a report whose workspace is not among
+    them keeps the capacity it had."""
+
+    workspace_id: str | None
     reports: Sequence[ReportInfo]
     datasets: Sequence[DatasetInfo]
+    workspaces: Sequence[Workspace] = ()
+
+    def capacity_of(self, workspace_id: str) -> tuple[bool, str | None]:
+        """(known, capacity id in lower case or None for shared capacity) of a workspace."""
+        for workspace in self.workspaces:
+            if workspace.id.lower() == workspace_id.lower():
+                return True, workspace.capacity_id.lower() if workspace.capacity_id else None
+        return False, None
 
 
 @dataclass(frozen=True)
@@ -34,11 +50,27 @@ class SyncResult:
     unchanged: int
 
 
-async def fetch_catalogue(*, client: PowerBIClient, workspace_id: str) -> Catalogue:
-    """Read the workspace's reports and datasets from Power BI (raises PowerBIError)."""
-    reports = await client.list_reports(workspace_id)
-    datasets = await client.list_datasets(workspace_id)
-    return Catalogue(workspace_id=workspace_id, reports=reports, datasets=datasets)
+async def fetch_catalogue(*, client: PowerBIClient, workspace_id: str | None) -> Catalogue:
+    """Read the reports and datasets of the workspace (None: of every workspace the service
+    principal sees) from Power BI, with the workspaces' capacities (raises PowerBIError)."""
+    workspaces = await client.list_workspaces()
+    if workspace_id:
+        wanted = workspace_id.lower()
+        workspaces = [w for w in workspaces if w.id.lower() == wanted]
+        ids = [workspace_id]
+    else:
+        ids = [w.id for w in workspaces]
+    reports: list[ReportInfo] = []
+    datasets: list[DatasetInfo] = []
+    for one in ids:
+        reports.extend(await client.list_reports(one))
+        datasets.extend(await client.list_datasets(one))
+    return Catalogue(
+        workspace_id=workspace_id or None,
+        reports=reports,
+        datasets=datasets,
+        workspaces=workspaces,
+    )
 
 
 def apply_catalogue(*, session: Session, catalogue: Catalogue, actor: User | None) -> SyncResult:
@@ -51,8 +83,8 @@ def apply_catalogue(*, session: Session, catalogue: Catalogue, actor: User | Non
     for info in catalogue.reports:
         seen.add(info.id)
         dataset = datasets.get(info.dataset_id or "")
-        values = {
-            "workspace_id": catalogue.workspace_id,
+        values: dict[str, Any] = {
+            "workspace_id": info.workspace_id,
             "dataset_id": info.dataset_id or "",
             "name": info.name or info.id,
             "embed_url": info.embed_url,
@@ -60,6 +92,9 @@ def apply_catalogue(*, session: Session, catalogue: Catalogue, actor: User | Non
             "rls_required": bool(dataset and dataset.is_effective_identity_required),
             "rls_roles_required": bool(dataset and dataset.is_effective_identity_roles_required),
         }
+        capacity_known, capacity_id = catalogue.capacity_of(info.workspace_id)
+        if capacity_known:
+            values["capacity_id"] = capacity_id
         report = known.get(info.id)
         if report is None:
             session.add(Report(id=info.id, is_available=True, synced_at=now, **values))
@@ -84,12 +119,20 @@ def apply_catalogue(*, session: Session, catalogue: Catalogue, actor: User | Non
             removed += 1
     session.flush()
     result = SyncResult(added=added, updated=updated, removed=removed, unchanged=unchanged)
+    detail: dict[str, Any] = {
+        "added": added,
+        "updated": updated,
+        "removed": removed,
+        "unchanged": unchanged,
+    }
+    if catalogue.workspace_id is None:
+        detail["workspaces"] = [workspace.id for workspace in catalogue.workspaces]
     record(
         session=session,
         actor=actor,
         action="reports.synced",
         target_type="workspace",
-        target_id=catalogue.workspace_id,
-        detail={"added": added, "updated": updated, "removed": removed, "unchanged": unchanged},
+        target_id=catalogue.workspace_id or "*",
+        detail=detail,
     )
     return result

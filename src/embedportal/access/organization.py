@@ -70,7 +70,8 @@ class EffectiveConnection:
     """What the portal will use to reach Power BI, and where each part came from.
 
     ``connection`` is None when something is missing or unreadable; ``problem`` then says what,
-    in words an administrator can act on.
+    in words an administrator can act on. ``workspace_id`` None means every workspace the
+    service principal can see.
     """
 
     connection: PowerBIConnection | None
@@ -85,7 +86,7 @@ class EffectiveConnection:
 
     @property
     def ready(self) -> bool:
-        return self.connection is not None and bool(self.workspace_id)
+        return self.connection is not None
 
     @property
     def cache_scope(self) -> str:
@@ -151,8 +152,6 @@ def effective_connection(*, session: Session, settings: Settings) -> EffectiveCo
             )
         except ValueError as error:
             problem = f"The Power BI connection is not valid: {error}"
-    if problem is None and not workspace_id:
-        problem = N_("No Power BI workspace is set.")
     return EffectiveConnection(
         connection=connection,
         workspace_id=workspace_id or None,

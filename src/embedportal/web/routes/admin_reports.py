@@ -80,7 +80,7 @@ def reports_admin_page(request: Request, _admin: AdminUser, db: DbSession) -> HT
 @router.post("/sync", dependencies=[CsrfProtected])
 async def sync_reports(request: Request, admin: AdminUser, db: DbSession) -> Response:
     connection = effective_connection(session=db, settings=request.app.state.settings)
-    if not connection.ready or connection.connection is None or connection.workspace_id is None:
+    if not connection.ready or connection.connection is None:
         message = _(
             "Cannot sync: %(problem)s Set the Power BI connection in Admin → Settings.",
             problem=_(connection.problem or "The Power BI connection is incomplete."),
