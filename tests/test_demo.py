@@ -10,16 +10,30 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from embedportal import demo
-from embedportal.db.models import Group, GroupMembership, ReportGrant, Role, User
+from embedportal.db.models import (
+    Capacity,
+    Group,
+    GroupMembership,
+    Report,
+    ReportGrant,
+    Role,
+    User,
+)
 from embedportal.db.session import session_scope
-from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONAL_PERFORMANCE_REPORT_ID
+from embedportal.emulator.demo import (
+    FINANCE_SUMMARY_REPORT_ID,
+    REGION_MANAGER_ROLE,
+    REGIONAL_PERFORMANCE_REPORT_ID,
+    SALES_OVERVIEW_REPORT_ID,
+)
 from embedportal.settings import Settings
 from tests.conftest import LoginAs, csrf_of
 
 
 @pytest.fixture
 def settings_overrides(emulator_settings_overrides: dict[str, object]) -> dict[str, object]:
-    return emulator_settings_overrides
+    # As `serve` runs the demo: no workspace set, so every workspace the emulator has.
+    return {**emulator_settings_overrides, "powerbi_workspace_id": None}
 
 
 def run_seed(app: FastAPI) -> None:
@@ -58,13 +72,37 @@ def test_the_demo_creates_accounts_syncs_and_grants_once(
         assert all(
             grant_group == group.id for grant_group in db.scalars(select(ReportGrant.group_id))
         )
-    assert len(grants) == 3
+    assert len(grants) == 4  # the second demo workspace's report too
     assert grants[REGIONAL_PERFORMANCE_REPORT_ID] == [REGION_MANAGER_ROLE]
-    assert counts(app) == (2, 1, 1, 3)
+    assert counts(app) == (2, 1, 1, 4)
     assert any("embedportal-viewer" in line for line in app.state.startup_notes)
 
     run_seed(app)  # again: nothing new
-    assert counts(app) == (2, 1, 1, 3)
+    assert counts(app) == (2, 1, 1, 4)
+
+
+def test_the_demo_has_two_configured_capacities_and_reports_on_each(
+    app: FastAPI, fast_password_hashing: None
+) -> None:
+    run_seed(app)
+    settings = app.state.settings
+    with session_scope(app.state.session_factory) as db:
+        capacities = {c.display_name: c for c in db.scalars(select(Capacity))}
+        assert set(capacities) == {"embedportaldemo", "embedportalfabric"}
+        for capacity, provider in (
+            (capacities["embedportaldemo"], "Microsoft.PowerBIDedicated"),
+            (capacities["embedportalfabric"], "Microsoft.Fabric"),
+        ):
+            assert capacity.is_configured and capacity.provider == provider
+            assert capacity.subscription_id == settings.capacity_subscription_id
+            assert capacity.resource_group == settings.capacity_resource_group
+            assert capacity.resource_name == capacity.display_name
+        reports = {r.id: r.capacity_id for r in db.scalars(select(Report))}
+    assert reports[SALES_OVERVIEW_REPORT_ID] == capacities["embedportaldemo"].id
+    assert reports[FINANCE_SUMMARY_REPORT_ID] == capacities["embedportalfabric"].id
+    grant_counts = counts(app)
+    run_seed(app)  # again: an administrator's later changes would survive; nothing new here
+    assert counts(app) == grant_counts
 
 
 def test_the_demo_viewer_can_sign_in_and_open_the_regional_report(
@@ -74,8 +112,15 @@ def test_the_demo_viewer_can_sign_in_and_open_the_regional_report(
     signed_in = login_as(demo.VIEWER_EMAIL, demo.VIEWER_PASSWORD)
     page = signed_in.get("/reports")
     assert "Regional Performance" in page.text and "Sales Overview" in page.text
+    assert "Finance Summary" in page.text
     response = signed_in.post(
         f"/api/reports/{REGIONAL_PERFORMANCE_REPORT_ID}/token",
+        headers={"X-CSRF-Token": csrf_of(signed_in, "/reports")},
+    )
+    assert response.status_code == 200, response.text
+    # The report on the second (Fabric) capacity opens too.
+    response = signed_in.post(
+        f"/api/reports/{FINANCE_SUMMARY_REPORT_ID}/token",
         headers={"X-CSRF-Token": csrf_of(signed_in, "/reports")},
     )
     assert response.status_code == 200, response.text

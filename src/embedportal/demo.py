@@ -1,9 +1,12 @@
 """The demo: with the built-in emulator in development, `serve` shows reports at once.
 
 Creates (when absent) an administrator and a viewer, a "Demo viewers" group holding the viewer,
-syncs the emulator's demo workspace and grants its reports to the group, with the emulator's RLS
-role on the report that needs one. Running it again changes nothing: whatever exists is kept as
-it is (an administrator's later edits survive a restart).
+syncs the emulator's demo workspaces (every workspace, unless one is set) and grants their
+reports to the group, with the emulator's RLS role on the report that needs one. It also syncs
+the capacities and configures their Azure coordinates (the emulator keeps both in the demo
+resource group under their display names), so the demo has two manageable capacities. Running
+it again changes nothing: whatever exists is kept as it is (an administrator's later edits
+survive a restart).
 """
 
 from __future__ import annotations
@@ -20,10 +23,18 @@ from embedportal.access.catalogue import SyncResult, apply_catalogue, fetch_cata
 from embedportal.access.grants import grant_report
 from embedportal.access.organization import PowerBIClients, effective_connection
 from embedportal.access.users import create_user, find_user_by_email
-from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, Role
+from embedportal.capacity.inventory import (
+    CapacityInputError,
+    CapacityInventory,
+    apply_capacity_inventory,
+    configure_capacity,
+    fetch_capacity_inventory,
+)
+from embedportal.db.models import Capacity, Group, GroupMembership, Report, ReportGrant, Role
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGION_MANAGERS
 from embedportal.powerbi import PowerBIError
+from embedportal.powerbi.connection import provider_for_sku
 from embedportal.settings import Settings
 
 logger = logging.getLogger("embedportal.demo")
@@ -74,18 +85,20 @@ def seed_accounts(*, session: Session) -> None:
         session.flush()
 
 
-def grant_demo_reports(*, session: Session, workspace_id: str) -> int:
-    """Grant the workspace's reports to the demo group (RLS role where needed); returns how many
-    grants were added. Reports the group already has are left alone."""
+def grant_demo_reports(*, session: Session, workspace_id: str | None) -> int:
+    """Grant the workspace's reports (None: every available report) to the demo group (RLS role
+    where needed); returns how many grants were added. Reports the group already has are left
+    alone."""
     group = session.scalar(select(Group).where(Group.name == GROUP_NAME))
     if group is None:
         return 0
     granted = set(
         session.scalars(select(ReportGrant.report_id).where(ReportGrant.group_id == group.id))
     )
-    reports = session.scalars(
-        select(Report).where(Report.workspace_id == workspace_id, Report.is_available.is_(True))
-    )
+    query = select(Report).where(Report.is_available.is_(True))
+    if workspace_id is not None:
+        query = query.where(Report.workspace_id == workspace_id)
+    reports = session.scalars(query)
     added = 0
     for report in reports:
         if report.id in granted:
@@ -96,6 +109,35 @@ def grant_demo_reports(*, session: Session, workspace_id: str) -> int:
     return added
 
 
+def configure_demo_capacities(*, session: Session, settings: Settings) -> int:
+    """Give every not-configured capacity the demo's Azure coordinates: the subscription and
+    resource group of ``EMBEDPORTAL_CAPACITY_*`` and its display name (that is where the
+    emulator keeps them). Returns how many were configured."""
+    subscription, group = settings.capacity_subscription_id, settings.capacity_resource_group
+    if not (subscription and group):
+        return 0
+    configured = 0
+    for capacity in session.scalars(select(Capacity).order_by(Capacity.id)):
+        provider = provider_for_sku(capacity.sku)
+        if capacity.is_configured or capacity.subscription_id or provider is None:
+            continue
+        try:
+            configure_capacity(
+                session=session,
+                capacity_id=capacity.id,
+                subscription_id=subscription,
+                resource_group=group,
+                resource_name=capacity.display_name,
+                provider=provider,
+                actor=None,
+            )
+        except CapacityInputError as error:
+            logger.warning("demo: capacity %s left unconfigured: %s", capacity.id, error)
+            continue
+        configured += 1
+    return configured
+
+
 async def sync_demo_workspace(
     *,
     session_factory: sessionmaker[Session],
@@ -103,10 +145,11 @@ async def sync_demo_workspace(
     clients: PowerBIClients,
     wait_seconds: float = EMULATOR_WAIT_SECONDS,
 ) -> SyncResult | None:
-    """Sync the catalogue once the emulator answers, then grant its reports to the group."""
+    """Sync the catalogue and the capacities once the emulator answers, then grant the reports
+    to the group and configure the capacities."""
     with session_scope(session_factory) as session:
         connection = effective_connection(session=session, settings=settings)
-    if connection.connection is None or connection.workspace_id is None:
+    if connection.connection is None:
         logger.warning("demo: no Power BI connection (%s); reports not synced", connection.problem)
         return None
     client = clients.get(connection.connection)
@@ -120,9 +163,17 @@ async def sync_demo_workspace(
                 logger.warning("demo: the emulator did not answer (%s); reports not synced", error)
                 return None
             await asyncio.sleep(0.2)
+    inventory: CapacityInventory | None = None
+    try:
+        inventory = await fetch_capacity_inventory(client=client)
+    except PowerBIError as error:
+        logger.warning("demo: capacities not synced (%s)", error)
     with session_scope(session_factory) as session:
         result = apply_catalogue(session=session, catalogue=catalogue, actor=None)
         grant_demo_reports(session=session, workspace_id=connection.workspace_id)
+        if inventory is not None:
+            apply_capacity_inventory(session=session, inventory=inventory, settings=settings)
+            configure_demo_capacities(session=session, settings=settings)
     return result
 
 
@@ -150,7 +201,7 @@ def prepare_demo(app: FastAPI) -> None:
                 clients=app.state.powerbi_clients,
             )
         except Exception:  # noqa: BLE001 - the demo must never stop the portal from starting
-            logger.exception("demo: syncing the demo workspace failed")
+            logger.exception("demo: syncing the demo workspaces failed")
 
     app.state.on_startup.append(sync)
     app.state.startup_notes.extend(startup_notes())

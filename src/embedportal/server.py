@@ -36,8 +36,8 @@ def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
 
 
 def embedded_default_settings(settings: Settings) -> tuple[Settings, object]:
-    """Point the portal's Power BI settings at a built-in emulator on the emulator port."""
-    from embedportal.emulator.demo import DEMO_WORKSPACE_ID
+    """Point the portal's Power BI settings at a built-in emulator on the emulator port. The
+    workspace stays as set (unset: every workspace, so the demo shows both of the emulator's)."""
     from embedportal.emulator.settings import EmulatorSettings
 
     emulator_settings = EmulatorSettings()
@@ -48,7 +48,6 @@ def embedded_default_settings(settings: Settings) -> tuple[Settings, object]:
             "powerbi_client_id": emulator_settings.client_id,
             # model_copy does not validate: wrap the secret as the field's type.
             "powerbi_client_secret": SecretStr(emulator_settings.client_secret),
-            "powerbi_workspace_id": settings.powerbi_workspace_id or DEMO_WORKSPACE_ID,
             "powerbi_authority_host": base,
             "powerbi_api_url": base,
             "arm_url": base,
