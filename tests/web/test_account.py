@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from embedportal.db.models import User
 from embedportal.db.session import session_scope
-from embedportal.web.i18n import LANGUAGE_COOKIE
+from embedportal.web.context import LANGUAGE_COOKIE
 from tests.conftest import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 

@@ -12,7 +12,7 @@ from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
 import embedportal
-from embedportal.web.i18n import DOMAIN, LOCALE_DIR
+from embedportal.i18n import DOMAIN, LOCALE_DIR
 from tests.conftest import LoginAs, MakeUser
 
 REPO = Path(__file__).resolve().parents[2]

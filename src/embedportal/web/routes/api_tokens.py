@@ -25,6 +25,7 @@ from embedportal.access.organization import (
 )
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.models import Report, User
+from embedportal.i18n import _
 from embedportal.powerbi import (
     EffectiveIdentity,
     PowerBIAuthError,
@@ -43,7 +44,6 @@ from embedportal.tokens.service import (
     record_token_issued,
 )
 from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, require_user
-from embedportal.web.i18n import gettext_ as _
 from embedportal.web.routes.reports import ViewableReport
 
 logger = logging.getLogger("embedportal.tokens")

@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.viewer_health import ReportedEvent, record_viewer_events
+from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS, PortalMetrics
 from embedportal.settings import Settings
 from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, get_settings
-from embedportal.web.i18n import _
 from embedportal.web.push import PushEvent, PushHub
 
 router = APIRouter(tags=["viewer"])

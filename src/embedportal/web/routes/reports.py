@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse
 
 from embedportal.access.grants import can_view, visible_reports
 from embedportal.db.models import Report
+from embedportal.i18n import _
 from embedportal.web.deps import CurrentUser, DbSession
-from embedportal.web.i18n import gettext_ as _
 from embedportal.web.templating import render
 
 router = APIRouter(tags=["reports"])
