@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from embedportal import i18n
@@ -12,9 +12,8 @@ from embedportal.access.groups import groups_of
 from embedportal.access.users import UserInputError, change_own_password, set_language
 from embedportal.db.models import User
 from embedportal.i18n import _
-from embedportal.settings import Settings
 from embedportal.web.context import LANGUAGE_COOKIE
-from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, get_settings
+from embedportal.web.deps import AppSettings, CsrfProtected, CurrentUser, DbSession
 from embedportal.web.routes.auth import LANGUAGE_COOKIE_MAX_AGE, is_https
 from embedportal.web.templating import flash_redirect, render
 
@@ -54,7 +53,7 @@ def change_language(
     request: Request,
     db: DbSession,
     user: CurrentUser,
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: AppSettings,
     language: Annotated[str, Form()] = BROWSER,
 ) -> Response:
     chosen = None if language == BROWSER else language

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from embedportal import i18n
@@ -19,18 +19,17 @@ from embedportal.i18n import _
 from embedportal.settings import Settings
 from embedportal.web.context import ANONYMOUS_CSRF_COOKIE, LANGUAGE_COOKIE
 from embedportal.web.deps import (
+    AppSettings,
     CsrfProtected,
     CsrfProtectedWhenSignedIn,
     DbSession,
     OptionalUser,
-    get_settings,
 )
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(tags=["sign-in"], include_in_schema=False)
 
 LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
-AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
