@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, ob
         "database_url": database_url,
         "data_dir": tmp_path,
         "demo": False,
+        # Redis is shared by every test run on the machine (pub/sub ignores database numbers).
+        "redis_prefix": f"embedportal-test-{uuid.uuid4().hex}",
         **settings_overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
