@@ -14,7 +14,7 @@ from embedportal.db.models import Group, GroupMembership, ReportGrant, Role, Use
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONAL_PERFORMANCE_REPORT_ID
 from embedportal.settings import Settings
-from tests.conftest import LoginAs, csrf_of
+from tests.support.portal import LoginAs, csrf_of
 
 
 @pytest.fixture

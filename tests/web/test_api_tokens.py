@@ -24,7 +24,8 @@ from embedportal.powerbi import (
 )
 from embedportal.tokens.service import RedisTokenCache, TokenService
 from embedportal.web.deps import get_powerbi_clients, get_settings, get_token_service
-from tests.conftest import Emulator, Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.emulator.harness import Emulator
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
 
 SALES = "Sales Overview"
 REGIONAL = "Regional Performance"

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 import embedportal
 from embedportal.i18n import DOMAIN, LOCALE_DIR
-from tests.conftest import LoginAs, MakeUser
+from tests.support.portal import LoginAs, MakeUser
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = Path(embedportal.__file__).resolve().parent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
@@ -39,33 +39,27 @@ class NotAllowed(Exception):
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return cast(Settings, request.app.state.settings)
 
 
 def get_token_service(request: Request) -> TokenService:
-    service: TokenService = request.app.state.token_service
-    return service
+    return cast(TokenService, request.app.state.token_service)
 
 
 def get_capacity_probe(request: Request) -> CapacityProbe:
-    probe: CapacityProbe = request.app.state.capacity_probe
-    return probe
+    return cast(CapacityProbe, request.app.state.capacity_probe)
 
 
 def get_powerbi_clients(request: Request) -> PowerBIClients:
-    clients: PowerBIClients = request.app.state.powerbi_clients
-    return clients
+    return cast(PowerBIClients, request.app.state.powerbi_clients)
 
 
 def get_metrics(request: Request) -> PortalMetrics:
-    metrics: PortalMetrics = request.app.state.metrics
-    return metrics
+    return cast(PortalMetrics, request.app.state.metrics)
 
 
 def get_push_hub(request: Request) -> PushHub:
-    hub: PushHub = request.app.state.push_hub
-    return hub
+    return cast(PushHub, request.app.state.push_hub)
 
 
 def is_htmx(request: Request) -> bool:
