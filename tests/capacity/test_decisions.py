@@ -486,6 +486,11 @@ BRANCHES: list[tuple[str, dict[str, object], Decision]] = [
         change_sku(sku="A2", reason=Reason.SCHEDULE),
     ),
     (
+        "a row whose SKU the catalogue lacks (built without the form) is still tried",
+        {"schedule": window(sku=sku_row("F128")), "current_sku": "F2"},
+        change_sku(sku="F128", reason=Reason.SCHEDULE),
+    ),
+    (
         "the current SKU is one the catalogue lacks: the row applies",
         {"schedule": window(sku=sku_row("F4")), "current_sku": "F128"},
         change_sku(sku="F4", reason=Reason.SCHEDULE),

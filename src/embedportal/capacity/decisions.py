@@ -168,9 +168,13 @@ def _wanted_sku(situation: Situation) -> str | None:
         return None
     if situation.sku_changed_at is not None and situation.sku_changed_at >= transition.at:
         return None  # changed since that row fired (the row itself, or an administrator)
-    if current is not None and is_known_sku(name=current):
-        if sku_info(name=current).provider is not sku_info(name=target).provider:
-            return None  # Azure cannot move a capacity to another family: asking would fail
+    if (
+        current is not None
+        and is_known_sku(name=current)
+        and is_known_sku(name=target)
+        and sku_info(name=current).provider is not sku_info(name=target).provider
+    ):
+        return None  # Azure cannot move a capacity to another family: asking would fail
     return target
 
 

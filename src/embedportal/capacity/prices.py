@@ -51,6 +51,8 @@ class Billing(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Sku:
+    """One catalogue entry; ``capacity_units`` makes sizes comparable across families."""
+
     name: str
     provider: Provider
     billing: Billing
