@@ -164,7 +164,7 @@ def _wanted_sku(situation: Situation) -> str | None:
         return None
     target = transition.row.sku
     current = situation.current_sku
-    if current is not None and normalise_sku_name(current) == target:
+    if current is not None and normalise_sku_name(name=current) == target:
         return None
     if situation.sku_changed_at is not None and situation.sku_changed_at >= transition.at:
         return None  # changed since that row fired (the row itself, or an administrator)

@@ -111,18 +111,18 @@ def _catalogue() -> dict[str, Sku]:
 SKUS: dict[str, Sku] = _catalogue()
 
 
-def normalise_sku_name(name: str) -> str:
+def normalise_sku_name(*, name: str) -> str:
     """``" f4 "`` → ``"F4"``: forms and ARM disagree on case and spacing, the catalogue does not."""
     return name.strip().upper()
 
 
 def is_known_sku(*, name: str) -> bool:
-    return normalise_sku_name(name) in SKUS
+    return normalise_sku_name(name=name) in SKUS
 
 
 def sku_info(*, name: str) -> Sku:
     """The catalogue entry; KeyError for a SKU the portal does not know."""
-    return SKUS[normalise_sku_name(name)]
+    return SKUS[normalise_sku_name(name=name)]
 
 
 def hourly_price(*, sku: str, override: Decimal | None = None) -> Decimal:

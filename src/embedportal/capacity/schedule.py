@@ -246,7 +246,7 @@ def _parse_row(
                 )
             )
         else:
-            sku = normalise_sku_name(sku_text)
+            sku = normalise_sku_name(name=sku_text)
     # A SKU sent with turn_on / turn_off is ignored: forms keep the SKU list filled in.
 
     if errors or weekday is None or at is None or action is None:
