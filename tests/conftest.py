@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,20 +22,26 @@ from embedportal.access.users import create_user
 from embedportal.app import create_app
 from embedportal.db.models import Group, GroupMembership, Report, Role, User
 from embedportal.db.session import session_scope
-from embedportal.emulator.demo import DEMO_WORKSPACE_ID
 from embedportal.powerbi import PowerBIClient
 from embedportal.settings import Settings
 from tests.emulator.harness import Emulator, running_emulator
 from tests.support.databases import PostgresTemplate, SQLiteTemplate
+from tests.support.portal import (
+    DEFAULT_PASSWORD,
+    TEST_SECRET_KEY,
+    Grant,
+    LoginAs,
+    MakeUser,
+    SyncedReports,
+    csrf_of,
+    portal_settings_for,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
     for as long as its session fixture lives, which would break later asyncio-based tests."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
-
-
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-checks"
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +80,8 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, ob
         "database_url": database_url,
         "data_dir": tmp_path,
         "demo": False,
+        # Redis is shared by every test run on the machine (pub/sub ignores database numbers).
+        "redis_prefix": f"embedportal-test-{uuid.uuid4().hex}",
         **settings_overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -92,9 +100,6 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
-LoginAs = Callable[..., TestClient]
-
-
 @pytest.fixture
 def redis_url() -> str:
     """The Redis test server; the Makefile (and so CI) always sets it."""
@@ -105,18 +110,6 @@ def redis_url() -> str:
 
 
 # --- Users and signing in ---------------------------------------------------------------------
-
-DEFAULT_PASSWORD = "correct-horse-battery-staple"
-_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
-
-
-def csrf_of(client: TestClient, path: str = "/account") -> str:
-    """The CSRF token the portal gives this client's current session (or, signed out, the
-    sign-in form's token), read from the page's `<meta name="csrf-token">`."""
-    response = client.get(path, follow_redirects=True)
-    match = _CSRF_META.search(response.text)
-    assert match and match.group(1), f"no CSRF token on {response.url} ({response.status_code})"
-    return match.group(1)
 
 
 @pytest.fixture
@@ -132,9 +125,6 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 def user_passwords() -> dict[str, str]:
     """E-mail → password of every user make_user created, for login_as."""
     return {}
-
-
-MakeUser = Callable[..., User]
 
 
 @pytest.fixture
@@ -204,30 +194,10 @@ def emulator() -> Iterator[Emulator]:
         yield running
 
 
-def portal_settings_for(emulator: Emulator) -> dict[str, object]:
-    """Settings overrides that point the portal at an emulator (as `serve` does for its own)."""
-    emulator_settings = emulator.settings
-    return {
-        "powerbi_tenant_id": emulator_settings.tenant_id,
-        "powerbi_client_id": emulator_settings.client_id,
-        "powerbi_client_secret": emulator_settings.client_secret,
-        "powerbi_workspace_id": DEMO_WORKSPACE_ID,
-        "powerbi_authority_host": emulator.base_url,
-        "powerbi_api_url": emulator.base_url,
-        "arm_url": emulator.base_url,
-        "capacity_subscription_id": emulator_settings.subscription_id,
-        "capacity_resource_group": emulator_settings.resource_group,
-        "capacity_name": emulator_settings.capacity_name,
-    }
-
-
 @pytest.fixture
 def emulator_settings_overrides(emulator: Emulator) -> dict[str, object]:
     """Use as `settings_overrides` in a module whose tests involve Power BI."""
     return portal_settings_for(emulator)
-
-
-SyncedReports = dict[str, str]
 
 
 @pytest.fixture
@@ -247,9 +217,6 @@ def synced_reports(app: FastAPI) -> SyncedReports:
     asyncio.run(sync())
     with session_scope(app.state.session_factory) as db:
         return {report.name: report.id for report in db.scalars(select(Report))}
-
-
-Grant = Callable[..., None]
 
 
 @pytest.fixture

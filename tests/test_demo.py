@@ -27,7 +27,7 @@ from embedportal.emulator.demo import (
     SALES_OVERVIEW_REPORT_ID,
 )
 from embedportal.settings import Settings
-from tests.conftest import LoginAs, csrf_of
+from tests.support.portal import LoginAs, csrf_of
 
 
 @pytest.fixture

@@ -73,13 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = create_session_factory(engine)
     app.state.templates = create_templates()
     app.state.metrics = PortalMetrics()
-    app.state.push_hub = PushHub(settings.redis_url)
+    app.state.push_hub = PushHub(settings.redis_url, channel=f"{settings.redis_prefix}:push")
     # Async callables run at shutdown, last added first (e.g. closing HTTP clients).
     app.state.on_shutdown = []
     app.state.on_startup = []
     app.state.startup_notes = []
     app.state.powerbi_clients = PowerBIClients()
-    app.state.token_service = TokenService(cache=create_token_cache(settings.redis_url))
+    app.state.token_service = TokenService(
+        cache=create_token_cache(settings.redis_url, prefix=f"{settings.redis_prefix}:tokens")
+    )
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
     app.state.capacity_probe = CapacityProbe()

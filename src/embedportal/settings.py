@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         description="Redis URL (`redis://host:6379/0`) for the shared token cache and the push "
         "fan-out when several portal instances run. Default: in-process.",
     )
+    redis_prefix: str = Field(
+        "embedportal",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key and channel the portal uses, so several portals "
+        "can share one Redis server without seeing each other's tokens or pushes.",
+    )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     emulator_port: int | None = Field(

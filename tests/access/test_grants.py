@@ -21,7 +21,7 @@ from embedportal.access.grants import (
 )
 from embedportal.db.models import AuditEntry, Group, GroupMembership, Report, User
 from embedportal.db.session import session_scope
-from tests.conftest import MakeUser
+from tests.support.portal import MakeUser
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ from embedportal.powerbi import (
     Workspace,
 )
 from embedportal.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, portal_settings_for
 from tests.emulator.harness import Emulator
+from tests.support.portal import TEST_SECRET_KEY, portal_settings_for
 
 DEDICATED_ID = "b339bc78-b288-5b65-a797-77c024ae3696"  # the emulator's embedportaldemo
 FABRIC_ID = "9cc5d9d6-0cda-56e9-8f9a-cdae2d92659a"  # the emulator's embedportalfabric

@@ -14,8 +14,15 @@ from fastapi.testclient import TestClient
 
 from embedportal.capacity.probe import RECHECK_RUNNING_SECONDS, CapacityProbe, CapacityReading
 from embedportal.powerbi import PowerBIConnection
-from tests.conftest import Grant, LoginAs, MakeUser, SyncedReports, csrf_of, portal_settings_for
 from tests.emulator.harness import Emulator, running_emulator
+from tests.support.portal import (
+    Grant,
+    LoginAs,
+    MakeUser,
+    SyncedReports,
+    csrf_of,
+    portal_settings_for,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 

@@ -24,6 +24,8 @@ from tests.emulator.harness import (
 )
 
 V2 = "/v1.0/myorg/GenerateToken"
+# An id no demo entity has (fixed, so every test worker collects the same parameters).
+UNKNOWN_ID = "00000000-0000-4000-8000-00000000dead"
 EXPIRATION = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 NORTH = {
     "username": "north@example.com",
@@ -103,13 +105,13 @@ def test_datasets(shared_emulator: Emulator, pbi_headers: dict[str, str]) -> Non
 @pytest.mark.parametrize(
     "path",
     [
-        f"/v1.0/myorg/groups/{uuid.uuid4()}/reports",
+        f"/v1.0/myorg/groups/{UNKNOWN_ID}/reports",
         "/v1.0/myorg/groups/not-a-guid/reports",
-        f"/v1.0/myorg/groups/{GROUP}/reports/{uuid.uuid4()}",
-        f"/v1.0/myorg/groups/{uuid.uuid4()}/reports/{SALES_OVERVIEW}",
+        f"/v1.0/myorg/groups/{GROUP}/reports/{UNKNOWN_ID}",
+        f"/v1.0/myorg/groups/{UNKNOWN_ID}/reports/{SALES_OVERVIEW}",
         f"/v1.0/myorg/groups/{GROUP}/reports/{SALES_DATASET}",
-        f"/v1.0/myorg/groups/{GROUP}/datasets/{uuid.uuid4()}",
-        f"/v1.0/myorg/groups/{uuid.uuid4()}/datasets",
+        f"/v1.0/myorg/groups/{GROUP}/datasets/{UNKNOWN_ID}",
+        f"/v1.0/myorg/groups/{UNKNOWN_ID}/datasets",
     ],
 )
 def test_unknown_ids_are_not_found(
@@ -284,8 +286,8 @@ def test_generate_token_v1(shared_emulator: Emulator, pbi_headers: dict[str, str
             "InvalidRequest",
             "shouldn't have effective identity",
         ),
-        (v1_path(str(uuid.uuid4())), {"accessLevel": "View"}, 404, "PowerBIEntityNotFound", None),
-        (v1_path(group=str(uuid.uuid4())), {}, 404, "PowerBIEntityNotFound", None),
+        (v1_path(UNKNOWN_ID), {"accessLevel": "View"}, 404, "PowerBIEntityNotFound", None),
+        (v1_path(group=UNKNOWN_ID), {}, 404, "PowerBIEntityNotFound", None),
         (v1_path(), {"datasetId": str(uuid.uuid4())}, 404, "PowerBIEntityNotFound", None),
     ],
 )

@@ -26,7 +26,7 @@ from embedportal.emulator.demo import REGION_MANAGER_ROLE
 from embedportal.emulator.tokens import unverified_claims
 from embedportal.settings import Settings
 from embedportal.web.push import PushEvent
-from tests.conftest import Grant, MakeUser, SyncedReports
+from tests.support.portal import Grant, MakeUser, SyncedReports
 from tests.support.threaded import serve_in_thread
 
 SALES = "Sales Overview"

@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 
 from embedportal.db.models import User
 from embedportal.db.session import session_scope
-from embedportal.web.i18n import LANGUAGE_COOKIE
-from tests.conftest import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
+from embedportal.web.context import LANGUAGE_COOKIE
+from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 
 def _language_of(app: FastAPI, user_id: int) -> str | None:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from embedportal.db.models import AuditEntry, User
 from embedportal.db.session import session_scope
-from tests.conftest import LoginAs, MakeUser
+from tests.support.portal import LoginAs, MakeUser
 
 
 @pytest.fixture

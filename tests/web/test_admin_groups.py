@@ -10,7 +10,7 @@ from sqlalchemy import select
 from embedportal.access.groups import members_of
 from embedportal.db.models import Group, User
 from embedportal.db.session import session_scope
-from tests.conftest import LoginAs, MakeUser, csrf_of
+from tests.support.portal import LoginAs, MakeUser, csrf_of
 
 HTMX = {"HX-Request": "true"}
 

@@ -11,7 +11,7 @@ from embedportal.db.models import AuditEntry, Group, Report, ReportGrant
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE
 from embedportal.web.push import PushEvent
-from tests.conftest import LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.portal import LoginAs, MakeUser, SyncedReports, csrf_of
 
 HTMX = {"HX-Request": "true"}
 

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from embedportal.access.organization import decrypt_secret, effective_connection
 from embedportal.db.models import AuditEntry, Organization
 from embedportal.db.session import session_scope
-from tests.conftest import Emulator, LoginAs, MakeUser, csrf_of
+from tests.emulator.harness import Emulator
+from tests.support.portal import LoginAs, MakeUser, csrf_of
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from embedportal.db.models import AuditEntry, Role, User
 from embedportal.db.session import session_scope
-from tests.conftest import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
+from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from embedportal.access.viewer_health import ReportedEvent, record_viewer_events
 from embedportal.db.models import AuditEntry, Report, User, ViewerEventCount
 from embedportal.db.session import session_scope
 from embedportal.web.routes import events as events_routes
-from tests.conftest import LoginAs, MakeUser, csrf_of
+from tests.support.portal import LoginAs, MakeUser, csrf_of
 from tests.support.threaded import serve_in_thread
 
 SALES_ID = "5a1e5000-0000-4000-8000-000000000001"

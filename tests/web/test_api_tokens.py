@@ -23,7 +23,9 @@ from embedportal.powerbi import (
     PowerBIUnavailableError,
 )
 from embedportal.tokens.service import RedisTokenCache, TokenService
-from tests.conftest import Emulator, Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from embedportal.web.deps import get_powerbi_clients, get_settings, get_token_service
+from tests.emulator.harness import Emulator
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
 
 SALES = "Sales Overview"
 REGIONAL = "Regional Performance"
@@ -42,7 +44,7 @@ def cache_backend(request: pytest.FixtureRequest, app: FastAPI) -> str:
         service = TokenService(
             cache=RedisTokenCache(url, prefix=f"embedportal-test:{uuid.uuid4().hex}")
         )
-        app.state.token_service = service
+        app.dependency_overrides[get_token_service] = lambda: service
         app.state.on_shutdown.append(service.aclose)
     return str(request.param)
 
@@ -319,7 +321,7 @@ def test_power_bi_failures_are_passed_on_with_a_reason_never_a_500(
     viewer = make_user("viewer@example.com")
     grant(synced_reports[SALES], user=viewer)
     client = login_as(viewer)
-    app.state.powerbi_clients = FailingClients(error)
+    app.dependency_overrides[get_powerbi_clients] = lambda: FailingClients(error)
     response = post_token(client, synced_reports[SALES])
     assert response.status_code == status
     assert response.json()["code"] == code
@@ -337,7 +339,8 @@ def test_without_a_power_bi_connection_the_answer_says_so(
     viewer = make_user("viewer@example.com")
     grant(synced_reports[SALES], user=viewer)
     client = login_as(viewer)
-    app.state.settings = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    unconnected = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    app.dependency_overrides[get_settings] = lambda: unconnected
     response = post_token(client, synced_reports[SALES])
     assert response.status_code == 503
     assert response.json()["code"] == "PowerBINotConnected"

@@ -18,7 +18,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.web.routes.auth import safe_next
-from tests.conftest import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
+from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 
 def _post_login(

@@ -32,7 +32,7 @@ from starlette.routing import Mount, WebSocketRoute
 from embedportal.access.groups import add_member, create_group
 from embedportal.db.models import Report, ReportGrant, User
 from embedportal.db.session import session_scope
-from tests.conftest import LoginAs, MakeUser, csrf_of
+from tests.support.portal import LoginAs, MakeUser, csrf_of
 
 PERSONAS = ("anonymous", "viewer", "granted", "blocked", "admin")
 REPORT_ID = "6f7c1c37-0000-4000-8000-00000000ab01"

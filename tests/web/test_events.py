@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -134,8 +135,9 @@ def test_redis_fans_events_out_between_instances(redis_url: str) -> None:
     """Two portal instances: an event published on one reaches a viewer on the other."""
 
     async def scenario() -> PushEvent:
-        publisher = PushHub(redis_url)
-        receiver = PushHub(redis_url)
+        channel = f"embedportal-test-{uuid.uuid4().hex}:push"
+        publisher = PushHub(redis_url, channel=channel)
+        receiver = PushHub(redis_url, channel=channel)
         await receiver.start()
         try:
             with receiver.subscribe(user_id=7) as subscription:
@@ -209,3 +211,29 @@ def test_with_a_metrics_token_the_right_bearer_reads_metrics(
 def test_an_empty_metrics_token_setting_means_unset() -> None:
     assert Settings(_env_file=None, metrics_token="").metrics_token is None
     assert Settings(_env_file=None, metrics_token="  ").metrics_token is None
+
+
+def test_portals_with_other_redis_prefixes_do_not_hear_each_other(redis_url: str) -> None:
+    """Two portals sharing one Redis server: a push of one never reaches the other's viewers."""
+
+    async def scenario() -> tuple[PushEvent | None, PushEvent | None]:
+        ours = PushHub(redis_url, channel=f"ours-{uuid.uuid4().hex}:push")
+        theirs = PushHub(redis_url, channel=f"theirs-{uuid.uuid4().hex}:push")
+        await ours.start()
+        await theirs.start()
+        try:
+            with ours.subscribe(user_id=7) as mine, theirs.subscribe(user_id=7) as other:
+                received = None
+                for _ in range(50):  # ready once our own event comes back
+                    ours.publish(PushEvent(kind="access", data={"n": 1}, user_id=7))
+                    received = await mine.next(timeout=0.1)
+                    if received is not None:
+                        break
+                return received, await other.next(timeout=0.5)
+        finally:
+            await ours.stop()
+            await theirs.stop()
+
+    received, leaked = asyncio.run(scenario())
+    assert received is not None and received.data == {"n": 1}
+    assert leaked is None

@@ -12,8 +12,8 @@ from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
 import embedportal
-from embedportal.web.i18n import DOMAIN, LOCALE_DIR
-from tests.conftest import LoginAs, MakeUser
+from embedportal.i18n import DOMAIN, LOCALE_DIR
+from tests.support.portal import LoginAs, MakeUser
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = Path(embedportal.__file__).resolve().parent

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from tests.conftest import Grant, LoginAs, SyncedReports, csrf_of
+from tests.support.portal import Grant, LoginAs, SyncedReports, csrf_of
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 

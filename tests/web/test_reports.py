@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from embedportal.db.models import Report
 from embedportal.db.session import session_scope
-from tests.conftest import Grant, LoginAs, MakeUser, SyncedReports
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports
 
 
 @pytest.fixture

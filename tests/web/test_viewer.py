@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Grant, LoginAs, MakeUser, SyncedReports
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports
 
 SALES = "Sales Overview"
 

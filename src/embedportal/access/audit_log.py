@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from embedportal.db.models import AuditEntry, Organization
-from embedportal.web.i18n import _
+from embedportal.i18n import _
 
 UTC = ZoneInfo("UTC")
 

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from embedportal.access.audit import record
 from embedportal.access.users import UserInputError, parse_rls_roles
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
+from embedportal.i18n import N_
 from embedportal.powerbi import EffectiveIdentity
-from embedportal.tokens.policy import N_
 
 
 class GrantInputError(ValueError):

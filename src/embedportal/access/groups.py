@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from embedportal.access.audit import record
 from embedportal.access.users import UserInputError, find_user_by_email, normalise_email
 from embedportal.db.models import Group, GroupMembership, User
-from embedportal.web.i18n import _
+from embedportal.i18n import _
 
 MAX_GROUP_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 2000

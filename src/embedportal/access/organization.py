@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from embedportal.access.audit import record
 from embedportal.db.models import Organization, User
+from embedportal.i18n import N_
 from embedportal.powerbi import PowerBIClient, PowerBIConnection
 from embedportal.settings import Settings
-from embedportal.tokens.policy import N_, TokenPolicy, validate_policy_form
+from embedportal.tokens.policy import TokenPolicy, validate_policy_form
 
 ORGANIZATION_ID = 1
 Source = Literal["organization", "environment", "missing"]

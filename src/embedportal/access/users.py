@@ -23,7 +23,7 @@ from embedportal.access.passwords import (
 )
 from embedportal.access.sessions import end_all_sessions
 from embedportal.db.models import Role, User, WebSession
-from embedportal.web.i18n import LANGUAGES, _
+from embedportal.i18n import LANGUAGES, _
 
 # Power BI's limits on an effective identity (EffectiveIdentity.username and .roles).
 MAX_RLS_USERNAME_LENGTH = 256

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, Report, ViewerEventCount
+from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
-from embedportal.web.i18n import _
 
 # Reasons kept as given: why a token was refreshed, and how a viewer noticed its token died
 # ("clock", "wake", "expired-error"). Anything else is counted as "other", so a misbehaving

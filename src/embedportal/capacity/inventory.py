@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from embedportal.access.audit import record
 from embedportal.db.base import utcnow
 from embedportal.db.models import Capacity, Report, User
+from embedportal.i18n import N_
 from embedportal.powerbi import (
     CAPACITY_PROVIDERS,
     FABRIC,
@@ -39,7 +40,6 @@ from embedportal.powerbi import (
 )
 from embedportal.powerbi.connection import provider_for_sku
 from embedportal.settings import Settings
-from embedportal.tokens.policy import N_
 
 # Azure's rules: a resource group has 1-90 letters, digits, '_', '-', '.', '(' and ')' and does
 # not end with '.'; a Power BI Embedded or Fabric capacity name has 3-63 lower-case letters and

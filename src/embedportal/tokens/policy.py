@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from embedportal.i18n import N_
+
 MAX_LIFETIME_MINUTES = 60  # Power BI never issues embed tokens for longer than about an hour
 DEFAULT_LIFETIME_MINUTES = 60
 DEFAULT_MARGIN_MINUTES = 10
@@ -74,12 +76,6 @@ def keeper_policy(policy: TokenPolicy, *, lifetime_seconds: float) -> dict[str, 
 
 
 # --- the settings form ---------------------------------------------------------------------------
-
-
-def N_(message: str) -> str:  # noqa: N802 - the extractor's conventional name
-    """Mark a message for translation without translating it here: the form translates it
-    when it shows it, in the reader's language."""
-    return message
 
 
 FIELD_REFRESH_EVERY = "refresh_every_minutes"

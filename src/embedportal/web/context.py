@@ -15,12 +15,13 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from embedportal import i18n
 from embedportal.access.sessions import SESSION_COOKIE, resolve_session
 from embedportal.db.models import Organization, User
 from embedportal.db.session import session_scope
-from embedportal.web import i18n
 
 ANONYMOUS_CSRF_COOKIE = "embedportal_csrf"
+LANGUAGE_COOKIE = "embedportal_lang"
 
 
 def _anonymous_csrf(request: Request) -> tuple[str, bool]:
@@ -90,7 +91,7 @@ async def request_context_middleware(
     user = request.state.user
     language = (
         (user.language if user is not None and user.language else None)
-        or i18n.match_language(request.cookies.get(i18n.LANGUAGE_COOKIE, ""))
+        or i18n.match_language(request.cookies.get(LANGUAGE_COOKIE, ""))
         or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
     )
     request.state.language = language

@@ -1,20 +1,30 @@
-"""Dependencies routes declare: a database session, and who may call them.
+"""Dependencies routes declare: a database session, who may call them, the app's services,
+and the report they act on.
 
-Authorisation is a dependency, never an `if` repeated in route bodies.
+Authorisation is a dependency, never an `if` repeated in route bodies; services are typed
+dependencies, never read from `request.app.state` in a route, so a test swaps one with
+`app.dependency_overrides`.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from embedportal.db.models import User
+from embedportal.access.grants import can_view
+from embedportal.access.organization import PowerBIClients
+from embedportal.capacity.probe import CapacityProbe
+from embedportal.db.models import Report, User
 from embedportal.db.session import session_scope
+from embedportal.i18n import _
+from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
+from embedportal.tokens.service import TokenService
+from embedportal.web.push import PushHub
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -29,8 +39,41 @@ class NotAllowed(Exception):
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return cast(Settings, request.app.state.settings)
+
+
+def get_token_service(request: Request) -> TokenService:
+    return cast(TokenService, request.app.state.token_service)
+
+
+def get_capacity_probe(request: Request) -> CapacityProbe:
+    return cast(CapacityProbe, request.app.state.capacity_probe)
+
+
+def get_powerbi_clients(request: Request) -> PowerBIClients:
+    return cast(PowerBIClients, request.app.state.powerbi_clients)
+
+
+def get_metrics(request: Request) -> PortalMetrics:
+    return cast(PortalMetrics, request.app.state.metrics)
+
+
+def get_push_hub(request: Request) -> PushHub:
+    return cast(PushHub, request.app.state.push_hub)
+
+
+def is_htmx(request: Request) -> bool:
+    """True when htmx asked for the page: answer with the partial it swaps in."""
+    return request.headers.get("hx-request") == "true"
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
+CapacityProbeDep = Annotated[CapacityProbe, Depends(get_capacity_probe)]
+PowerBIClientsDep = Annotated[PowerBIClients, Depends(get_powerbi_clients)]
+MetricsDep = Annotated[PortalMetrics, Depends(get_metrics)]
+PushHubDep = Annotated[PushHub, Depends(get_push_hub)]
+IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -91,3 +134,30 @@ AdminUser = Annotated[User, Depends(require_admin)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CsrfProtected = Depends(verify_csrf)
 CsrfProtectedWhenSignedIn = Depends(verify_csrf_when_signed_in)
+
+
+def known_report(report_id: str, db: DbSession) -> Report:
+    """The report, if the catalogue has it and it is still in Power BI; else 404."""
+    report = db.get(Report, report_id)
+    if report is None or not report.is_available:
+        raise HTTPException(status_code=404, detail=_("There is no such report."))
+    return report
+
+
+def viewable_report(
+    user: CurrentUser, report: Annotated[Report, Depends(known_report)], db: DbSession
+) -> Report:
+    """The report, if the signed-in user may open it: 401 signed out, 404 unknown, 403 not
+    granted. (The user comes first so a signed-out caller learns nothing about report ids.)"""
+    if not can_view(session=db, user=user, report=report):
+        raise HTTPException(
+            status_code=403,
+            detail=_(
+                "You do not have access to this report. Ask an administrator to grant it to you."
+            ),
+        )
+    return report
+
+
+KnownReport = Annotated[Report, Depends(known_report)]
+ViewableReport = Annotated[Report, Depends(viewable_report)]

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embedportal.i18n import _
 from embedportal.web.deps import NotAllowed, NotSignedIn
-from embedportal.web.i18n import gettext_ as _
 from embedportal.web.templating import render
 
 

@@ -21,7 +21,7 @@ import redis
 
 logger = logging.getLogger("embedportal.push")
 
-REDIS_CHANNEL = "embedportal:push"
+DEFAULT_REDIS_CHANNEL = "embedportal:push"
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,14 @@ class _Subscriber:
 class PushHub:
     """Fans events out to the subscribers of this process. `publish` is safe from any thread."""
 
-    def __init__(self, redis_url: str | None = None, *, queue_size: int = 100) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        channel: str = DEFAULT_REDIS_CHANNEL,
+        queue_size: int = 100,
+    ) -> None:
+        self._channel = channel
         self._subscribers: set[_Subscriber] = set()
         self._lock = threading.Lock()
         self._queue_size = queue_size
@@ -85,7 +92,7 @@ class PushHub:
                 if self._publisher is None:
                     self._publisher = redis.Redis.from_url(self._redis_url)
                 publisher = self._publisher
-            publisher.publish(REDIS_CHANNEL, event.to_json())
+            publisher.publish(self._channel, event.to_json())
         else:
             self._deliver(event)
 
@@ -148,7 +155,7 @@ class PushHub:
             client = aioredis.Redis.from_url(self._redis_url)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(REDIS_CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._deliver(PushEvent.from_json(message["data"]))

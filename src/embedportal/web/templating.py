@@ -11,8 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from embedportal import __version__
-from embedportal.web import i18n
+from embedportal import __version__, i18n
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 FLASH_COOKIE = "embedportal_flash"

@@ -11,6 +11,7 @@
 
   const ns = window.EmbedEmulator;
   const transport = ns.transport;
+  const filterRules = ns.filters; // emu-filters.js
   const query = new URLSearchParams(window.location.search);
 
   // The visual type names Power BI reports for our visual kinds (IVisual.type).
@@ -21,9 +22,6 @@
     table: "tableEx",
     slicer: "slicer",
   };
-  const BASIC_SCHEMA = "http://powerbi.com/product/schema#basic";
-  const OPERATORS = new Set(["In", "NotIn", "All"]);
-  const FILTERS_OPERATION = { RemoveAll: 0, ReplaceAll: 1, Add: 2, Replace: 3 };
   // IVisual.layout is in pixels in Power BI; our 12-column grid maps onto a 1280 x 720 page.
   const NOMINAL_PAGE = { width: 1280, height: 720 };
   const FATAL = 6; // models.TraceType.Fatal
@@ -317,96 +315,10 @@
     return state.definitionPromise || Promise.resolve(false);
   }
 
-  // ---------------------------------------------------------------- filters
-
-  function filterTarget(filter) {
-    const target = filter && filter.target;
-    if (!target || typeof target.table !== "string" || typeof target.column !== "string") {
-      return null;
-    }
-    return { table: target.table, column: target.column };
-  }
-
-  /** A powerbi-models BasicFilter as the data API takes it; or {error} for anything else. */
-  function normalizeFilter(filter) {
-    if (!filter || typeof filter !== "object") return { error: "A filter must be an object" };
-    const target = filterTarget(filter);
-    if (!target) return { error: "A filter's target must name a table and a column" };
-    const schema = String(filter.$schema || filter.schemaUrl || "");
-    if (filter.filterType !== 1 && !schema.endsWith("#basic")) {
-      return { error: "Only basic filters (filterType 1) are emulated" };
-    }
-    if (!OPERATORS.has(filter.operator)) {
-      return { error: "A basic filter's operator must be In, NotIn or All" };
-    }
-    const values = Array.isArray(filter.values) ? filter.values.slice() : [];
-    return {
-      filter: {
-        $schema: BASIC_SCHEMA,
-        target: target,
-        filterType: 1,
-        operator: filter.operator,
-        values: values,
-      },
-    };
-  }
-
-  function normalizeFilters(filters) {
-    if (!Array.isArray(filters)) return { error: "Filters must be an array" };
-    const normalized = [];
-    for (const filter of filters) {
-      const result = normalizeFilter(filter);
-      if (result.error) return result;
-      normalized.push(result.filter);
-    }
-    return { filters: normalized };
-  }
-
-  function sameTarget(a, b) {
-    return a.target.table === b.target.table && a.target.column === b.target.column;
-  }
-
-  /** Apply IUpdateFiltersRequest {filtersOperation, filters} semantics to a filter list. */
-  function updateFilters(current, request) {
-    const operation = request && request.filtersOperation;
-    if (operation === FILTERS_OPERATION.RemoveAll) return { filters: [] };
-    const result = normalizeFilters((request && request.filters) || []);
-    if (result.error) return result;
-    if (operation === FILTERS_OPERATION.ReplaceAll) return result;
-    if (operation === FILTERS_OPERATION.Add) return { filters: current.concat(result.filters) };
-    if (operation === FILTERS_OPERATION.Replace) {
-      const next = current.slice();
-      result.filters.forEach(function (filter) {
-        const index = next.findIndex((existing) => sameTarget(existing, filter));
-        if (index >= 0) next[index] = filter;
-        else next.push(filter);
-      });
-      return { filters: next };
-    }
-    return { error: "filtersOperation must be 0 (RemoveAll), 1 (ReplaceAll), 2 (Add) or 3 (Replace)" };
-  }
+  // ---------------------------------------------------------------- filters (rules: emu-filters.js)
 
   function slicerFilter(visual) {
-    const values = state.slicerValues[visual.name] || [];
-    if (!values.length || !filterTarget(visual)) return null;
-    return {
-      $schema: BASIC_SCHEMA,
-      target: filterTarget(visual),
-      filterType: 1,
-      operator: "In",
-      values: values.slice(),
-    };
-  }
-
-  /** Everything that filters a visual: report, page, and the page's other slicers. */
-  function filtersFor(page, visual) {
-    const filters = state.reportFilters.concat(state.pageFilters[page.name] || []);
-    page.visuals.forEach(function (other) {
-      if (other.type !== "slicer" || other.name === visual.name) return;
-      const filter = slicerFilter(other);
-      if (filter) filters.push(filter);
-    });
-    return filters;
+    return filterRules.slicerFilter(visual, state.slicerValues[visual.name]);
   }
 
   // ---------------------------------------------------------------- drawing
@@ -539,7 +451,11 @@
   }
 
   async function queryVisual(page, visual) {
-    const body = { page: page.name, visual: visual.name, filters: filtersFor(page, visual) };
+    const body = {
+      page: page.name,
+      visual: visual.name,
+      filters: filterRules.filtersForVisual(state, page, visual),
+    };
     return normalizeAnswer(await api(reportPath("/query"), body));
   }
 
@@ -679,15 +595,6 @@
 
   // ---------------------------------------------------------------- the SDK's requests
 
-  function initialFilters(filters) {
-    // IReportLoadConfiguration.filters: an array, or OnLoadFilters {allPages: {operation, filters}}.
-    const list = Array.isArray(filters)
-      ? filters
-      : (filters && filters.allPages && filters.allPages.filters) || [];
-    const result = normalizeFilters(list);
-    return result.error ? [] : result.filters;
-  }
-
   function startSession(config, headers) {
     state.session += 1;
     state.pass += 1;
@@ -712,7 +619,7 @@
     state.loadedPosted = false;
     state.requestedPage = typeof config.pageName === "string" ? config.pageName : null;
     state.activePage = null;
-    state.reportFilters = initialFilters(config.filters);
+    state.reportFilters = filterRules.initialFilters(config.filters);
     state.pageFilters = {};
     state.slicerValues = {};
     dom.tabs.hidden = true;
@@ -895,7 +802,8 @@
         if (!(await needDefinition(respond))) return;
         const page = findPage(match[1]);
         if (!page) return respond(404, pageNotFound(match[1]));
-        applyPageFilters(page, updateFilters(state.pageFilters[page.name] || [], req.body), respond);
+        const current = state.pageFilters[page.name] || [];
+        applyPageFilters(page, filterRules.updateFilters(current, req.body), respond);
       },
     ],
     [
@@ -905,7 +813,7 @@
         if (!(await needDefinition(respond))) return;
         const page = findPage(match[1]);
         if (!page) return respond(404, pageNotFound(match[1]));
-        applyPageFilters(page, normalizeFilters(req.body), respond);
+        applyPageFilters(page, filterRules.normalizeFilters(req.body), respond);
       },
     ],
     [
@@ -919,7 +827,7 @@
           return respond(404, notSupported("GET", "slicer state of " + match[2]));
         }
         const filter = slicerFilter(visual);
-        respond(200, { filters: filter ? [filter] : [], targets: [filterTarget(visual)] });
+        respond(200, { filters: filter ? [filter] : [], targets: [filterRules.filterTarget(visual)] });
       },
     ],
     [
@@ -932,7 +840,7 @@
         if (!visual || visual.type !== "slicer") {
           return respond(404, notSupported("PUT", "slicer state of " + match[2]));
         }
-        const result = normalizeFilters((req.body && req.body.filters) || []);
+        const result = filterRules.normalizeFilters((req.body && req.body.filters) || []);
         if (result.error) return respond(400, invalid(result.error));
         const chosen = result.filters.find((f) => f.operator === "In");
         state.slicerValues[visual.name] = chosen ? chosen.values.slice() : [];
@@ -961,7 +869,7 @@
       /^\/report\/filters$/,
       async function (req, respond) {
         if (!(await needDefinition(respond))) return;
-        applyReportFilters(updateFilters(state.reportFilters, req.body), respond);
+        applyReportFilters(filterRules.updateFilters(state.reportFilters, req.body), respond);
       },
     ],
     [
@@ -969,7 +877,7 @@
       /^\/report\/filters$/,
       async function (req, respond) {
         if (!(await needDefinition(respond))) return;
-        applyReportFilters(normalizeFilters(req.body), respond);
+        applyReportFilters(filterRules.normalizeFilters(req.body), respond);
       },
     ],
   ];

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from embedportal import i18n
 from embedportal.access.groups import groups_of
 from embedportal.access.users import UserInputError, change_own_password, set_language
 from embedportal.db.models import User
-from embedportal.settings import Settings
-from embedportal.web import i18n
-from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, get_settings
-from embedportal.web.i18n import _
+from embedportal.i18n import _
+from embedportal.web.context import LANGUAGE_COOKIE
+from embedportal.web.deps import AppSettings, CsrfProtected, CurrentUser, DbSession
 from embedportal.web.routes.auth import LANGUAGE_COOKIE_MAX_AGE, is_https
 from embedportal.web.templating import flash_redirect, render
 
@@ -53,7 +53,7 @@ def change_language(
     request: Request,
     db: DbSession,
     user: CurrentUser,
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: AppSettings,
     language: Annotated[str, Form()] = BROWSER,
 ) -> Response:
     chosen = None if language == BROWSER else language
@@ -69,10 +69,10 @@ def change_language(
     response = flash_redirect(request, "/account", _("Your language is saved."))
     # The sign-in page, which knows no user, speaks the same language after signing out.
     if chosen is None:
-        response.delete_cookie(i18n.LANGUAGE_COOKIE, path="/")
+        response.delete_cookie(LANGUAGE_COOKIE, path="/")
     else:
         response.set_cookie(
-            i18n.LANGUAGE_COOKIE,
+            LANGUAGE_COOKIE,
             chosen,
             max_age=LANGUAGE_COOKIE_MAX_AGE,
             httponly=True,

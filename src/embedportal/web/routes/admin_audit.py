@@ -16,8 +16,8 @@ from embedportal.access.audit_log import (
     organization_zone,
     search_audit,
 )
+from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, DbSession
-from embedportal.web.i18n import _
 from embedportal.web.templating import render
 
 router = APIRouter(prefix="/admin/audit", tags=["admin"], include_in_schema=False)

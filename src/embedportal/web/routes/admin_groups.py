@@ -19,8 +19,8 @@ from embedportal.access.groups import (
 )
 from embedportal.access.users import UserInputError, all_users
 from embedportal.db.models import Group, User
+from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
-from embedportal.web.i18n import _
 from embedportal.web.push import notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 

@@ -22,9 +22,9 @@ from embedportal.access.grants import (
 )
 from embedportal.access.organization import PowerBIClients, effective_connection
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
+from embedportal.i18n import _
 from embedportal.powerbi import PowerBIError
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
-from embedportal.web.i18n import gettext_ as _
 from embedportal.web.push import PushEvent, PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 

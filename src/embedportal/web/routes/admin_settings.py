@@ -16,12 +16,12 @@ from embedportal.access.organization import (
     validate_organization_form,
 )
 from embedportal.db.models import Organization
+from embedportal.i18n import _
 from embedportal.powerbi import PowerBIClient, PowerBIError
 from embedportal.settings import Settings
 from embedportal.tokens.policy import keeper_policy
 from embedportal.tokens.service import policy_of
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
-from embedportal.web.i18n import gettext_ as _
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")

@@ -20,8 +20,8 @@ from embedportal.access.users import (
 )
 from embedportal.db.base import utcnow
 from embedportal.db.models import Role, User
+from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
-from embedportal.web.i18n import _
 from embedportal.web.push import notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 

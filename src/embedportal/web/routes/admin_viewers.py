@@ -11,8 +11,8 @@ from fastapi.responses import Response
 
 from embedportal.access.viewer_health import reason_label, viewer_health
 from embedportal.db.base import utcnow
+from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, DbSession
-from embedportal.web.i18n import _
 from embedportal.web.templating import render
 
 router = APIRouter(prefix="/admin/viewers", tags=["admin"], include_in_schema=False)

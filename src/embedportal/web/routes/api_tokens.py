@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -19,12 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from embedportal.access.grants import RlsIdentityMissingError, effective_identity
 from embedportal.access.organization import (
     EffectiveConnection,
-    PowerBIClients,
     effective_connection,
     get_organization,
 )
-from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.models import Report, User
+from embedportal.i18n import _
 from embedportal.powerbi import (
     EffectiveIdentity,
     PowerBIAuthError,
@@ -36,15 +35,19 @@ from embedportal.powerbi import (
 )
 from embedportal.settings import Settings
 from embedportal.tokens.policy import TokenPolicy
-from embedportal.tokens.service import (
-    IssuedToken,
-    TokenService,
-    policy_of,
-    record_token_issued,
+from embedportal.tokens.service import IssuedToken, policy_of, record_token_issued
+from embedportal.web.deps import (
+    AppSettings,
+    CapacityProbeDep,
+    CsrfProtected,
+    CurrentUser,
+    DbSession,
+    MetricsDep,
+    PowerBIClientsDep,
+    TokenServiceDep,
+    ViewableReport,
+    require_user,
 )
-from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, require_user
-from embedportal.web.i18n import gettext_ as _
-from embedportal.web.routes.reports import ViewableReport
 
 logger = logging.getLogger("embedportal.tokens")
 router = APIRouter(tags=["api"])
@@ -69,15 +72,19 @@ class TokenAnswer(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class _TokenContext:
+    """What minting needs from the database, read in one go off the event loop."""
+
     policy: TokenPolicy
     connection: EffectiveConnection
     identity: EffectiveIdentity | None
 
 
-def _prepare(session: Session, settings: Settings, user: User, report: Report) -> _Prepared:
+def _token_context(
+    session: Session, settings: Settings, user: User, report: Report
+) -> _TokenContext:
     organization = get_organization(session=session)
-    return _Prepared(
+    return _TokenContext(
         policy=policy_of(organization),
         connection=effective_connection(session=session, settings=settings),
         identity=effective_identity(session=session, user=user, report=report),
@@ -141,13 +148,6 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
     )
 
 
-def _metric(request: Request, name: str, **labels: str) -> None:
-    metrics = getattr(request.app.state, "metrics", None)
-    counter = getattr(metrics, name, None)
-    if counter is not None:
-        (counter.labels(**labels) if labels else counter).inc()
-
-
 @router.post(
     "/api/reports/{report_id}/token",
     response_model=TokenAnswer,
@@ -163,21 +163,24 @@ def _metric(request: Request, name: str, **labels: str) -> None:
     dependencies=[Depends(require_user), CsrfProtected],
 )
 async def issue_token(
-    request: Request,
     user: CurrentUser,
     report: ViewableReport,
     db: DbSession,
+    settings: AppSettings,
+    service: TokenServiceDep,
+    clients: PowerBIClientsDep,
+    probe: CapacityProbeDep,
+    metrics: MetricsDep,
     body: Annotated[TokenRequestBody | None, Body()] = None,
 ) -> JSONResponse:
-    settings: Settings = request.app.state.settings
     try:
-        prepared = await run_in_threadpool(_prepare, db, settings, user, report)
+        context = await run_in_threadpool(_token_context, db, settings, user, report)
     except RlsIdentityMissingError as error:
-        _metric(request, "token_requests", outcome="forbidden")
+        metrics.token_requests.labels(outcome="forbidden").inc()
         return _error(403, _(error.reason), "RlsIdentityMissing")
-    connection = prepared.connection
+    connection = context.connection
     if not connection.ready or connection.connection is None:
-        _metric(request, "token_requests", outcome="not_connected")
+        metrics.token_requests.labels(outcome="not_connected").inc()
         return _error(
             503,
             _(
@@ -186,34 +189,31 @@ async def issue_token(
             ),
             "PowerBINotConnected",
         )
-    probe: CapacityProbe = request.app.state.capacity_probe
     reason = body.reason if body is not None and body.reason else "load"
     # A viewer asking because its iframe saw the capacity fail gets a fresh look at it.
     capacity = await probe.reading(connection.connection, fresh=reason == "capacity")
     if capacity.running is False:
-        _metric(request, "token_requests", outcome="capacity_off")
+        metrics.token_requests.labels(outcome="capacity_off").inc()
         return _error(
             503,
             _("The Power BI capacity is off. The report comes back when it is running again."),
             CAPACITY_NOT_ACTIVE,
             retry_after=DEFAULT_RETRY_SECONDS,
         )
-    service: TokenService = request.app.state.token_service
-    clients: PowerBIClients = request.app.state.powerbi_clients
     try:
         issued: IssuedToken = await service.issue(
             minter=clients.get(connection.connection),
             scope=connection.cache_scope,
             report=report,
-            identity=prepared.identity,
-            policy=prepared.policy,
+            identity=context.identity,
+            policy=context.policy,
         )
     except PowerBIError as error:
         logger.warning("token for report %s refused: %s", report.id, error)
-        _metric(request, "token_requests", outcome="powerbi_error")
+        metrics.token_requests.labels(outcome="powerbi_error").inc()
         return _powerbi_failure(error)
-    _metric(request, "token_cache_hits" if issued.shared else "generate_token_calls")
-    _metric(request, "token_requests", outcome="issued")
+    (metrics.token_cache_hits if issued.shared else metrics.generate_token_calls).inc()
+    metrics.token_requests.labels(outcome="issued").inc()
     await run_in_threadpool(_audit, db, user, report, issued, reason)
     return JSONResponse(issued.as_json(), headers={"Cache-Control": "no-store"})
 

@@ -6,31 +6,30 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from embedportal import i18n
 from embedportal.access.audit import record
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
 from embedportal.access.sessions import SESSION_COOKIE, end_session, start_session
 from embedportal.db.base import utcnow
+from embedportal.i18n import _
 from embedportal.settings import Settings
-from embedportal.web import i18n
-from embedportal.web.context import ANONYMOUS_CSRF_COOKIE
+from embedportal.web.context import ANONYMOUS_CSRF_COOKIE, LANGUAGE_COOKIE
 from embedportal.web.deps import (
+    AppSettings,
     CsrfProtected,
     CsrfProtectedWhenSignedIn,
     DbSession,
     OptionalUser,
-    get_settings,
 )
-from embedportal.web.i18n import _
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(tags=["sign-in"], include_in_schema=False)
 
 LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
-AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
@@ -163,7 +162,7 @@ def choose_language(
     response = RedirectResponse(login_url, status_code=303)
     if language in i18n.LANGUAGES:
         response.set_cookie(
-            i18n.LANGUAGE_COOKIE,
+            LANGUAGE_COOKIE,
             language,
             max_age=LANGUAGE_COOKIE_MAX_AGE,
             httponly=True,
@@ -172,5 +171,5 @@ def choose_language(
             path="/",
         )
     else:
-        response.delete_cookie(i18n.LANGUAGE_COOKIE, path="/")
+        response.delete_cookie(LANGUAGE_COOKIE, path="/")
     return response

@@ -5,35 +5,31 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.viewer_health import ReportedEvent, record_viewer_events
-from embedportal.metrics import REFRESH_REASONS, PortalMetrics
-from embedportal.settings import Settings
-from embedportal.web.deps import CsrfProtected, CurrentUser, DbSession, get_settings
-from embedportal.web.i18n import _
-from embedportal.web.push import PushEvent, PushHub
+from embedportal.i18n import _
+from embedportal.metrics import REFRESH_REASONS
+from embedportal.web.deps import (
+    AppSettings,
+    CsrfProtected,
+    CurrentUser,
+    DbSession,
+    MetricsDep,
+    PushHubDep,
+)
+from embedportal.web.push import PushEvent
 
 router = APIRouter(tags=["viewer"])
 
 # A comment line this often keeps proxies from closing an idle stream and shows a dead one.
 HEARTBEAT_SECONDS = 15.0
-
-
-def get_hub(request: Request) -> PushHub:
-    hub: PushHub = request.app.state.push_hub
-    return hub
-
-
-def get_metrics(request: Request) -> PortalMetrics:
-    metrics: PortalMetrics = request.app.state.metrics
-    return metrics
 
 
 def _sse(event: PushEvent) -> str:
@@ -48,8 +44,8 @@ def _sse(event: PushEvent) -> str:
 async def events(
     request: Request,
     user: CurrentUser,
-    hub: Annotated[PushHub, Depends(get_hub)],
-    metrics: Annotated[PortalMetrics, Depends(get_metrics)],
+    hub: PushHubDep,
+    metrics: MetricsDep,
 ) -> StreamingResponse:
     """Server-sent events for the signed-in user's open viewers: `policy`, `access`."""
     user_id = user.id
@@ -91,7 +87,7 @@ async def telemetry(
     batch: TelemetryBatch,
     _user: CurrentUser,
     db: DbSession,
-    metrics: Annotated[PortalMetrics, Depends(get_metrics)],
+    metrics: MetricsDep,
 ) -> Response:
     """Open viewers report refreshes, failures, expiry screens and recoveries: counted in this
     instance's Prometheus metrics, and per day in the database for Admin → Viewer health."""
@@ -119,8 +115,8 @@ def _bearer_token_matches(authorization: str | None, expected: str) -> bool:
 @router.get("/metrics", include_in_schema=False)
 def prometheus_metrics(
     request: Request,
-    settings: Annotated[Settings, Depends(get_settings)],
-    metrics: Annotated[PortalMetrics, Depends(get_metrics)],
+    settings: AppSettings,
+    metrics: MetricsDep,
 ) -> Response:
     """Prometheus text format. With EMBEDPORTAL_METRICS_TOKEN set, only for that bearer token;
     without it, open to anyone who reaches the portal (keep it on a private network)."""

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from embedportal.access.grants import visible_reports
+from embedportal.i18n import _
 from embedportal.web.deps import CurrentUser, DbSession
-from embedportal.web.i18n import gettext_ as _
 from embedportal.web.templating import render
 
 router = APIRouter(prefix="/tv", tags=["reports"])

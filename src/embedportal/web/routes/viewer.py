@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from embedportal.web.deps import CurrentUser
-from embedportal.web.routes.reports import ViewableReport
+from embedportal.web.deps import CurrentUser, ViewableReport
 from embedportal.web.templating import render
 
 router = APIRouter(tags=["reports"])

@@ -51,8 +51,7 @@ const SLEEP_GAP_TOLERANCE_MS = 2000;
 const TIMER_SLACK_MS = 50;
 // Full jitter can draw ~0; this floor keeps a persistent failure from becoming a busy loop.
 const MIN_RETRY_DELAY_MS = 100;
-// A TokenExpired error this soon after we installed a new token most likely comes from a
-// request made with the previous token; reacting would reload the report twice.
+// See isStaleTokenExpiredError.
 const ERROR_GRACE_MAX_SECONDS = 10;
 const DEFAULT_STEP_TIMEOUT_MS = 30000;
 const MAX_TIMER_DELAY_MS = 2147483647; // setTimeout overflows (fires at once) above 2^31-1
@@ -190,6 +189,160 @@ function safeCall(fn, ...args) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Decisions (pure functions of a snapshot of the keeper; exported so they are tested directly)
+//
+// The keeper's closure owns the state, the clock and the timers. At each decision point it
+// builds one plain snapshot and asks these; each reads only the fields it names:
+//   now              keeper time, ms (monotonic clock plus missed sleep)
+//   state            one of STATES
+//   issuedAt         keeper time the current token arrived (or the keeper was created)
+//   lifetimeSeconds  the `expiresIn` the current token came with
+//   fromRefresh      the current token came from a refresh, not from the page
+//   expiresAt        issuedAt + lifetimeSeconds * 1000
+//   remainingMs      life left on our clock; 0 once the iframe said TokenExpired
+//   timings          effectiveTimings(policy, lifetimeSeconds)
+//   inFlight         an attempt is running
+//   failures         consecutive failed attempts
+//   retryAt          keeper time of the next retry, or null
+//   retryAfterUntil  keeper time before which the server asked us not to call (0 = none)
+//   cycleReason      reason of the refresh being retried, or null
+//   deathReported    `expired` telemetry was sent for the current token
+// plus, for the decision that takes it, the `trigger` of an evaluation or the reason
+// `requested` of refreshNow.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Sleep that the monotonic clock did not count between two readings, in ms (0 when none).
+ * Only a gap in one direction counts: it can make the token older, never younger. So a
+ * wall clock that is hours off, or is stepped back, changes nothing; one stepped forward
+ * while the page is open costs an early refresh (plus a reload if the step is longer than
+ * the remaining life), never a late one. `wall` or `lastWall` null: no wall clock.
+ */
+export function missedSleepMs({ mono, wall, lastMono, lastWall }) {
+  if (lastMono === null || lastWall === null || wall === null) return 0;
+  const gap = (wall - lastWall) - (mono - lastMono);
+  return gap > SLEEP_GAP_TOLERANCE_MS ? gap : 0;
+}
+
+/** The report cannot show data: its token died, or the capacity is off. */
+export function isReportDown({ remainingMs, state }) {
+  return remainingMs <= 0 || state === STATES.EXPIRED || state === STATES.CAPACITY_OFF;
+}
+
+/**
+ * Which refresh (if any) is due now; null when nothing is.
+ * trigger: 'timer' | 'wake' | 'interaction' | 'start' | 'policy'
+ */
+export function dueReason({ now, issuedAt, remainingMs, timings, trigger }) {
+  const age = now - issuedAt;
+  const marginDue = remainingMs <= timings.marginSeconds * 1000 + TIMER_SLACK_MS;
+  const timedDue = Boolean(timings.refreshEverySeconds)
+    && age >= timings.refreshEverySeconds * 1000 - TIMER_SLACK_MS;
+  // Interactions only refresh a token that is old enough: a busy user must not mint a
+  // token per click (every refresh is a throttled Power BI call).
+  const interactionDue = trigger === 'interaction' && age >= timings.minInteractionAgeSeconds * 1000;
+  if (!marginDue && !timedDue && !interactionDue) return null;
+  if (trigger === 'wake') return 'wake';
+  if (remainingMs <= 0) return 'recovery';
+  if (interactionDue) return 'interaction';
+  return marginDue ? 'margin' : 'timed';
+}
+
+/** Reason to send with a retry: 'recovery' once the report is down, else the original. */
+export function retryReason(snapshot) {
+  return isReportDown(snapshot) ? 'recovery' : (snapshot.cycleReason ?? 'margin');
+}
+
+/**
+ * Why to start an attempt now, for `trigger` (dueReason's, or 'online'); null for none.
+ * One attempt at a time: every trigger during an attempt shares it.
+ */
+export function attemptReason(snapshot) {
+  const { now, trigger, inFlight, failures, retryAt, retryAfterUntil } = snapshot;
+  if (inFlight) return null;
+  if (failures > 0) {
+    // Backing off: only the retry time (or the network coming back) may call again, so
+    // that a burst of clicks or focus events cannot defeat the backoff.
+    const retryDue = retryAt !== null && now >= retryAt - TIMER_SLACK_MS;
+    const networkBack = trigger === 'online' && now >= retryAfterUntil;
+    return retryDue || networkBack ? retryReason(snapshot) : null;
+  }
+  return dueReason({ ...snapshot, trigger: trigger === 'online' ? 'wake' : trigger });
+}
+
+/**
+ * The attempt `refreshNow(requested)` starts: {reason}, or null while the server's
+ * Retry-After runs (an explicit request that a button or a push must not override).
+ */
+export function refreshNowAttempt(snapshot) {
+  const { now, failures, retryAfterUntil, requested } = snapshot;
+  if (failures > 0 && now < retryAfterUntil) return null;
+  return { reason: failures > 0 && isReportDown(snapshot) ? 'recovery' : requested };
+}
+
+/**
+ * When the keeper's one timer fires: {dueAt (keeper time), delayMs (for setTimeout)}.
+ * The earliest moment something can be due: the periodic check, the margin, the timed
+ * refresh, the expiry (to show the overlay on time) or the next retry.
+ */
+export function nextTimer({ now, issuedAt, expiresAt, timings, inFlight, failures, retryAt, deathReported }) {
+  const candidates = [now + timings.checkIntervalSeconds * 1000];
+  const idle = !inFlight && failures === 0;
+  const marginAt = expiresAt - timings.marginSeconds * 1000;
+  if (idle && marginAt > now) candidates.push(marginAt);
+  if (idle && timings.refreshEverySeconds) {
+    const timedAt = issuedAt + timings.refreshEverySeconds * 1000;
+    if (timedAt > now) candidates.push(timedAt);
+  }
+  if (!deathReported && expiresAt > now) candidates.push(expiresAt);
+  if (!inFlight && failures > 0 && retryAt !== null) candidates.push(retryAt);
+  const dueAt = Math.min(...candidates);
+  return { dueAt, delayMs: Math.min(MAX_TIMER_DELAY_MS, Math.max(0, dueAt - now)) };
+}
+
+/** What a timer firing at `now` for `dueAt` means: 'wake' when it is very late, else 'timer'. */
+export function timerTrigger({ now, dueAt, timings }) {
+  const lateBy = now - dueAt;
+  return lateBy > LATE_TIMER_FACTOR * timings.checkIntervalSeconds * 1000 ? 'wake' : 'timer';
+}
+
+/**
+ * When to retry after failure number `failures` (1 = the first): {delayMs, retryAt,
+ * retryAfterUntil}. `random` is called exactly once.
+ */
+export function retryPlan({ now, failures, retryAfterSeconds, timings, random }) {
+  const delaySeconds = backoffDelaySeconds(failures - 1, {
+    cap: timings.maxBackoffSeconds,
+    retryAfterSeconds,
+    random,
+  });
+  const delayMs = Math.max(MIN_RETRY_DELAY_MS, delaySeconds * 1000);
+  return {
+    delayMs,
+    retryAt: now + delayMs,
+    retryAfterUntil: retryAfterSeconds ? now + retryAfterSeconds * 1000 : 0,
+  };
+}
+
+/** The state a failure of `kind` (classifyFailure) leads to; `state` itself for no change. */
+export function stateAfterFailure({ kind, state }) {
+  if (kind === 'revoked') return STATES.REVOKED;
+  if (kind === 'capacityOff') return STATES.CAPACITY_OFF;
+  // Token still valid: the report keeps working while we retry in the background. Once it
+  // is down, the overlay already says why and stays until a token comes back.
+  return state === STATES.EXPIRED || state === STATES.CAPACITY_OFF ? state : STATES.RETRYING;
+}
+
+/**
+ * A TokenExpired error this soon after we installed a new token most likely comes from a
+ * request made with the previous token; reacting would reload the report twice.
+ */
+export function isStaleTokenExpiredError({ now, issuedAt, lifetimeSeconds, fromRefresh }) {
+  const graceMs = Math.min(ERROR_GRACE_MAX_SECONDS, lifetimeSeconds / 6) * 1000;
+  return Boolean(fromRefresh) && now - issuedAt < graceMs;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Access token provider ("embed for your organization")
 // ---------------------------------------------------------------------------------------------
 
@@ -295,16 +448,10 @@ export function createTokenKeeper(options = {}) {
   function clock() {
     const mono = env.now();
     const wall = readWall();
-    if (lastMono !== null && lastWall !== null && wall !== null) {
-      // Only a gap in one direction counts: it can make the token older, never younger. So a
-      // wall clock that is hours off, or is stepped back, changes nothing; one stepped forward
-      // while the page is open costs an early refresh (plus a reload if the step is longer
-      // than the remaining life), never a late one.
-      const gap = (wall - lastWall) - (mono - lastMono);
-      if (gap > SLEEP_GAP_TOLERANCE_MS) {
-        sleptMs += gap;
-        sleepNoticed = true;
-      }
+    const missed = missedSleepMs({ mono, wall, lastMono, lastWall });
+    if (missed > 0) {
+      sleptMs += missed;
+      sleepNoticed = true;
     }
     lastMono = mono;
     lastWall = wall;
@@ -344,7 +491,27 @@ export function createTokenKeeper(options = {}) {
   const stepTimers = new Set();
   let abortController = null;
 
-  const isDown = (t) => isDead(t) || state === STATES.EXPIRED || state === STATES.CAPACITY_OFF;
+  const isDown = (t) => isReportDown({ remainingMs: remainingMs(t), state });
+
+  /** The plain facts the decisions read (see "Decisions" above). */
+  function decisionInputs(t) {
+    return {
+      now: t,
+      state,
+      issuedAt: token.issuedAt,
+      lifetimeSeconds: token.lifetimeSeconds,
+      fromRefresh: token.fromRefresh,
+      expiresAt: expiresAt(),
+      remainingMs: remainingMs(t),
+      timings: timings(),
+      inFlight: inFlight !== null,
+      failures,
+      retryAt,
+      retryAfterUntil,
+      cycleReason,
+      deathReported,
+    };
+  }
 
   function setState(next, info = {}) {
     if (next === state) return;
@@ -375,62 +542,23 @@ export function createTokenKeeper(options = {}) {
     timer = null;
   }
 
-  /**
-   * One timer, set for the earliest moment something can be due: the periodic check, the
-   * margin, the timed refresh, the expiry (to show the overlay on time) or the next retry.
-   */
+  /** One timer for everything (see nextTimer). */
   function schedule(t = clock()) {
     clearMainTimer();
     if (!running) return;
-    const tm = timings();
-    const candidates = [t + tm.checkIntervalSeconds * 1000];
-    const idle = inFlight === null && failures === 0;
-    const marginAt = expiresAt() - tm.marginSeconds * 1000;
-    if (idle && marginAt > t) candidates.push(marginAt);
-    if (idle && tm.refreshEverySeconds) {
-      const timedAt = token.issuedAt + tm.refreshEverySeconds * 1000;
-      if (timedAt > t) candidates.push(timedAt);
-    }
-    if (!deathReported && expiresAt() > t) candidates.push(expiresAt());
-    if (inFlight === null && failures > 0 && retryAt !== null) candidates.push(retryAt);
-    timerDueAt = Math.min(...candidates);
-    const delay = Math.min(MAX_TIMER_DELAY_MS, Math.max(0, timerDueAt - t));
-    timer = env.setTimeout(onTimer, delay);
+    const { dueAt, delayMs } = nextTimer(decisionInputs(t));
+    timerDueAt = dueAt;
+    timer = env.setTimeout(onTimer, delayMs);
   }
 
   function onTimer() {
     timer = null;
     if (!running) return;
     const t = clock();
-    const lateBy = t - timerDueAt;
-    const late = lateBy > LATE_TIMER_FACTOR * timings().checkIntervalSeconds * 1000;
-    evaluate(late ? 'wake' : 'timer');
+    evaluate(timerTrigger({ now: t, dueAt: timerDueAt, timings: timings() }));
   }
 
   // --- deciding -----------------------------------------------------------------------------
-  /** Which refresh (if any) is due now; null when nothing is. */
-  function dueReason(t, trigger) {
-    const tm = timings();
-    const remaining = remainingMs(t);
-    const age = t - token.issuedAt;
-    const marginDue = remaining <= tm.marginSeconds * 1000 + TIMER_SLACK_MS;
-    const timedDue = Boolean(tm.refreshEverySeconds)
-      && age >= tm.refreshEverySeconds * 1000 - TIMER_SLACK_MS;
-    // Interactions only refresh a token that is old enough: a busy user must not mint a
-    // token per click (every refresh is a throttled Power BI call).
-    const interactionDue = trigger === 'interaction' && age >= tm.minInteractionAgeSeconds * 1000;
-    if (!marginDue && !timedDue && !interactionDue) return null;
-    if (trigger === 'wake') return 'wake';
-    if (remaining <= 0) return 'recovery';
-    if (interactionDue) return 'interaction';
-    return marginDue ? 'margin' : 'timed';
-  }
-
-  /** Reason to send with a retry: 'recovery' once the report is down, else the original. */
-  function retryReason(t) {
-    return isDown(t) ? 'recovery' : (cycleReason ?? 'margin');
-  }
-
   /**
    * The single decision point: every timer, page event and report event ends up here.
    * trigger: 'timer' | 'wake' | 'online' | 'interaction' | 'start' | 'policy'
@@ -443,20 +571,11 @@ export function createTokenKeeper(options = {}) {
       trigger = trigger === 'online' ? 'online' : 'wake';
     }
     noticeDeath(t, trigger === 'wake' || trigger === 'online' ? 'wake' : 'clock');
-    if (inFlight === null) {
-      if (failures > 0) {
-        // Backing off: only the retry timer (or the network coming back) may call again, so
-        // that a burst of clicks or focus events cannot defeat the backoff.
-        const retryDue = retryAt !== null && t >= retryAt - TIMER_SLACK_MS;
-        const networkBack = trigger === 'online' && t >= retryAfterUntil;
-        if (retryDue || networkBack) startAttempt(retryReason(t));
-      } else {
-        const reason = dueReason(t, trigger === 'online' ? 'wake' : trigger);
-        if (reason) {
-          cycleReason = reason;
-          startAttempt(reason);
-        }
-      }
+    const reason = attemptReason({ ...decisionInputs(t), trigger });
+    if (reason) {
+      // A first attempt opens a refresh cycle; its retries keep the cycle's reason.
+      if (failures === 0) cycleReason = reason;
+      startAttempt(reason);
     }
     schedule(t);
   }
@@ -569,14 +688,16 @@ export function createTokenKeeper(options = {}) {
       setState(STATES.REVOKED, { status: failure.status, code: failure.code });
       return;
     }
-    const delaySeconds = backoffDelaySeconds(failures - 1, {
-      cap: timings().maxBackoffSeconds,
+    const plan = retryPlan({
+      now: t,
+      failures,
       retryAfterSeconds: failure.retryAfterSeconds,
+      timings: timings(),
       random: env.random,
     });
-    const delayMs = Math.max(MIN_RETRY_DELAY_MS, delaySeconds * 1000);
-    retryAt = t + delayMs;
-    retryAfterUntil = failure.retryAfterSeconds ? t + failure.retryAfterSeconds * 1000 : 0;
+    const delayMs = plan.delayMs;
+    retryAt = plan.retryAt;
+    retryAfterUntil = plan.retryAfterUntil;
     emit({
       type: 'refreshFailed',
       reason,
@@ -587,12 +708,12 @@ export function createTokenKeeper(options = {}) {
     });
     noticeDeath(t, 'clock');
     const info = { status: failure.status, code: failure.code, retryInSeconds: delayMs / 1000 };
-    if (failure.kind === 'capacityOff') {
+    const next = stateAfterFailure({ kind: failure.kind, state });
+    if (next === STATES.CAPACITY_OFF) {
       if (downSince === null) downSince = t;
       setState(STATES.CAPACITY_OFF, { ...info, code: 'CapacityNotActive' });
-    } else if (state !== STATES.EXPIRED && state !== STATES.CAPACITY_OFF) {
-      // Token still valid: the report keeps working while we retry in the background.
-      setState(STATES.RETRYING, info);
+    } else {
+      setState(next, info); // no call to onState when the state stays
     }
   }
 
@@ -611,8 +732,7 @@ export function createTokenKeeper(options = {}) {
   function onTokenExpiredError() {
     if (!running) return;
     const t = clock();
-    const graceMs = Math.min(ERROR_GRACE_MAX_SECONDS, token.lifetimeSeconds / 6) * 1000;
-    if (token.fromRefresh && t - token.issuedAt < graceMs) return; // stale, from the old token
+    if (isStaleTokenExpiredError(decisionInputs(t))) return;
     if (!isDead(t)) diedByError = true;
     noticeDeath(t, 'expired-error');
     if (inFlight === null && failures === 0) {
@@ -710,9 +830,10 @@ export function createTokenKeeper(options = {}) {
       if (!running) return Promise.resolve(false);
       if (inFlight) return inFlight;
       const t = clock();
-      if (failures > 0 && t < retryAfterUntil) return Promise.resolve(false);
+      const planned = refreshNowAttempt({ ...decisionInputs(t), requested: reason });
+      if (planned === null) return Promise.resolve(false);
       cycleReason = reason;
-      const attempt = startAttempt(failures > 0 && isDown(t) ? 'recovery' : reason);
+      const attempt = startAttempt(planned.reason);
       schedule(t);
       return attempt;
     },

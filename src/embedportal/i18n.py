@@ -1,5 +1,10 @@
 """Translations: every word of the UI goes through gettext; catalogues are Babel .po files.
 
+It sits below every layer (it imports nothing from embedportal), so services translate their
+own messages. One convention: `_("...")` translates now, in the current request's language;
+`N_("...")` only marks a message for extraction, for text defined at import time (form rules,
+policy limits) that whoever shows it translates with `_(message)`.
+
 The .po files are compiled in memory at start, so there is no build step and no compiled
 file to forget. English is the source language.
 """
@@ -16,11 +21,10 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DOMAIN = "messages"
 # Code → the language's own name, shown in the language picker.
 LANGUAGES: dict[str, str] = {"en": "English", "pt_BR": "Português (Brasil)"}
-LANGUAGE_COOKIE = "embedportal_lang"
 
 _ENGLISH = gettext.NullTranslations()
 _current: ContextVar[gettext.NullTranslations | None] = ContextVar(
@@ -93,6 +97,12 @@ def gettext_(message: str, **variables: object) -> str:
 def ngettext_(singular: str, plural: str, n: int, **variables: object) -> str:
     text = current_translations().ngettext(singular, plural, n)
     return text % {"num": n, **variables}
+
+
+def N_(message: str) -> str:  # noqa: N802 - the extractor's conventional name
+    """Mark a message for translation without translating it here: whoever shows it
+    translates it, in the reader's language."""
+    return message
 
 
 # Conventional short name, so `_("...")` is found by the message extractor.

@@ -1,0 +1,50 @@
+"""What tests share besides fixtures: the types of the factory fixtures, and small helpers
+(signing in, reading a page's CSRF token, pointing the portal at an emulator)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from embedportal.db.models import User
+from embedportal.emulator.demo import DEMO_WORKSPACE_ID
+from tests.emulator.harness import Emulator
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-checks"
+DEFAULT_PASSWORD = "correct-horse-battery-staple"
+
+# The factory fixtures' call shapes (see tests/conftest.py for what each does).
+LoginAs = Callable[..., TestClient]
+MakeUser = Callable[..., User]
+Grant = Callable[..., None]
+SyncedReports = dict[str, str]  # report name → id
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
+
+
+def csrf_of(client: TestClient, path: str = "/account") -> str:
+    """The CSRF token the portal gives this client's current session (or, signed out, the
+    sign-in form's token), read from the page's `<meta name="csrf-token">`."""
+    response = client.get(path, follow_redirects=True)
+    match = _CSRF_META.search(response.text)
+    assert match and match.group(1), f"no CSRF token on {response.url} ({response.status_code})"
+    return match.group(1)
+
+
+def portal_settings_for(emulator: Emulator) -> dict[str, object]:
+    """Settings overrides that point the portal at an emulator (as `serve` does for its own)."""
+    emulator_settings = emulator.settings
+    return {
+        "powerbi_tenant_id": emulator_settings.tenant_id,
+        "powerbi_client_id": emulator_settings.client_id,
+        "powerbi_client_secret": emulator_settings.client_secret,
+        "powerbi_workspace_id": DEMO_WORKSPACE_ID,
+        "powerbi_authority_host": emulator.base_url,
+        "powerbi_api_url": emulator.base_url,
+        "arm_url": emulator.base_url,
+        "capacity_subscription_id": emulator_settings.subscription_id,
+        "capacity_resource_group": emulator_settings.resource_group,
+        "capacity_name": emulator_settings.capacity_name,
+    }
