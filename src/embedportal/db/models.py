@@ -151,6 +151,13 @@ class Capacity(Base):
     hourly_price: Mapped[float | None] = mapped_column(
         Numeric(12, 4, asdecimal=False), default=None
     )
+    # What the controller last saw and did, so a restarted controller carries on where it was.
+    running_since: Mapped[datetime | None] = mapped_column(default=None)
+    manually_paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    sku_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # An operation the portal started and has not seen finish: (resume|suspend|change_sku).
+    operation: Mapped[str | None] = mapped_column(String(20), default=None)
+    operation_started_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -239,6 +246,8 @@ class Organization(Base):
     token_lifetime_minutes: Mapped[int] = mapped_column(default=60)
     refresh_margin_minutes: Mapped[int] = mapped_column(default=10)
     interaction_min_age_minutes: Mapped[int] = mapped_column(default=5)
+    # The global block: no user or group may turn a capacity on by opening a report.
+    nobody_may_start_capacity: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -276,3 +285,96 @@ class ViewerEventCount(Base):
     # A known reason (see embedportal.access.viewer_health), "other", or "" when none was given.
     reason: Mapped[str] = mapped_column(String(40), default="")
     count: Mapped[int] = mapped_column(default=0)
+
+
+class CapacityScheduleEntry(Base):
+    """One row of a capacity's weekly schedule: on this weekday at this local time (in the
+    organization's time zone), turn the capacity on, off, or change its SKU."""
+
+    __tablename__ = "capacity_schedule_entries"
+    __table_args__ = (UniqueConstraint("capacity_id", "weekday", "at_minute"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    capacity_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("capacities.id", ondelete="CASCADE"), index=True
+    )
+    weekday: Mapped[int] = mapped_column()  # 0 = Monday … 6 = Sunday
+    at_minute: Mapped[int] = mapped_column()  # minutes after local midnight, 0 … 1439
+    action: Mapped[str] = mapped_column(String(20))  # turn_on | turn_off | change_sku
+    sku: Mapped[str | None] = mapped_column(String(20), default=None)
+
+
+class CapacityActivity(Base):
+    """The activity ledger, compact: one row per capacity, user and minute in which that user
+    did something with one of the capacity's reports. ``last_counted_at`` is the latest instant
+    in that minute that keeps the capacity on (opening and interaction always do; heartbeats and
+    timed refreshes only for users who keep it on), None when nothing in it counted."""
+
+    __tablename__ = "capacity_activity"
+    __table_args__ = (
+        Index("ix_capacity_activity_counted", "capacity_id", "last_counted_at"),
+        Index("ix_capacity_activity_minute", "minute"),
+    )
+
+    capacity_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("capacities.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[datetime] = mapped_column(primary_key=True)  # UTC, whole minutes
+    # Everything seen that minute, counted or not, as ActivityKind values joined by commas.
+    kinds: Mapped[str] = mapped_column(String(100), default="")
+    last_counted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CapacityEvent(Base):
+    """The capacity audit: every start, pause and SKU change (and every failed one) with its
+    reason and, when a person caused it, who."""
+
+    __tablename__ = "capacity_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    capacity_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("capacities.id", ondelete="CASCADE"), index=True
+    )
+    # started | paused | sku_changed | start_failed | pause_failed | sku_change_failed
+    action: Mapped[str] = mapped_column(String(40))
+    # manual | on_demand | schedule | inactivity | inactivity_after_schedule | outside_portal
+    reason: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    user_email: Mapped[str] = mapped_column(String(320), default="")
+    sku_before: Mapped[str] = mapped_column(String(20), default="")
+    sku_after: Mapped[str] = mapped_column(String(20), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class CapacityResumeRequest(Base):
+    """A viewer allowed to turn the capacity on opened one of its reports while it was off;
+    the controller (on whichever instance holds the lease) starts it. One row per capacity:
+    the earliest pending request names who asked."""
+
+    __tablename__ = "capacity_resume_requests"
+
+    capacity_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("capacities.id", ondelete="CASCADE"), primary_key=True
+    )
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    user_email: Mapped[str] = mapped_column(String(320), default="")
+
+
+class ControllerLease(Base):
+    """Which portal instance runs a background controller: the holder renews its lease; when
+    it lapses (the instance died), another takes over. Works alike on SQLite and PostgreSQL."""
+
+    __tablename__ = "controller_leases"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[datetime] = mapped_column()
