@@ -153,6 +153,17 @@ def test_the_client_secret_is_write_only_and_encrypted(app: FastAPI, admin: Test
     assert "a-brand-new-secret" not in str(details)
 
 
+def test_the_box_removes_the_stored_secret(app: FastAPI, admin: TestClient) -> None:
+    save(admin, powerbi_client_secret="a-secret-to-remove")
+    assert organization(app).powerbi_client_secret_encrypted
+    page = admin.get("/admin/settings").text
+    assert not form_fields(page, action="/admin/settings")["clear_client_secret"].checked
+    response = save(admin, clear_client_secret="on")
+    assert "Settings saved." in response.text
+    assert organization(app).powerbi_client_secret_encrypted == ""
+    assert "clear_client_secret" not in form_fields(response.text)  # nothing stored to remove
+
+
 def test_organization_values_override_the_environment(
     app: FastAPI, admin: TestClient, emulator: Emulator
 ) -> None:
