@@ -10,6 +10,7 @@ from sqlalchemy import select
 from embedportal.db.models import AuditEntry, Group, Report, ReportGrant
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE
+from embedportal.web.deps import get_settings
 from embedportal.web.push import PushEvent
 from tests.conftest import LoginAs, MakeUser, SyncedReports, csrf_of
 from tests.support.html import elements, form_fields, links
@@ -100,7 +101,8 @@ def test_a_sync_that_removes_reports_tells_open_viewers_to_recheck(
 
 
 def test_sync_without_a_connection_says_what_to_do(app: FastAPI, admin: TestClient) -> None:
-    app.state.settings = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    unconnected = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    app.dependency_overrides[get_settings] = lambda: unconnected
     page = sync(admin)
     assert "Cannot sync" in page
     assert "client secret missing" in page
@@ -110,9 +112,10 @@ def test_sync_without_a_connection_says_what_to_do(app: FastAPI, admin: TestClie
 def test_sync_with_a_wrong_secret_reports_power_bis_answer(app: FastAPI, admin: TestClient) -> None:
     from pydantic import SecretStr
 
-    app.state.settings = app.state.settings.model_copy(
+    wrong = app.state.settings.model_copy(
         update={"powerbi_client_secret": SecretStr("wrong-secret")}
     )
+    app.dependency_overrides[get_settings] = lambda: wrong
     page = sync(admin)
     assert "Sync failed" in page
     assert "Admin → Settings" in page
@@ -224,6 +227,19 @@ def test_a_grant_needs_a_grantee(synced_reports: SyncedReports, admin: TestClien
         f"/admin/reports/{report_id}/grants",
         data={"csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"), "grantee": "user:999"},
         headers=HTMX,
+    )
+    assert response.status_code == 400
+    assert "Choose a user or a group" in response.text
+
+
+@pytest.mark.parametrize("grantee", ["user:99999999999999999999", "user:²", "group:١", "user:"])
+def test_a_grantee_that_is_no_id_is_refused_not_crashed_on(
+    synced_reports: SyncedReports, admin: TestClient, grantee: str
+) -> None:
+    report_id = synced_reports["Sales Overview"]
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={"csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"), "grantee": grantee},
     )
     assert response.status_code == 400
     assert "Choose a user or a group" in response.text
