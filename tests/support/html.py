@@ -354,3 +354,27 @@ def missing_ids(html: str) -> list[str]:
     ]
     named += [str(e.attrs["for"]) for e in everything if e.tag == "label" and e.attrs.get("for")]
     return [ref for ref in named if ref not in known]
+
+
+def accessibility_problems(html: str) -> list[str]:
+    """What a screen reader user would miss in this page's forms: a field without a label, a
+    field marked invalid without its error read out (or the other way round), an error next to
+    no field, an id named by aria-describedby or <label for> that is not there."""
+    problems: list[str] = []
+    found = controls(html)
+    for control in found:
+        if control.type == "hidden":
+            continue
+        what = f"field {control.name!r} ({control.type})"
+        if not control.label:
+            problems.append(f"{what} has no label")
+        if control.invalid and not control.error:
+            problems.append(f"{what} is marked invalid but no error is read out with it")
+        if control.error and not control.invalid:
+            problems.append(f"{what} has an error but is not marked invalid")
+    read_out = {ref for control in found for ref in control.described_by}
+    for element in elements(html):
+        if "field-error" in element.classes and element.attrs.get("id") not in read_out:
+            problems.append(f"the error {element.text!r} is read out with no field")
+    problems += [f"{ref!r} is named but no element has that id" for ref in missing_ids(html)]
+    return problems

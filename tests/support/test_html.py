@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tests.support.html import buttons, elements, form_fields, links, missing_ids, table_rows
+from tests.support.html import (
+    accessibility_problems,
+    buttons,
+    elements,
+    form_fields,
+    links,
+    missing_ids,
+    table_rows,
+)
 
 FORM = """
 <form method="post" action="/things">
@@ -105,3 +113,27 @@ def test_links_buttons_tables_and_elements() -> None:
     assert elements(page, "html")[0].attrs["lang"] == "pt-BR"
     assert [nav.attrs["aria-label"] for nav in elements(page, having="aria-label")] == ["Main"]
     assert elements("<section id='grants'>partial</section>")[0].attrs["id"] == "grants"
+
+
+def test_the_checker_sees_what_is_missing() -> None:
+    """A field without a label, or with its error detached, is named; a good form has none."""
+    page = """
+      <form action="/x">
+        <input name="unlabelled">
+        <label for="f-a">A</label><input id="f-a" name="a" aria-invalid="true">
+        <label for="f-b">B</label><input id="f-b" name="b" aria-describedby="f-b-error">
+        <small id="f-b-error" class="field-error">Wrong.</small>
+        <small id="f-c-error" class="field-error">Read out with nothing.</small>
+        <label for="f-gone">Gone</label>
+      </form>"""
+    assert accessibility_problems(page) == [
+        "field 'unlabelled' (text) has no label",
+        "field 'a' (text) is marked invalid but no error is read out with it",
+        "field 'b' (text) has an error but is not marked invalid",
+        "the error 'Read out with nothing.' is read out with no field",
+        "'f-gone' is named but no element has that id",
+    ]
+    assert accessibility_problems(FORM) == [
+        "field 'nameless_label' (text) has no label",
+        "field 'email' (text) has no label",  # the second form's
+    ]

@@ -9,7 +9,7 @@ from embedportal.db.models import User
 from embedportal.db.session import session_scope
 from embedportal.web.context import LANGUAGE_COOKIE
 from tests.conftest import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
-from tests.support.html import form_fields
+from tests.support.html import accessibility_problems, form_fields
 
 
 def _language_of(app: FastAPI, user_id: int) -> str | None:
@@ -86,6 +86,7 @@ def test_changing_the_password(
         assert "at least 10 characters" in wrong.text
         fields = form_fields(wrong.text, action="/account/password")
         assert fields["current_password"].invalid and fields["new_password"].invalid
+        assert accessibility_problems(wrong.text) == []
         done = client.post(
             "/account/password",
             data={

@@ -19,7 +19,7 @@ from embedportal.db.models import AuditEntry, User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.web.routes.auth import safe_next
 from tests.conftest import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
-from tests.support.html import buttons, elements, form_fields
+from tests.support.html import accessibility_problems, buttons, elements, form_fields
 
 
 def _post_login(
@@ -98,6 +98,7 @@ def test_empty_fields_are_named(client: TestClient) -> None:
     assert "Enter your e-mail address." in page and "Enter your password." in page
     fields = form_fields(page, action="/login")
     assert fields["email"].invalid and fields["password"].invalid
+    assert accessibility_problems(page) == []
 
 
 @pytest.mark.parametrize("settings_overrides", [{"login_max_attempts": 2}])

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Grant, LoginAs, MakeUser, SyncedReports
-from tests.support.html import elements
+from tests.support.html import accessibility_problems, elements
 
 
 @pytest.fixture
@@ -74,6 +74,7 @@ def test_bad_choices_are_refused_with_a_message(
     assert page.status_code == 400
     assert message in page.text
     assert "Start TV mode" in page.text  # the picker again, to correct the choice
+    assert accessibility_problems(page.text) == []
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(client: TestClient) -> None:
