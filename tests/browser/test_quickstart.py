@@ -95,8 +95,8 @@ def test_an_administrator_connects_syncs_and_grants_a_report_to_a_new_user(
     expect(page.get_by_text("RLS required")).to_be_visible()
 
     page.goto(f"{portal.url}/admin/users/new")
-    page.locator("#user-email").fill("newcomer@example.com")
-    page.locator("#user-password").fill("newcomer-password")
+    page.get_by_label("Email", exact=True).fill("newcomer@example.com")
+    page.get_by_label("Initial password").fill("newcomer-password")
     page.get_by_role("button", name="Create user").click()
 
     page.goto(f"{portal.url}/admin/reports")

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from embedportal.db.models import User
 from embedportal.db.session import session_scope
 from embedportal.web.context import LANGUAGE_COOKIE
+from tests.support.html import accessibility_problems, form_fields
 from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 
@@ -31,7 +32,7 @@ def test_choosing_a_language(
     login_as(user)
     page = client.get("/account")
     assert "ana@example.com" in page.text
-    assert 'value="browser" checked' in page.text
+    assert form_fields(page.text, action="/account/language")["language"].value == "browser"
     response = client.post(
         "/account/language",
         data={"language": "pt_BR", "csrf_token": csrf_of(client)},
@@ -83,7 +84,9 @@ def test_changing_the_password(
         assert wrong.status_code == 400
         assert "That is not your current password." in wrong.text
         assert "at least 10 characters" in wrong.text
-        assert 'aria-invalid="true"' in wrong.text
+        fields = form_fields(wrong.text, action="/account/password")
+        assert fields["current_password"].invalid and fields["new_password"].invalid
+        assert accessibility_problems(wrong.text) == []
         done = client.post(
             "/account/password",
             data={

@@ -10,7 +10,9 @@ from sqlalchemy import select
 from embedportal.db.models import AuditEntry, Group, Report, ReportGrant
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE
+from embedportal.web.deps import get_settings
 from embedportal.web.push import PushEvent
+from tests.support.html import elements, form_fields, links
 from tests.support.portal import LoginAs, MakeUser, SyncedReports, csrf_of
 
 HTMX = {"HX-Request": "true"}
@@ -113,19 +115,21 @@ def test_without_a_workspace_the_sync_takes_every_workspace(
 
 
 def test_sync_without_a_connection_says_what_to_do(app: FastAPI, admin: TestClient) -> None:
-    app.state.settings = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    unconnected = app.state.settings.model_copy(update={"powerbi_client_secret": None})
+    app.dependency_overrides[get_settings] = lambda: unconnected
     page = sync(admin)
     assert "Cannot sync" in page
     assert "client secret missing" in page
-    assert 'href="/admin/settings"' in page
+    assert "/admin/settings" in [href for _text, href in links(page)]
 
 
 def test_sync_with_a_wrong_secret_reports_power_bis_answer(app: FastAPI, admin: TestClient) -> None:
     from pydantic import SecretStr
 
-    app.state.settings = app.state.settings.model_copy(
+    wrong = app.state.settings.model_copy(
         update={"powerbi_client_secret": SecretStr("wrong-secret")}
     )
+    app.dependency_overrides[get_settings] = lambda: wrong
     page = sync(admin)
     assert "Sync failed" in page
     assert "Admin → Settings" in page
@@ -162,7 +166,8 @@ def test_grant_to_a_user_and_a_group_through_htmx(
         headers=HTMX,
     )
     assert response.status_code == 200
-    assert response.text.lstrip().startswith('<section id="grants"')  # the partial alone
+    first = elements(response.text)[0]  # the partial alone
+    assert (first.tag, first.attrs.get("id")) == ("section", "grants")
     assert "Regional Performance granted to Managers." in response.text
 
     response = admin.post(
@@ -241,6 +246,19 @@ def test_a_grant_needs_a_grantee(synced_reports: SyncedReports, admin: TestClien
     assert "Choose a user or a group" in response.text
 
 
+@pytest.mark.parametrize("grantee", ["user:99999999999999999999", "user:²", "group:١", "user:"])
+def test_a_grantee_that_is_no_id_is_refused_not_crashed_on(
+    synced_reports: SyncedReports, admin: TestClient, grantee: str
+) -> None:
+    report_id = synced_reports["Sales Overview"]
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={"csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"), "grantee": grantee},
+    )
+    assert response.status_code == 400
+    assert "Choose a user or a group" in response.text
+
+
 def test_change_roles_and_remove_a_grant(
     app: FastAPI, synced_reports: SyncedReports, admin: TestClient, make_user: MakeUser
 ) -> None:
@@ -262,7 +280,10 @@ def test_change_roles_and_remove_a_grant(
     )
     assert response.status_code == 200
     assert "RLS roles saved." in response.text
-    assert 'value="Region Manager, Auditor"' in response.text
+    roles_form = f"/admin/reports/{report_id}/grants/{grant_id}/roles"
+    assert form_fields(response.text, action=roles_form)["rls_roles"].value == (
+        "Region Manager, Auditor"
+    )
 
     response = admin.post(
         f"/admin/reports/{report_id}/grants/{grant_id}/delete",

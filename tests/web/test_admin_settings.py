@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -13,6 +11,7 @@ from embedportal.access.organization import decrypt_secret, effective_connection
 from embedportal.db.models import AuditEntry, Organization
 from embedportal.db.session import session_scope
 from tests.emulator.harness import Emulator
+from tests.support.html import form_fields
 from tests.support.portal import LoginAs, MakeUser, csrf_of
 
 
@@ -53,8 +52,8 @@ def organization(app: FastAPI) -> Organization:
 
 
 def error_next_to(html: str, field: str) -> str:
-    match = re.search(rf'<small class="field-error" id="{field}-error">([^<]*)</small>', html)
-    return match.group(1) if match else ""
+    """The error a screen reader reads out with the field (its aria-describedby)."""
+    return form_fields(html, action="/admin/settings")[field].error
 
 
 def test_the_page_shows_the_connection_in_use_and_the_policy_fields(
@@ -155,6 +154,17 @@ def test_the_client_secret_is_write_only_and_encrypted(app: FastAPI, admin: Test
     assert "a-brand-new-secret" not in str(details)
 
 
+def test_the_box_removes_the_stored_secret(app: FastAPI, admin: TestClient) -> None:
+    save(admin, powerbi_client_secret="a-secret-to-remove")
+    assert organization(app).powerbi_client_secret_encrypted
+    page = admin.get("/admin/settings").text
+    assert not form_fields(page, action="/admin/settings")["clear_client_secret"].checked
+    response = save(admin, clear_client_secret="on")
+    assert "Settings saved." in response.text
+    assert organization(app).powerbi_client_secret_encrypted == ""
+    assert "clear_client_secret" not in form_fields(response.text)  # nothing stored to remove
+
+
 def test_organization_values_override_the_environment(
     app: FastAPI, admin: TestClient, emulator: Emulator
 ) -> None:
@@ -187,7 +197,9 @@ def test_test_connection_with_a_wrong_secret_says_why(admin: TestClient) -> None
     response = admin.post("/admin/settings/test-connection", data=data)
     assert response.status_code == 200
     assert "The connection test failed" in response.text
-    assert 'value="wrong"' not in response.text  # the secret is never echoed back
+    fields = form_fields(response.text)
+    assert fields["powerbi_client_secret"].value == ""  # the secret is never echoed back
+    assert "wrong" not in [value for field in fields.values() for value in field.values]
 
 
 def test_only_administrators_see_the_settings(make_user: MakeUser, login_as: LoginAs) -> None:

@@ -18,6 +18,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.web.routes.auth import safe_next
+from tests.support.html import accessibility_problems, buttons, elements, form_fields
 from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 
@@ -41,10 +42,9 @@ def _actions(app: FastAPI) -> list[str]:
 def test_the_form_has_labelled_fields_and_a_sign_in_button(client: TestClient) -> None:
     page = client.get("/login")
     assert page.status_code == 200
-    for label, field in [("Email", "login-email"), ("Password", "login-password")]:
-        assert re.search(rf'<label for="{field}">{label}</label>', page.text)
-        assert f'id="{field}"' in page.text
-    assert re.search(r'<button type="submit">Sign in</button>', page.text)
+    fields = form_fields(page.text, action="/login")
+    assert (fields["email"].label, fields["password"].label) == ("Email", "Password")
+    assert "Sign in" in buttons(page.text)
 
 
 def _session_set_cookie(client: TestClient) -> str:
@@ -87,7 +87,7 @@ def test_unknown_email_and_wrong_password_read_the_same(
     message = "The e-mail address or the password is not right."
     assert message in unknown and message in wrong
     # The e-mail is kept; the password never comes back.
-    assert 'value="ana@example.com"' in wrong
+    assert form_fields(wrong, action="/login")["email"].value == "ana@example.com"
     assert "wrong-password" not in wrong
     assert _actions(app).count("login.failed") == 2
 
@@ -96,7 +96,9 @@ def test_empty_fields_are_named(client: TestClient) -> None:
     status, _, page = _post_login(client, "", "")
     assert status == 400
     assert "Enter your e-mail address." in page and "Enter your password." in page
-    assert 'aria-invalid="true"' in page
+    fields = form_fields(page, action="/login")
+    assert fields["email"].invalid and fields["password"].invalid
+    assert accessibility_problems(page) == []
 
 
 @pytest.mark.parametrize("settings_overrides", [{"login_max_attempts": 2}])
@@ -161,7 +163,7 @@ def test_a_page_behind_sign_in_comes_back_after_it(client: TestClient, make_user
     first = client.get("/account?tab=x", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"].startswith("/login?next=")
     form = client.get(first.headers["location"])
-    assert 'name="next" value="/account?tab=x"' in form.text
+    assert form_fields(form.text, action="/login")["next"].value == "/account?tab=x"
     status, location, _ = _post_login(
         client, "ana@example.com", DEFAULT_PASSWORD, next="/account?tab=x"
     )
@@ -265,9 +267,10 @@ def test_the_language_picker_before_sign_in(client: TestClient) -> None:
     )
     assert response.headers["location"] == "/login?next=/admin/users"
     page = client.get(response.headers["location"])
-    assert '<html lang="pt-BR"' in page.text and ">Entrar</button>" in page.text
+    assert elements(page.text, "html")[0].attrs["lang"] == "pt-BR"
+    assert "Entrar" in buttons(page.text)
     client.post("/language", data={"language": "", "csrf_token": csrf_of(client, "/login")})
-    assert ">Sign in</button>" in client.get("/login").text
+    assert "Sign in" in buttons(client.get("/login").text)
 
 
 @given(st.text(max_size=60))

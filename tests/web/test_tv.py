@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.html import accessibility_problems, elements
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports
 
 
@@ -41,10 +42,13 @@ def test_the_rotation_shows_the_chosen_reports_full_screen(
     page = viewer_client.get(f"/tv/show?report={operations}&report={sales}&interval=10")
     assert page.status_code == 200
     html = page.text
-    assert 'data-interval="10"' in html
-    assert html.index(f'data-report-id="{operations}"') < html.index(f'data-report-id="{sales}"')
-    assert 'aria-label="Main"' not in html  # no portal chrome
-    assert 'src="/static/app/js/tv.js"' in html
+    assert [e.attrs["data-interval"] for e in elements(html, having="data-interval")] == ["10"]
+    shown = [e.attrs["data-report-id"] for e in elements(html, having="data-report-id")]
+    assert shown == [operations, sales]
+    assert "Main" not in [e.attrs["aria-label"] for e in elements(html, having="aria-label")]
+    assert "/static/app/js/tv.js" in [
+        e.attrs["src"] for e in elements(html, "script", having="src")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -70,6 +74,7 @@ def test_bad_choices_are_refused_with_a_message(
     assert page.status_code == 400
     assert message in page.text
     assert "Start TV mode" in page.text  # the picker again, to correct the choice
+    assert accessibility_problems(page.text) == []
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(client: TestClient) -> None:

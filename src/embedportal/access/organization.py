@@ -217,9 +217,12 @@ def _is_guid(value: str) -> bool:
 
 
 def validate_organization_form(
-    form: Mapping[str, str], *, interaction_min_age_minutes: int
+    form: Mapping[str, str], *, clear_client_secret: bool, interaction_min_age_minutes: int
 ) -> tuple[OrganizationChanges | None, dict[str, str]]:
-    """(changes, {}) or (None, {field: message}). Messages are English source strings."""
+    """(changes, {}) or (None, {field: message}). Messages are English source strings.
+
+    `form` holds the typed fields by name; `clear_client_secret` is the "remove the stored
+    secret" box, ticked or not."""
     errors: dict[str, str] = {}
     name = form.get("name", "").strip()
     if not name:
@@ -265,7 +268,7 @@ def validate_organization_form(
             tenant_id=tenant_id,
             client_id=client_id,
             client_secret=secret.strip() or None,
-            clear_client_secret=form.get("clear_client_secret") == "on",
+            clear_client_secret=clear_client_secret,
             workspace_id=workspace_id,
             policy=policy_result.policy,
         ),

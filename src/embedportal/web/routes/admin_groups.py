@@ -1,4 +1,8 @@
-"""Administering groups: create, rename, describe, permissions, members, delete."""
+"""Administering groups: create, rename, describe, permissions, members, delete.
+
+Whenever membership changes, the members' open viewers are told to ask for a token again: grants
+and RLS roles come through groups.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Path, Request
 from fastapi.responses import Response
 
-from embedportal.access.groups import (
-    add_member,
-    create_group,
-    delete_group,
-    list_groups,
-    member_count,
-    members_of,
-    remove_member,
-    update_group,
-)
+from embedportal.access import groups
 from embedportal.access.users import UserInputError, all_users
 from embedportal.db.models import Group, User
 from embedportal.i18n import _
-from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
+from embedportal.web.deps import AdminUser, CsrfProtected, DbSession, IsHtmx, PushHubDep
+from embedportal.web.forms import GroupForm, MemberForm
 from embedportal.web.push import notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(prefix="/admin/groups", tags=["admin"], include_in_schema=False)
 
-TextField = Annotated[str, Form()]
 GroupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-def _access_changed(request: Request, user_ids: list[int]) -> None:
-    """Members' open viewers ask for a token again: grants and RLS roles come through groups."""
-    notify_access_changed(request.app.state.push_hub, user_ids)
 
 
 def _group_or_404(db: DbSession, group_id: int) -> Group:
@@ -47,30 +33,10 @@ def _group_or_404(db: DbSession, group_id: int) -> Group:
     return group
 
 
-def _values_of(group: Group) -> dict[str, Any]:
-    return {
-        "name": group.name,
-        "description": group.description,
-        "may_start_capacity": group.may_start_capacity,
-        "keeps_capacity_on": group.keeps_capacity_on,
-    }
-
-
-def _form_values(
-    name: str, description: str, may_start_capacity: str, keeps_capacity_on: str
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "description": description,
-        "may_start_capacity": bool(may_start_capacity),
-        "keeps_capacity_on": bool(keeps_capacity_on),
-    }
-
-
 def _members_context(
     db: DbSession, group: Group, *, email: str = "", errors: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    members = members_of(session=db, group=group)
+    members = groups.members_of(session=db, group=group)
     member_ids = {member.id for member in members}
     return {
         "group": group,
@@ -87,38 +53,21 @@ def groups_page(request: Request, db: DbSession, _admin: AdminUser) -> Response:
     return render(
         request,
         "admin/groups.html",
-        {"groups": list_groups(session=db), "values": {}, "errors": {}},
+        {"groups": groups.list_groups(session=db), "values": GroupForm(), "errors": {}},
     )
 
 
 @router.post("", dependencies=[CsrfProtected])
-def create(
-    request: Request,
-    db: DbSession,
-    admin: AdminUser,
-    name: TextField = "",
-    description: TextField = "",
-    may_start_capacity: TextField = "",
-    keeps_capacity_on: TextField = "",
+def create_group(
+    request: Request, db: DbSession, admin: AdminUser, form: Annotated[GroupForm, Form()]
 ) -> Response:
     try:
-        group = create_group(
-            session=db,
-            name=name,
-            description=description,
-            may_start_capacity=bool(may_start_capacity),
-            keeps_capacity_on=bool(keeps_capacity_on),
-            actor=admin,
-        )
+        group = groups.create_group(session=db, **form.model_dump(), actor=admin)
     except UserInputError as error:
         return render(
             request,
             "admin/groups.html",
-            {
-                "groups": list_groups(session=db),
-                "values": _form_values(name, description, may_start_capacity, keeps_capacity_on),
-                "errors": error.errors,
-            },
+            {"groups": groups.list_groups(session=db), "values": form, "errors": error.errors},
             status_code=400,
         )
     db.commit()
@@ -134,7 +83,7 @@ def _edit_page(
     db: DbSession,
     group: Group,
     *,
-    values: dict[str, Any] | None = None,
+    values: GroupForm | None = None,
     errors: dict[str, str] | None = None,
     member_email: str = "",
     member_errors: dict[str, str] | None = None,
@@ -144,7 +93,7 @@ def _edit_page(
         request,
         "admin/groups_edit.html",
         {
-            "values": values if values is not None else _values_of(group),
+            "values": values if values is not None else GroupForm.of(group),
             "errors": errors or {},
             **_members_context(db, group, email=member_email, errors=member_errors),
         },
@@ -160,65 +109,66 @@ def edit_group_page(
 
 
 @router.post("/{group_id}", dependencies=[CsrfProtected])
-def update(
+def update_group(
     request: Request,
     db: DbSession,
     admin: AdminUser,
     group_id: GroupId,
-    name: TextField = "",
-    description: TextField = "",
-    may_start_capacity: TextField = "",
-    keeps_capacity_on: TextField = "",
+    form: Annotated[GroupForm, Form()],
 ) -> Response:
     group = _group_or_404(db, group_id)
     try:
-        changes = update_group(
-            session=db,
-            group=group,
-            name=name,
-            description=description,
-            may_start_capacity=bool(may_start_capacity),
-            keeps_capacity_on=bool(keeps_capacity_on),
-            actor=admin,
-        )
+        changes = groups.update_group(session=db, group=group, **form.model_dump(), actor=admin)
     except UserInputError as error:
-        values = _form_values(name, description, may_start_capacity, keeps_capacity_on)
-        return _edit_page(request, db, group, values=values, errors=error.errors, status_code=400)
+        return _edit_page(request, db, group, values=form, errors=error.errors, status_code=400)
     db.commit()
     message = _("Changes saved.") if changes else _("Nothing was changed.")
     return flash_redirect(request, f"/admin/groups/{group.id}", message)
 
 
 @router.get("/{group_id}/members")
-def members(request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId) -> Response:
+def members_partial(
+    request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
+) -> Response:
     """The member list alone: the htmx target of adding and removing members."""
     group = _group_or_404(db, group_id)
     return render(request, "admin/_group_members.html", _members_context(db, group))
 
 
 @router.post("/{group_id}/members", dependencies=[CsrfProtected])
-def add(
-    request: Request, db: DbSession, admin: AdminUser, group_id: GroupId, email: TextField = ""
+def add_member(
+    request: Request,
+    db: DbSession,
+    admin: AdminUser,
+    hub: PushHubDep,
+    htmx: IsHtmx,
+    group_id: GroupId,
+    form: Annotated[MemberForm, Form()],
 ) -> Response:
     group = _group_or_404(db, group_id)
     try:
-        user = add_member(session=db, group=group, email=email, actor=admin)
+        user = groups.add_member(session=db, group=group, email=form.email, actor=admin)
     except UserInputError as error:
-        if _is_htmx(request):
+        if htmx:
             return render(
                 request,
                 "admin/_group_members.html",
-                _members_context(db, group, email=email, errors=error.errors),
+                _members_context(db, group, email=form.email, errors=error.errors),
                 status_code=400,
             )
         return _edit_page(
-            request, db, group, member_email=email, member_errors=error.errors, status_code=400
+            request,
+            db,
+            group,
+            member_email=form.email,
+            member_errors=error.errors,
+            status_code=400,
         )
     db.commit()
     # The group's grants may add RLS roles to the reports the user already sees.
-    _access_changed(request, [user.id])
+    notify_access_changed(hub, [user.id])
     message = _("%(email)s is now a member.", email=user.email)
-    if _is_htmx(request):
+    if htmx:
         context = _members_context(db, group)
         context["member_message"] = message
         return render(request, "admin/_group_members.html", context)
@@ -226,18 +176,24 @@ def add(
 
 
 @router.post("/{group_id}/members/{user_id}/remove", dependencies=[CsrfProtected])
-def remove(
-    request: Request, db: DbSession, admin: AdminUser, group_id: GroupId, user_id: UserId
+def remove_member(
+    request: Request,
+    db: DbSession,
+    admin: AdminUser,
+    hub: PushHubDep,
+    htmx: IsHtmx,
+    group_id: GroupId,
+    user_id: UserId,
 ) -> Response:
     group = _group_or_404(db, group_id)
     user = db.get(User, user_id)
     if user is None:
         raise HTTPException(status_code=404, detail=_("There is no such user."))
-    remove_member(session=db, group=group, user=user, actor=admin)
+    groups.remove_member(session=db, group=group, user=user, actor=admin)
     db.commit()
-    _access_changed(request, [user.id])
+    notify_access_changed(hub, [user.id])
     message = _("%(email)s is no longer a member.", email=user.email)
-    if _is_htmx(request):
+    if htmx:
         context = _members_context(db, group)
         context["member_message"] = message
         return render(request, "admin/_group_members.html", context)
@@ -245,23 +201,25 @@ def remove(
 
 
 @router.get("/{group_id}/delete")
-def confirm_delete_page(
+def confirm_delete_group_page(
     request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
 ) -> Response:
     group = _group_or_404(db, group_id)
     return render(
         request,
         "admin/groups_delete.html",
-        {"group": group, "member_count": member_count(session=db, group=group)},
+        {"group": group, "member_count": groups.member_count(session=db, group=group)},
     )
 
 
 @router.post("/{group_id}/delete", dependencies=[CsrfProtected])
-def delete(request: Request, db: DbSession, admin: AdminUser, group_id: GroupId) -> Response:
+def delete_group(
+    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, group_id: GroupId
+) -> Response:
     group = _group_or_404(db, group_id)
     name = group.name
-    former_members = [member.id for member in members_of(session=db, group=group)]
-    delete_group(session=db, group=group, actor=admin)
+    former_members = [member.id for member in groups.members_of(session=db, group=group)]
+    groups.delete_group(session=db, group=group, actor=admin)
     db.commit()
-    _access_changed(request, former_members)
+    notify_access_changed(hub, former_members)
     return flash_redirect(request, "/admin/groups", _("Group “%(name)s” deleted.", name=name))

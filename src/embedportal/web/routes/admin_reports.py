@@ -20,12 +20,21 @@ from embedportal.access.grants import (
     revoke_grant,
     set_grant_roles,
 )
-from embedportal.access.organization import PowerBIClients, effective_connection
+from embedportal.access.organization import effective_connection
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
 from embedportal.i18n import _
 from embedportal.powerbi import PowerBIError
-from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
-from embedportal.web.push import PushEvent, PushHub, notify_access_changed
+from embedportal.web.deps import (
+    AdminUser,
+    AppSettings,
+    CsrfProtected,
+    DbSession,
+    IsHtmx,
+    PowerBIClientsDep,
+    PushHubDep,
+)
+from embedportal.web.forms import GrantForm, GrantRolesForm
+from embedportal.web.push import PushEvent, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
@@ -50,26 +59,17 @@ def report_grant(grant_id: int, report: AdminReport, db: DbSession) -> ReportGra
     return grant
 
 
-def access_changed(request: Request, user_ids: list[int]) -> None:
-    """Tell these users' open viewers to re-check their access now (they ask for a token)."""
-    hub = getattr(request.app.state, "push_hub", None)
-    if hub is not None:
-        notify_access_changed(hub, user_ids)
-
-
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
 def _grant_counts(db: Session) -> dict[str, int]:
     rows = db.execute(select(ReportGrant.report_id, func.count()).group_by(ReportGrant.report_id))
     return {str(report_id): int(count) for report_id, count in rows}
 
 
 @router.get("", response_class=HTMLResponse)
-def reports_admin_page(request: Request, _admin: AdminUser, db: DbSession) -> HTMLResponse:
+def reports_admin_page(
+    request: Request, _admin: AdminUser, db: DbSession, settings: AppSettings
+) -> HTMLResponse:
     reports = list(db.scalars(select(Report).order_by(Report.is_available.desc(), Report.name)))
-    connection = effective_connection(session=db, settings=request.app.state.settings)
+    connection = effective_connection(session=db, settings=settings)
     return render(
         request,
         "admin/reports.html",
@@ -78,15 +78,21 @@ def reports_admin_page(request: Request, _admin: AdminUser, db: DbSession) -> HT
 
 
 @router.post("/sync", dependencies=[CsrfProtected])
-async def sync_reports(request: Request, admin: AdminUser, db: DbSession) -> Response:
-    connection = effective_connection(session=db, settings=request.app.state.settings)
+async def sync_reports(
+    request: Request,
+    admin: AdminUser,
+    db: DbSession,
+    settings: AppSettings,
+    clients: PowerBIClientsDep,
+    hub: PushHubDep,
+) -> Response:
+    connection = effective_connection(session=db, settings=settings)
     if not connection.ready or connection.connection is None:
         message = _(
             "Cannot sync: %(problem)s Set the Power BI connection in Admin → Settings.",
             problem=_(connection.problem or "The Power BI connection is incomplete."),
         )
         return flash_redirect(request, "/admin/reports", message, category="error")
-    clients: PowerBIClients = request.app.state.powerbi_clients
     try:
         catalogue = await fetch_catalogue(
             client=clients.get(connection.connection), workspace_id=connection.workspace_id
@@ -101,7 +107,6 @@ async def sync_reports(request: Request, admin: AdminUser, db: DbSession) -> Res
     result = await run_in_threadpool(_apply, db, catalogue, admin)
     if result.removed:
         # Reports gone from Power BI close wherever they are open; every viewer re-checks once.
-        hub: PushHub = request.app.state.push_hub
         hub.publish(PushEvent(kind="access"))
     message = _(
         "Synced from Power BI: %(added)s added, %(updated)s updated, %(removed)s removed.",
@@ -130,7 +135,7 @@ def _grants_context(
     *,
     error: str | None = None,
     message: str | None = None,
-    form: dict[str, str] | None = None,
+    form: GrantForm | None = None,
 ) -> dict[str, object]:
     users, groups = _grantee_choices(db)
     return {
@@ -140,7 +145,7 @@ def _grants_context(
         "groups": groups,
         "grant_error": error,
         "grant_message": message,
-        "grant_form": form or {},
+        "grant_form": form or GrantForm(),
     }
 
 
@@ -149,12 +154,13 @@ def _grants_answer(
     db: Session,
     report: Report,
     *,
+    htmx: bool,
     message: str,
     error: str | None = None,
-    form: dict[str, str] | None = None,
+    form: GrantForm | None = None,
 ) -> Response:
     """htmx gets the refreshed partial; a plain form post gets 303 back to the report page."""
-    if _is_htmx(request):
+    if htmx:
         context = _grants_context(
             db, report, error=error, message=None if error else message, form=form
         )
@@ -193,29 +199,31 @@ def add_grant(
     report: AdminReport,
     admin: AdminUser,
     db: DbSession,
-    grantee: Annotated[str, Form()] = "",
-    rls_roles: Annotated[str, Form()] = "",
+    hub: PushHubDep,
+    htmx: IsHtmx,
+    form: Annotated[GrantForm, Form()],
 ) -> Response:
-    form = {"grantee": grantee, "rls_roles": rls_roles}
-    kind, _sep, raw_id = grantee.partition(":")
-    user = db.get(User, int(raw_id)) if kind == "user" and raw_id.isdigit() else None
-    group = db.get(Group, int(raw_id)) if kind == "group" and raw_id.isdigit() else None
+    user_id, group_id = form.grantee_id("user"), form.grantee_id("group")
+    user = db.get(User, user_id) if user_id is not None else None
+    group = db.get(Group, group_id) if group_id is not None else None
     if user is None and group is None:
         error = _("Choose a user or a group to grant the report to.")
-        return _grants_answer(request, db, report, message="", error=error, form=form)
+        return _grants_answer(request, db, report, htmx=htmx, message="", error=error, form=form)
     try:
-        roles = parse_roles(rls_roles)
+        roles = parse_roles(form.rls_roles)
         grant = grant_report(
             session=db, report=report, user=user, group=group, roles=roles, actor=admin
         )
     except GrantInputError as problem:
-        return _grants_answer(request, db, report, message="", error=_(str(problem)), form=form)
+        return _grants_answer(
+            request, db, report, htmx=htmx, message="", error=_(str(problem)), form=form
+        )
     affected = _affected_user_ids(db, grant)
     db.commit()
-    access_changed(request, affected)
+    notify_access_changed(hub, affected)
     who = group.name if group is not None else user.email if user is not None else ""
     message = _("%(report)s granted to %(who)s.", report=report.name, who=who)
-    return _grants_answer(request, db, report, message=message)
+    return _grants_answer(request, db, report, htmx=htmx, message=message)
 
 
 @router.post("/{report_id}/grants/{grant_id}/roles", dependencies=[CsrfProtected])
@@ -225,17 +233,19 @@ def change_grant_roles(
     grant: Annotated[ReportGrant, Depends(report_grant)],
     admin: AdminUser,
     db: DbSession,
-    rls_roles: Annotated[str, Form()] = "",
+    hub: PushHubDep,
+    htmx: IsHtmx,
+    form: Annotated[GrantRolesForm, Form()],
 ) -> Response:
     try:
-        roles = parse_roles(rls_roles)
+        roles = parse_roles(form.rls_roles)
     except GrantInputError as problem:
-        return _grants_answer(request, db, report, message="", error=_(str(problem)))
+        return _grants_answer(request, db, report, htmx=htmx, message="", error=_(str(problem)))
     set_grant_roles(session=db, grant=grant, roles=roles, actor=admin)
     affected = _affected_user_ids(db, grant)
     db.commit()
-    access_changed(request, affected)
-    return _grants_answer(request, db, report, message=_("RLS roles saved."))
+    notify_access_changed(hub, affected)
+    return _grants_answer(request, db, report, htmx=htmx, message=_("RLS roles saved."))
 
 
 @router.post("/{report_id}/grants/{grant_id}/delete", dependencies=[CsrfProtected])
@@ -245,9 +255,11 @@ def remove_grant(
     grant: Annotated[ReportGrant, Depends(report_grant)],
     admin: AdminUser,
     db: DbSession,
+    hub: PushHubDep,
+    htmx: IsHtmx,
 ) -> Response:
     affected = _affected_user_ids(db, grant)
     revoke_grant(session=db, grant=grant, actor=admin)
     db.commit()
-    access_changed(request, affected)
-    return _grants_answer(request, db, report, message=_("Access removed."))
+    notify_access_changed(hub, affected)
+    return _grants_answer(request, db, report, htmx=htmx, message=_("Access removed."))

@@ -7,38 +7,27 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Path, Request
 from fastapi.responses import Response
 
+from embedportal.access import users
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.groups import groups_of
-from embedportal.access.users import (
-    UserInputError,
-    create_user,
-    delete_user,
-    list_users,
-    set_blocked,
-    set_password,
-    update_user,
-)
+from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
-from embedportal.db.models import Role, User
+from embedportal.db.models import User
 from embedportal.i18n import _
-from embedportal.web.deps import AdminUser, CsrfProtected, DbSession
-from embedportal.web.push import notify_access_changed
+from embedportal.web.deps import AdminUser, CsrfProtected, DbSession, PushHubDep
+from embedportal.web.forms import NewUserForm, PasswordForm, UserForm
+from embedportal.web.push import PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(prefix="/admin/users", tags=["admin"], include_in_schema=False)
 
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
-TextField = Annotated[str, Form()]
 # Ids beyond a 32-bit integer are refused as bad input, not passed to the database to overflow.
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # Changes that alter what a user may open or the identity their embed tokens carry (the e-mail is
 # the RLS username when none is set): their open viewers are told to ask for a token again.
 ACCESS_FIELDS = frozenset({"email", "role", "rls_username", "rls_roles"})
-
-
-def _access_changed(request: Request, user_id: int) -> None:
-    notify_access_changed(request.app.state.push_hub, [user_id])
 
 
 def _user_or_404(db: DbSession, user_id: int) -> User:
@@ -48,21 +37,9 @@ def _user_or_404(db: DbSession, user_id: int) -> User:
     return user
 
 
-def _values_of(user: User) -> dict[str, Any]:
-    return {
-        "email": user.email,
-        "name": user.name,
-        "role": user.role.value,
-        "rls_username": user.rls_username or "",
-        "rls_roles": ", ".join(user.rls_roles),
-        "may_start_capacity": user.may_start_capacity,
-        "keeps_capacity_on": user.keeps_capacity_on,
-    }
-
-
 def _list_context(db: DbSession, q: str, page: int) -> dict[str, Any]:
     page = min(max(page, 1), MAX_PAGE)
-    result = list_users(session=db, search=q, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    result = users.list_users(session=db, search=q, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     return {
         "users": result.users,
         "total": result.total,
@@ -91,53 +68,21 @@ def users_rows(
 
 @router.get("/new")
 def new_user_page(request: Request, _admin: AdminUser) -> Response:
-    return render(
-        request, "admin/users_new.html", {"values": {"role": Role.VIEWER.value}, "errors": {}}
-    )
+    return render(request, "admin/users_new.html", {"values": NewUserForm(), "errors": {}})
 
 
 @router.post("", dependencies=[CsrfProtected])
-def create(
-    request: Request,
-    db: DbSession,
-    admin: AdminUser,
-    email: TextField = "",
-    name: TextField = "",
-    role: TextField = Role.VIEWER.value,
-    password: TextField = "",
-    rls_username: TextField = "",
-    rls_roles: TextField = "",
-    may_start_capacity: TextField = "",
-    keeps_capacity_on: TextField = "",
+def create_user(
+    request: Request, db: DbSession, admin: AdminUser, form: Annotated[NewUserForm, Form()]
 ) -> Response:
+    """Create a user from "new user"; a refusal shows the form again, as typed, with why."""
     try:
-        user = create_user(
-            session=db,
-            email=email,
-            password=password,
-            name=name,
-            role=role,
-            rls_username=rls_username,
-            rls_roles=rls_roles,
-            may_start_capacity=bool(may_start_capacity),
-            keeps_capacity_on=bool(keeps_capacity_on),
-            actor=admin,
-        )
+        user = users.create_user(session=db, **form.model_dump(), actor=admin)
     except UserInputError as error:
-        values = {
-            "email": email,
-            "name": name,
-            "role": role,
-            "password": password,
-            "rls_username": rls_username,
-            "rls_roles": rls_roles,
-            "may_start_capacity": bool(may_start_capacity),
-            "keeps_capacity_on": bool(keeps_capacity_on),
-        }
         return render(
             request,
             "admin/users_new.html",
-            {"values": values, "errors": error.errors},
+            {"values": form, "errors": error.errors},
             status_code=400,
         )
     db.commit()
@@ -151,7 +96,7 @@ def _edit_page(
     db: DbSession,
     user: User,
     *,
-    values: dict[str, Any] | None = None,
+    values: UserForm | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -160,7 +105,7 @@ def _edit_page(
         "admin/users_edit.html",
         {
             "user": user,
-            "values": values if values is not None else _values_of(user),
+            "values": values if values is not None else UserForm.of(user),
             "errors": errors or {},
             "groups": groups_of(session=db, user=user),
             "now": utcnow(),
@@ -176,59 +121,39 @@ def edit_user_page(request: Request, db: DbSession, _admin: AdminUser, user_id: 
 
 
 @router.post("/{user_id}", dependencies=[CsrfProtected])
-def update(
+def update_user(
     request: Request,
     db: DbSession,
     admin: AdminUser,
+    hub: PushHubDep,
     user_id: UserId,
-    email: TextField = "",
-    name: TextField = "",
-    role: TextField = "",
-    rls_username: TextField = "",
-    rls_roles: TextField = "",
-    may_start_capacity: TextField = "",
-    keeps_capacity_on: TextField = "",
+    form: Annotated[UserForm, Form()],
 ) -> Response:
     user = _user_or_404(db, user_id)
     try:
-        changes = update_user(
-            session=db,
-            user=user,
-            email=email,
-            name=name,
-            role=role,
-            rls_username=rls_username,
-            rls_roles=rls_roles,
-            may_start_capacity=bool(may_start_capacity),
-            keeps_capacity_on=bool(keeps_capacity_on),
-            actor=admin,
-        )
+        changes = users.update_user(session=db, user=user, **form.model_dump(), actor=admin)
     except UserInputError as error:
-        values = {
-            "email": email,
-            "name": name,
-            "role": role,
-            "rls_username": rls_username,
-            "rls_roles": rls_roles,
-            "may_start_capacity": bool(may_start_capacity),
-            "keeps_capacity_on": bool(keeps_capacity_on),
-        }
-        return _edit_page(request, db, user, values=values, errors=error.errors, status_code=400)
+        return _edit_page(request, db, user, values=form, errors=error.errors, status_code=400)
     db.commit()
     if ACCESS_FIELDS.intersection(changes):
-        _access_changed(request, user.id)
+        notify_access_changed(hub, [user.id])
     message = _("Changes saved.") if changes else _("Nothing was changed.")
     return flash_redirect(request, f"/admin/users/{user.id}", message)
 
 
 @router.post("/{user_id}/password", dependencies=[CsrfProtected])
 def set_user_password(
-    request: Request, db: DbSession, admin: AdminUser, user_id: UserId, password: TextField = ""
+    request: Request,
+    db: DbSession,
+    admin: AdminUser,
+    user_id: UserId,
+    form: Annotated[PasswordForm, Form()],
 ) -> Response:
     user = _user_or_404(db, user_id)
     try:
-        set_password(session=db, user=user, password=password, actor=admin)
+        users.set_password(session=db, user=user, password=form.password, actor=admin)
     except UserInputError as error:
+        # Keyed apart from the user form's fields, which share the page's `errors`.
         return _edit_page(
             request,
             db,
@@ -245,17 +170,17 @@ def set_user_password(
 
 
 def _set_blocked(
-    request: Request, db: DbSession, admin: User, user_id: int, blocked: bool
+    request: Request, db: DbSession, hub: PushHub, admin: User, user_id: int, blocked: bool
 ) -> Response:
     user = _user_or_404(db, user_id)
     try:
-        set_blocked(session=db, user=user, blocked=blocked, actor=admin)
+        users.set_blocked(session=db, user=user, blocked=blocked, actor=admin)
     except UserInputError as error:
         return _edit_page(request, db, user, errors=error.errors, status_code=400)
     db.commit()
     if blocked:
         # Their sessions are ended: the re-check gets 401, and the viewer shows access removed.
-        _access_changed(request, user.id)
+        notify_access_changed(hub, [user.id])
         message = _("%(email)s is blocked and signed out everywhere.", email=user.email)
     else:
         message = _("%(email)s is unblocked and can sign in again.", email=user.email)
@@ -263,17 +188,21 @@ def _set_blocked(
 
 
 @router.post("/{user_id}/block", dependencies=[CsrfProtected])
-def block(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -> Response:
-    return _set_blocked(request, db, admin, user_id, blocked=True)
+def block_user(
+    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, user_id: UserId
+) -> Response:
+    return _set_blocked(request, db, hub, admin, user_id, blocked=True)
 
 
 @router.post("/{user_id}/unblock", dependencies=[CsrfProtected])
-def unblock(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -> Response:
-    return _set_blocked(request, db, admin, user_id, blocked=False)
+def unblock_user(
+    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, user_id: UserId
+) -> Response:
+    return _set_blocked(request, db, hub, admin, user_id, blocked=False)
 
 
 @router.get("/{user_id}/delete")
-def confirm_delete_page(
+def confirm_delete_user_page(
     request: Request, db: DbSession, admin: AdminUser, user_id: UserId
 ) -> Response:
     user = _user_or_404(db, user_id)
@@ -285,11 +214,13 @@ def confirm_delete_page(
 
 
 @router.post("/{user_id}/delete", dependencies=[CsrfProtected])
-def delete(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -> Response:
+def delete_user(
+    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, user_id: UserId
+) -> Response:
     user = _user_or_404(db, user_id)
     email, deleted_id = user.email, user.id
     try:
-        delete_user(session=db, user=user, actor=admin)
+        users.delete_user(session=db, user=user, actor=admin)
     except UserInputError as error:
         return render(
             request,
@@ -298,5 +229,5 @@ def delete(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -
             status_code=400,
         )
     db.commit()
-    _access_changed(request, deleted_id)
+    notify_access_changed(hub, [deleted_id])
     return flash_redirect(request, "/admin/users", _("User %(email)s deleted.", email=email))

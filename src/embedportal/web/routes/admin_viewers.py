@@ -65,4 +65,4 @@ def viewers_page(request: Request, db: DbSession, _admin: AdminUser, day: str = 
 def viewers_rows(request: Request, db: DbSession, _admin: AdminUser, day: str = "") -> Response:
     """The figures alone: the htmx target of the day picker."""
     context, status = _context(db, day)
-    return render(request, "admin/viewers_partial.html", context, status_code=status)
+    return render(request, "admin/_viewers.html", context, status_code=status)
