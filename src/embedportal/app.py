@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
 from embedportal.access.organization import PowerBIClients
+from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.metrics import PortalMetrics
@@ -49,9 +51,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Async callables run at start, before the server accepts requests (e.g. demo seeding).
     for start in app.state.on_startup:
         await start()
+    # Long-running loops (the ledger's flush, the capacity controller), cancelled at shutdown.
+    tasks = [asyncio.create_task(run()) for run in app.state.background]
     try:
         yield
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await hub.stop()
         for close in reversed(app.state.on_shutdown):
             await close()
@@ -77,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Async callables run at shutdown, last added first (e.g. closing HTTP clients).
     app.state.on_shutdown = []
     app.state.on_startup = []
+    app.state.background = []
     app.state.startup_notes = []
     app.state.powerbi_clients = PowerBIClients()
     app.state.token_service = TokenService(
@@ -86,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_shutdown.append(app.state.token_service.aclose)
     app.state.capacity_probe = CapacityProbe()
     app.state.on_shutdown.append(app.state.capacity_probe.aclose)
+    app.state.activity_ledger = ActivityLedger(app.state.session_factory)
+    app.state.background.append(app.state.activity_ledger.run)
 
     app.middleware("http")(request_context_middleware)
     install_error_handlers(app)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from embedportal.access.grants import can_view
 from embedportal.access.organization import PowerBIClients
+from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.models import Report, User
 from embedportal.db.session import session_scope
@@ -62,6 +63,10 @@ def get_push_hub(request: Request) -> PushHub:
     return cast(PushHub, request.app.state.push_hub)
 
 
+def get_activity_ledger(request: Request) -> ActivityLedger:
+    return cast(ActivityLedger, request.app.state.activity_ledger)
+
+
 def is_htmx(request: Request) -> bool:
     """True when htmx asked for the page: answer with the partial it swaps in."""
     return request.headers.get("hx-request") == "true"
@@ -73,6 +78,7 @@ CapacityProbeDep = Annotated[CapacityProbe, Depends(get_capacity_probe)]
 PowerBIClientsDep = Annotated[PowerBIClients, Depends(get_powerbi_clients)]
 MetricsDep = Annotated[PortalMetrics, Depends(get_metrics)]
 PushHubDep = Annotated[PushHub, Depends(get_push_hub)]
+ActivityLedgerDep = Annotated[ActivityLedger, Depends(get_activity_ledger)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 
