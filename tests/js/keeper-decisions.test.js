@@ -3,7 +3,9 @@
 //
 // The constants the boundaries come from are private to the keeper; their values are written
 // out here (TIMER_SLACK_MS = 50, LATE_TIMER_FACTOR = 2, SLEEP_GAP_TOLERANCE_MS = 2000,
-// MIN_RETRY_DELAY_MS = 100, ERROR_GRACE_MAX_SECONDS = 10), so changing one fails a test.
+// MIN_RETRY_DELAY_MS = 100, ERROR_GRACE_MAX_SECONDS = 10, STARTING_MAX_BACKOFF_SECONDS = 5,
+// INTERACTION_REPORT_INTERVAL_MS = 60000, FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30,
+// FIRST_TOKEN_FLOOR_SECONDS = 1), so changing one fails a test.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -13,6 +15,9 @@ import {
   attemptReason,
   dueReason,
   effectiveTimings,
+  firstTokenPlan,
+  interactionReportDue,
+  isCapacityScreen,
   isReportDown,
   isStaleTokenExpiredError,
   missedSleepMs,
@@ -446,5 +451,97 @@ describe('isStaleTokenExpiredError', () => {
   test('the token the page was embedded with has no grace: its errors are real', () => {
     assert.equal(stale({ fromRefresh: false, ageMs: 0 }), false);
     assert.equal(stale({ fromRefresh: false, ageMs: 5_000 }), false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('the capacity is starting', () => {
+  const hour = effectiveTimings(DEFAULT_POLICY, HOUR);
+  const now = 500_000;
+  const plan = (fields) => retryPlan({ now, timings: hour, random: () => 1, kind: 'capacityStarting', ...fields });
+
+  test('its screen is a capacity screen, and the report is down behind it', () => {
+    assert.equal(isCapacityScreen(STATES.CAPACITY_STARTING), true);
+    assert.equal(isCapacityScreen(STATES.CAPACITY_OFF), true);
+    for (const state of [STATES.LIVE, STATES.REFRESHING, STATES.RETRYING, STATES.EXPIRED, STATES.REVOKED]) {
+      assert.equal(isCapacityScreen(state), false, state);
+    }
+    assert.equal(isReportDown({ remainingMs: 60_000, state: STATES.CAPACITY_STARTING }), true);
+    assert.equal(retryReason(snapshot({ ageMs: 1_000, state: STATES.CAPACITY_STARTING, cycleReason: 'timed' })), 'recovery');
+  });
+
+  test('a capacityStarting failure leads to its state from any state; transient failures keep it', () => {
+    for (const state of [STATES.LIVE, STATES.REFRESHING, STATES.RETRYING, STATES.EXPIRED, STATES.CAPACITY_OFF, STATES.CAPACITY_STARTING]) {
+      assert.equal(stateAfterFailure({ kind: 'capacityStarting', state }), STATES.CAPACITY_STARTING, state);
+    }
+    assert.equal(stateAfterFailure({ kind: 'transient', state: STATES.CAPACITY_STARTING }), STATES.CAPACITY_STARTING);
+    assert.equal(stateAfterFailure({ kind: 'capacityOff', state: STATES.CAPACITY_STARTING }), STATES.CAPACITY_OFF, 'no longer allowed: off');
+    assert.equal(stateAfterFailure({ kind: 'revoked', state: STATES.CAPACITY_STARTING }), STATES.REVOKED);
+  });
+
+  test('retries come every few seconds: the backoff is capped at 5 s', () => {
+    const delays = [1, 2, 3, 4, 5, 30].map((failures) => plan({ failures }).delayMs);
+    assert.deepEqual(delays, [1_000, 2_000, 4_000, 5_000, 5_000, 5_000]);
+    assert.equal(plan({ failures: 9, timings: { ...hour, maxBackoffSeconds: 3 } }).delayMs, 3_000, 'a lower policy cap wins');
+    assert.equal(plan({ failures: 9, random: () => 0 }).delayMs, 100, 'still floored at 100 ms');
+  });
+
+  test('Retry-After still wins, even above 5 s', () => {
+    assert.deepEqual(plan({ failures: 1, random: () => 0, retryAfterSeconds: 5 }), {
+      delayMs: 5_000, retryAt: now + 5_000, retryAfterUntil: now + 5_000,
+    });
+    assert.equal(plan({ failures: 8, retryAfterSeconds: 12 }).delayMs, 12_000);
+  });
+
+  test('other kinds keep the policy cap', () => {
+    assert.equal(plan({ failures: 9, kind: 'capacityOff' }).delayMs, 60_000);
+    assert.equal(plan({ failures: 9, kind: 'transient' }).delayMs, 60_000);
+    assert.equal(plan({ failures: 9, kind: undefined }).delayMs, 60_000);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('interactionReportDue', () => {
+  test('the first interaction is reported, then at most one a minute', () => {
+    assert.equal(interactionReportDue({ now: 0, lastReportedAt: null }), true);
+    assert.equal(interactionReportDue({ now: 1_000, lastReportedAt: 1_000 }), false);
+    assert.equal(interactionReportDue({ now: 60_999, lastReportedAt: 1_000 }), false);
+    assert.equal(interactionReportDue({ now: 61_000, lastReportedAt: 1_000 }), true);
+    assert.equal(interactionReportDue({ now: 7_200_000, lastReportedAt: 1_000 }), true, 'after a sleep');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('firstTokenPlan', () => {
+  const failure = (status, code, extra = {}) => ({ status, code, message: `HTTP ${status}`, ...extra });
+  const plan = (attempt, error, random = () => 1) => firstTokenPlan({ attempt, error, random });
+
+  test('the screen follows the code', () => {
+    assert.equal(plan(0, failure(503, 'CapacityStarting')).screen, 'capacityStarting');
+    assert.equal(plan(0, failure(503, 'CapacityNotActive')).screen, 'capacityOff');
+    assert.equal(plan(0, failure(503, 'PowerBIUnavailable')).screen, 'failed');
+    assert.equal(plan(0, failure(0, 'NetworkError')).screen, 'failed');
+    assert.equal(plan(0, failure(403, 'Forbidden')).screen, 'failed', 'no report was shown: nothing was revoked');
+  });
+
+  test('401, 403 and 404 are final; everything else is asked again', () => {
+    for (const status of [401, 403, 404]) assert.equal(plan(0, failure(status, `HTTP${status}`)).final, true, status);
+    for (const status of [0, 429, 500, 502, 503]) assert.equal(plan(0, failure(status, `HTTP${status}`)).final, false, status);
+    assert.equal(plan(0, failure(503, 'CapacityStarting')).final, false);
+  });
+
+  test('while the capacity starts: every few seconds, at most 5, at least 1, Retry-After wins', () => {
+    const starting = (attempt, extra, random) => plan(attempt, failure(503, 'CapacityStarting', extra), random).delaySeconds;
+    assert.deepEqual([0, 1, 2, 3, 10].map((a) => starting(a)), [1, 2, 4, 5, 5]);
+    assert.equal(starting(5, {}, () => 0), 1, 'floored at a second');
+    assert.equal(starting(0, { retryAfterSeconds: 5 }, () => 0), 5);
+    assert.equal(starting(0, { retryAfterSeconds: 8 }), 8);
+  });
+
+  test('otherwise: backoff with jitter up to 30 s, plus a second', () => {
+    const other = (attempt, code, extra, random) => plan(attempt, failure(503, code, extra), random).delaySeconds;
+    assert.deepEqual([0, 1, 4, 5, 9].map((a) => other(a, 'CapacityNotActive')), [2, 3, 17, 31, 31]);
+    assert.equal(other(3, 'HTTP500', {}, () => 0), 1);
+    assert.equal(other(0, 'Throttled', { retryAfterSeconds: 45 }), 46);
   });
 });

@@ -99,6 +99,9 @@ describe('pure helpers', () => {
     assert.equal(classifyFailure({ status: 0, code: 'Forbidden' }).kind, 'revoked');
     assert.equal(classifyFailure({ status: 400, code: 'Unauthorized' }).kind, 'revoked');
     assert.equal(classifyFailure(httpError(503, { code: 'CapacityNotActive', retryAfterSeconds: 30 })).kind, 'capacityOff');
+    assert.equal(classifyFailure(httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 })).kind, 'capacityStarting');
+    assert.equal(classifyFailure({ status: 503, code: 'CapacityStarting', message: 'Waking up' }).detail, 'Waking up');
+    assert.equal(classifyFailure({ status: 503, code: 'CapacityStarting' }).detail, undefined);
     assert.equal(classifyFailure(httpError(503, { retryAfterSeconds: 30 })).retryAfterSeconds, 30);
     assert.equal(classifyFailure(httpError(429)).kind, 'transient');
     assert.equal(classifyFailure(new TypeError('Failed to fetch')).kind, 'transient');
@@ -238,6 +241,24 @@ describe('scheduling', () => {
     await flush();
     assert.equal(env.server.calls.length, 1, 'the new token is young again');
     env.keeper.stop();
+  });
+
+  test('interactions are reported as telemetry at most once a minute, with the event\'s name', async () => {
+    const env = setup();
+    env.report.emit('dataSelected');
+    env.report.emit('pageChanged');
+    await env.clock.advanceSeconds(59);
+    env.report.emit('filtersApplied');
+    assert.deepEqual(env.events('interaction').map((e) => [e.reason, e.tokenId, e.at - env.t0]), [['dataSelected', 'id-0', 0]]);
+    await env.clock.advanceSeconds(1);
+    env.report.emit('visualClicked');
+    env.report.emit('selectionChanged');
+    assert.deepEqual(env.events('interaction').map((e) => e.reason), ['dataSelected', 'visualClicked']);
+    assert.equal(env.server.calls.length, 0, 'reporting an interaction does not ask for a token');
+    env.keeper.stop();
+    env.report.emit('dataSelected');
+    await env.clock.advanceSeconds(120);
+    assert.equal(env.events('interaction').length, 2, 'nothing after stop()');
   });
 
   test('interaction minimum age is capped at a third of a short lifetime', async () => {
@@ -574,6 +595,71 @@ describe('failures and recovery', () => {
     assert.equal(env.events('expired').length, 1, 'the expiry is still reported');
     env.server.fallback = null;
     await env.clock.advanceSeconds(60);
+    assert.equal(env.states.at(-1), 'live');
+    assert.deepEqual(env.report.callNames(), ['setAccessToken', 'reload']);
+    env.keeper.stop();
+  });
+
+  test('capacity starting: its state with the server\'s words, retries every few seconds, then set + reload', async () => {
+    const env = setup({ random: () => 1 });
+    const starting = httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 });
+    starting.message = 'The capacity is starting; give it a minute.';
+    env.server.script = Array(12).fill(starting);
+    await env.clock.advanceSeconds(3000);
+    assert.equal(env.states.at(-1), 'capacityStarting');
+    assert.equal(env.stateInfos.at(-1).info.code, 'CapacityStarting');
+    assert.equal(env.stateInfos.at(-1).info.detail, 'The capacity is starting; give it a minute.');
+    await env.clock.advanceSeconds(120);
+    const g = gaps(env.server.times());
+    assert.equal(env.server.calls.length, 13);
+    assert.ok(g.every((d) => d >= 5 && d <= 5.2), `every 5 s (Retry-After), never the 60 s cap: ${g}`);
+    assert.deepEqual(env.server.reasons().slice(1), Array(12).fill('recovery'), 'retries of a down report are recoveries');
+    assert.deepEqual(env.report.callNames(), ['setAccessToken', 'reload'], 'running again: reload, the token was alive');
+    assert.deepEqual(env.states, ['live', 'refreshing', 'capacityStarting', 'live']);
+    const [recovered] = env.events('recovered');
+    assert.equal(recovered.from, 'capacityStarting');
+    close(recovered.downtimeMs, 60_000, 1);
+    env.keeper.stop();
+  });
+
+  test('capacity starting without Retry-After: the backoff stops at 5 s', async () => {
+    const env = setup({ random: () => 1 });
+    env.server.fallback = httpError(503, { code: 'CapacityStarting' });
+    await env.clock.advanceSeconds(3000 + 60);
+    const g = gaps(env.server.times());
+    assert.deepEqual(g.slice(0, 4), [1, 2, 4, 5]);
+    assert.ok(g.slice(3).every((d) => d === 5), `${g}`);
+    assert.equal(env.states.at(-1), 'capacityStarting');
+    env.keeper.stop();
+  });
+
+  test('starting, then off (nobody may start it any more), then running: each screen, one reload', async () => {
+    const env = setup({ lifetime: 60 });
+    env.server.script = [
+      httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 }),
+      httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 }),
+      httpError(503, { code: 'CapacityNotActive', retryAfterSeconds: 5 }),
+      httpError(503, { code: 'CapacityNotActive', retryAfterSeconds: 5 }),
+      httpError(502),
+    ];
+    // Calls at 40, 45, 50, 55 s (Retry-After), the 502 at 60 s, backoff 16 s: success at 76 s.
+    await env.clock.advanceSeconds(90);
+    assert.equal(env.server.calls.length, 6);
+    assert.deepEqual(env.states, ['live', 'refreshing', 'capacityStarting', 'capacityOff', 'live']);
+    assert.equal(env.events('expired').length, 1, 'the token died behind the capacity screens; still reported');
+    assert.deepEqual(env.report.callNames(), ['setAccessToken', 'reload']);
+    assert.equal(env.events('recovered')[0].from, 'capacityOff');
+    env.keeper.stop();
+  });
+
+  test('a token that dies while the capacity starts keeps the starting screen', async () => {
+    const env = setup({ lifetime: 60 });
+    env.server.fallback = httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 });
+    await env.clock.advanceSeconds(300);
+    assert.equal(env.states.at(-1), 'capacityStarting');
+    assert.ok(!env.states.includes('expired'), `${env.states}`);
+    env.server.fallback = null;
+    await env.clock.advanceSeconds(6);
     assert.equal(env.states.at(-1), 'live');
     assert.deepEqual(env.report.callNames(), ['setAccessToken', 'reload']);
     env.keeper.stop();

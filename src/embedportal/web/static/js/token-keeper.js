@@ -33,12 +33,17 @@ export const STATES = Object.freeze({
   RETRYING: 'retrying',
   EXPIRED: 'expired',
   CAPACITY_OFF: 'capacityOff',
+  CAPACITY_STARTING: 'capacityStarting',
   REVOKED: 'revoked',
   STOPPED: 'stopped',
 });
 
 /** Error code the viewer shows on its expiry overlay (the words Power BI users know). */
 export const TOKEN_EXPIRED_CODE = 'ClientError_TokenExpired';
+
+/** The token API's codes for a capacity that is not running (docs/token-api.md). */
+export const CAPACITY_NOT_ACTIVE_CODE = 'CapacityNotActive';
+export const CAPACITY_STARTING_CODE = 'CapacityStarting';
 
 const BACKOFF_BASE_SECONDS = 1;
 // A timer that fires this many check intervals late means the tab was frozen or the machine
@@ -54,6 +59,15 @@ const MIN_RETRY_DELAY_MS = 100;
 // See isStaleTokenExpiredError.
 const ERROR_GRACE_MAX_SECONDS = 10;
 const DEFAULT_STEP_TIMEOUT_MS = 30000;
+// While the capacity starts on demand the person is looking at a "starting" screen: ask every
+// few seconds (the server's Retry-After still wins), so the report opens soon after it runs.
+const STARTING_MAX_BACKOFF_SECONDS = 5;
+// Interaction telemetry feeds the capacity's activity ledger, which counts per minute: one
+// report a minute per report says all the ledger can use.
+const INTERACTION_REPORT_INTERVAL_MS = 60_000;
+// The first token (before the report is embedded): retry cap, and a floor against busy loops.
+const FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30;
+const FIRST_TOKEN_FLOOR_SECONDS = 1;
 const MAX_TIMER_DELAY_MS = 2147483647; // setTimeout overflows (fires at once) above 2^31-1
 
 // ---------------------------------------------------------------------------------------------
@@ -139,7 +153,10 @@ export function backoffDelaySeconds(attempt, options = {}) {
  * What a failed fetch means for the keeper.
  *  - revoked: the server refuses this person (signed out, access removed). Retrying cannot help.
  *  - capacityOff: the Power BI capacity is paused; it may come back, so keep retrying.
+ *  - capacityStarting: the capacity is paused and is being started for this person; retry
+ *    every few seconds until it runs.
  *  - transient: anything else (network, 5xx, 429, timeouts, malformed answers).
+ * `detail` is the server's text (for the capacity screens: what to tell the person).
  */
 export function classifyFailure(error) {
   const status = Number(error?.status) || 0;
@@ -148,11 +165,13 @@ export function classifyFailure(error) {
     ? error.retryAfterSeconds
     : undefined;
   let kind = 'transient';
-  if (code === 'CapacityNotActive') kind = 'capacityOff';
+  if (code === CAPACITY_NOT_ACTIVE_CODE) kind = 'capacityOff';
+  else if (code === CAPACITY_STARTING_CODE) kind = 'capacityStarting';
   else if (code === 'Unauthorized' || code === 'Forbidden' || status === 401 || status === 403) {
     kind = 'revoked';
   }
-  return { kind, status, code, retryAfterSeconds };
+  const detail = typeof error?.message === 'string' && error.message ? error.message : undefined;
+  return { kind, status, code, retryAfterSeconds, detail };
 }
 
 /** Validate the server's token answer; a malformed one is a failure like any other. */
@@ -224,9 +243,14 @@ export function missedSleepMs({ mono, wall, lastMono, lastWall }) {
   return gap > SLEEP_GAP_TOLERANCE_MS ? gap : 0;
 }
 
-/** The report cannot show data: its token died, or the capacity is off. */
+/** A state whose screen says the capacity is not running (off, or being started). */
+export function isCapacityScreen(state) {
+  return state === STATES.CAPACITY_OFF || state === STATES.CAPACITY_STARTING;
+}
+
+/** The report cannot show data: its token died, or the capacity is off or starting. */
 export function isReportDown({ remainingMs, state }) {
-  return remainingMs <= 0 || state === STATES.EXPIRED || state === STATES.CAPACITY_OFF;
+  return remainingMs <= 0 || state === STATES.EXPIRED || isCapacityScreen(state);
 }
 
 /**
@@ -308,11 +332,15 @@ export function timerTrigger({ now, dueAt, timings }) {
 
 /**
  * When to retry after failure number `failures` (1 = the first): {delayMs, retryAt,
- * retryAfterUntil}. `random` is called exactly once.
+ * retryAfterUntil}. `random` is called exactly once. A failure of `kind` 'capacityStarting'
+ * caps the backoff at 5 s (a person is waiting for the capacity); Retry-After still wins.
  */
-export function retryPlan({ now, failures, retryAfterSeconds, timings, random }) {
+export function retryPlan({ now, failures, retryAfterSeconds, timings, random, kind }) {
+  const cap = kind === 'capacityStarting'
+    ? Math.min(timings.maxBackoffSeconds, STARTING_MAX_BACKOFF_SECONDS)
+    : timings.maxBackoffSeconds;
   const delaySeconds = backoffDelaySeconds(failures - 1, {
-    cap: timings.maxBackoffSeconds,
+    cap,
     retryAfterSeconds,
     random,
   });
@@ -328,9 +356,46 @@ export function retryPlan({ now, failures, retryAfterSeconds, timings, random })
 export function stateAfterFailure({ kind, state }) {
   if (kind === 'revoked') return STATES.REVOKED;
   if (kind === 'capacityOff') return STATES.CAPACITY_OFF;
+  if (kind === 'capacityStarting') return STATES.CAPACITY_STARTING;
   // Token still valid: the report keeps working while we retry in the background. Once it
   // is down, the overlay already says why and stays until a token comes back.
-  return state === STATES.EXPIRED || state === STATES.CAPACITY_OFF ? state : STATES.RETRYING;
+  return state === STATES.EXPIRED || isCapacityScreen(state) ? state : STATES.RETRYING;
+}
+
+/**
+ * Whether an interaction at `now` is reported as telemetry (the activity ledger's
+ * "interaction"): the first one, then at most one a minute. `lastReportedAt` is the keeper time
+ * of the last one reported, or null.
+ */
+export function interactionReportDue({ now, lastReportedAt }) {
+  return lastReportedAt === null || now - lastReportedAt >= INTERACTION_REPORT_INTERVAL_MS;
+}
+
+/**
+ * What the viewer does when the first token request fails (no report is embedded yet):
+ * {screen, final, delaySeconds}. `screen` is the overlay to show ('capacityStarting',
+ * 'capacityOff' or 'failed'); `final` means asking again cannot help (401, 403, 404);
+ * `delaySeconds` is the wait before the next attempt (number `attempt`, 0 = the first retry).
+ * While the capacity starts the wait is at most 5 s unless Retry-After asks for more;
+ * otherwise capped backoff with jitter up to 30 s, plus a second.
+ */
+export function firstTokenPlan({ attempt, error, random = Math.random }) {
+  const failure = classifyFailure(error);
+  const final = [401, 403, 404].includes(failure.status);
+  let screen = 'failed';
+  if (failure.kind === 'capacityStarting') screen = STATES.CAPACITY_STARTING;
+  else if (failure.kind === 'capacityOff') screen = STATES.CAPACITY_OFF;
+  const starting = failure.kind === 'capacityStarting';
+  const delay = backoffDelaySeconds(attempt, {
+    cap: starting ? STARTING_MAX_BACKOFF_SECONDS : FIRST_TOKEN_MAX_BACKOFF_SECONDS,
+    retryAfterSeconds: failure.retryAfterSeconds,
+    random,
+  });
+  return {
+    screen,
+    final,
+    delaySeconds: starting ? Math.max(FIRST_TOKEN_FLOOR_SECONDS, delay) : delay + FIRST_TOKEN_FLOOR_SECONDS,
+  };
 }
 
 /**
@@ -530,8 +595,8 @@ export function createTokenKeeper(options = {}) {
     const diedAt = diedByError ? t : Math.min(t, expiresAt());
     downSince = downSince === null ? diedAt : Math.min(downSince, diedAt);
     emit({ type: 'expired', reason: how, overdueMs: Math.max(0, Math.round(t - diedAt)) });
-    // "capacity is off" explains more than "token expired"; keep that screen if it is up.
-    if (state !== STATES.CAPACITY_OFF && state !== STATES.REVOKED) {
+    // "capacity is off" (or "starting") explains more than "token expired"; keep that screen.
+    if (!isCapacityScreen(state) && state !== STATES.REVOKED) {
       setState(STATES.EXPIRED, { code: TOKEN_EXPIRED_CODE, reason: how });
     }
   }
@@ -668,7 +733,7 @@ export function createTokenKeeper(options = {}) {
       emit({
         type: 'recovered',
         reason,
-        from: from === STATES.CAPACITY_OFF ? STATES.CAPACITY_OFF : STATES.EXPIRED,
+        from: isCapacityScreen(from) ? from : STATES.EXPIRED,
         downtimeMs: Math.max(0, Math.round(t - since)),
       });
     }
@@ -694,6 +759,7 @@ export function createTokenKeeper(options = {}) {
       retryAfterSeconds: failure.retryAfterSeconds,
       timings: timings(),
       random: env.random,
+      kind: failure.kind,
     });
     const delayMs = plan.delayMs;
     retryAt = plan.retryAt;
@@ -709,16 +775,28 @@ export function createTokenKeeper(options = {}) {
     noticeDeath(t, 'clock');
     const info = { status: failure.status, code: failure.code, retryInSeconds: delayMs / 1000 };
     const next = stateAfterFailure({ kind: failure.kind, state });
-    if (next === STATES.CAPACITY_OFF) {
+    if (isCapacityScreen(next)) {
       if (downSince === null) downSince = t;
-      setState(STATES.CAPACITY_OFF, { ...info, code: 'CapacityNotActive' });
+      const code = next === STATES.CAPACITY_OFF ? CAPACITY_NOT_ACTIVE_CODE : CAPACITY_STARTING_CODE;
+      setState(next, { ...info, code, detail: failure.detail });
     } else {
       setState(next, info); // no call to onState when the state stays
     }
   }
 
   // --- page and report events ---------------------------------------------------------------
-  const onInteraction = () => evaluate('interaction');
+  let interactionReportedAt = null; // keeper time of the last `interaction` telemetry
+
+  /** A person used the report: maybe refresh (past the minimum age), and tell the ledger. */
+  function onInteraction(name) {
+    if (!running) return;
+    const t = clock();
+    if (interactionReportDue({ now: t, lastReportedAt: interactionReportedAt })) {
+      interactionReportedAt = t;
+      emit({ type: 'interaction', reason: name });
+    }
+    evaluate('interaction');
+  }
   const onWake = () => evaluate('wake');
   const onOnline = () => evaluate('online');
   const onVisibility = () => {
@@ -743,7 +821,7 @@ export function createTokenKeeper(options = {}) {
   }
 
   const reportHandlers = [
-    ...INTERACTION_EVENTS.map((name) => [name, onInteraction]),
+    ...INTERACTION_EVENTS.map((name) => [name, () => onInteraction(name)]),
     ['error', onReportError],
   ];
   const documentHandlers = [['visibilitychange', onVisibility]];
