@@ -1,22 +1,38 @@
-"""The push channel (server-sent events), viewer telemetry, and /metrics."""
+"""The push channel (server-sent events), viewer telemetry, and /metrics.
+
+Both also feed the capacity's activity ledger, in memory (the ledger writes every few seconds,
+never once per event): an open push stream is an open viewer's heartbeat for the capacities of
+the reports it names, and a viewer's `interaction` telemetry is a person using a report.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator
-from typing import Literal
+import re
+import time
+from collections.abc import AsyncIterator, Collection, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from embedportal.access.capacity_rights import capacity_rights
+from embedportal.access.grants import can_view
 from embedportal.access.viewer_health import ReportedEvent, record_viewer_events
+from embedportal.capacity.activity import ActivityKind
+from embedportal.capacity.ledger import ActivityLedger
+from embedportal.db.models import Capacity, Report, User
 from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS
 from embedportal.web.deps import (
+    ActivityLedgerDep,
     AppSettings,
     CsrfProtected,
     CurrentUser,
@@ -25,11 +41,75 @@ from embedportal.web.deps import (
     PushHubDep,
 )
 from embedportal.web.push import PushEvent
+from embedportal.web.routes.tv import MAX_TV_REPORTS
 
 router = APIRouter(tags=["viewer"])
 
 # A comment line this often keeps proxies from closing an idle stream and shows a dead one.
 HEARTBEAT_SECONDS = 15.0
+# How often an open stream notes its reports' capacities in the activity ledger: the ledger
+# keeps one row per minute, so once a minute is all it can use.
+ACTIVITY_SECONDS = 60.0
+# The most reports one stream speaks for: a TV screen's limit. Further ids are ignored.
+MAX_WATCHED_REPORTS = MAX_TV_REPORTS
+# The portal's report ids are Power BI ids (GUIDs); anything else is not looked up.
+REPORT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class WatchedCapacities:
+    """What an open stream notes once a minute: its reports' capacities, and whether this
+    person's open reports keep a capacity on (read once, when the stream opens)."""
+
+    capacity_ids: tuple[str, ...] = ()
+    keeps_capacity_on: bool = False
+
+
+def _valid_report_ids(report_ids: Iterable[str]) -> list[str]:
+    """The first MAX_WATCHED_REPORTS distinct ids that look like report ids."""
+    chosen: list[str] = []
+    for report_id in report_ids:
+        if REPORT_ID.match(report_id) and report_id not in chosen:
+            chosen.append(report_id)
+            if len(chosen) == MAX_WATCHED_REPORTS:
+                break
+    return chosen
+
+
+def _viewable_capacities(session: Session, user: User, report_ids: Collection[str]) -> set[str]:
+    """The capacities of those reports the user may view. Unknown and forbidden reports, and
+    reports on shared capacity, are left out; so is a capacity the portal has no row for (its
+    ledger rows could not be written)."""
+    if not report_ids:
+        return set()
+    reports = session.scalars(
+        select(Report)
+        .join(Capacity, Capacity.id == Report.capacity_id)
+        .where(Report.id.in_(report_ids))
+    )
+    return {
+        report.capacity_id
+        for report in reports
+        if report.capacity_id is not None and can_view(session=session, user=user, report=report)
+    }
+
+
+def _watched_capacities(session: Session, user: User, report_ids: list[str]) -> WatchedCapacities:
+    capacity_ids = _viewable_capacities(session, user, report_ids)
+    if not capacity_ids:
+        return WatchedCapacities()
+    keeps_on = capacity_rights(session=session, user=user).keeps_on.allowed
+    return WatchedCapacities(capacity_ids=tuple(sorted(capacity_ids)), keeps_capacity_on=keeps_on)
+
+
+def _note_heartbeats(ledger: ActivityLedger, user_id: int, watched: WatchedCapacities) -> None:
+    for capacity_id in watched.capacity_ids:
+        ledger.note(
+            capacity_id=capacity_id,
+            user_id=user_id,
+            kind=ActivityKind.HEARTBEAT,
+            keeps_capacity_on=watched.keeps_capacity_on,
+        )
 
 
 def _sse(event: PushEvent) -> str:
@@ -44,19 +124,41 @@ def _sse(event: PushEvent) -> str:
 async def events(
     request: Request,
     user: CurrentUser,
+    db: DbSession,
     hub: PushHubDep,
     metrics: MetricsDep,
+    ledger: ActivityLedgerDep,
+    report: Annotated[list[str] | None, Query(description="A report open on the page.")] = None,
 ) -> StreamingResponse:
-    """Server-sent events for the signed-in user's open viewers: `policy`, `access`."""
+    """Server-sent events for the signed-in user's open viewers: `policy`, `access`.
+
+    `report` names the reports open on the page (at most 12; unknown ones and those the user
+    may not view are ignored). While the stream is open, each of their capacities is noted once
+    a minute as an open viewer's heartbeat in the activity ledger."""
     user_id = user.id
+    report_ids = _valid_report_ids(report or [])
+    # Read once, off the event loop, before the stream starts (the database session ends here).
+    watched = (
+        await run_in_threadpool(_watched_capacities, db, user, report_ids)
+        if report_ids
+        else WatchedCapacities()
+    )
 
     async def stream() -> AsyncIterator[str]:
         metrics.open_viewers.inc()
         try:
             with hub.subscribe(user_id=user_id) as subscription:
                 yield "retry: 3000\n\n"
+                next_note = time.monotonic()  # the first heartbeat at once: the viewer is open
                 while not await request.is_disconnected():
-                    event = await subscription.next(timeout=HEARTBEAT_SECONDS)
+                    wait = HEARTBEAT_SECONDS
+                    if watched.capacity_ids:
+                        now = time.monotonic()
+                        if now >= next_note:
+                            _note_heartbeats(ledger, user_id, watched)
+                            next_note = now + ACTIVITY_SECONDS
+                        wait = min(wait, next_note - now)
+                    event = await subscription.next(timeout=wait)
                     yield _sse(event) if event is not None else ": heartbeat\n\n"
         finally:
             metrics.open_viewers.dec()
@@ -69,7 +171,9 @@ async def events(
 
 
 class ViewerEvent(BaseModel):
-    type: Literal["refreshed", "refreshFailed", "expired", "recovered"]
+    # `interaction`: a person used the report (the keeper sends at most one a minute per report);
+    # it goes to the capacity's activity ledger, not to the per-day viewer-health counts.
+    type: Literal["refreshed", "refreshFailed", "expired", "recovered", "interaction"]
     # Free text up to 40 characters; reasons the portal does not know are counted as "other".
     reason: str | None = Field(None, max_length=40)
     # The portal's report ids are Power BI ids (GUIDs); nothing else is looked up.
@@ -85,20 +189,39 @@ class TelemetryBatch(BaseModel):
 @router.post("/api/telemetry", status_code=204, dependencies=[CsrfProtected])
 async def telemetry(
     batch: TelemetryBatch,
-    _user: CurrentUser,
+    user: CurrentUser,
     db: DbSession,
     metrics: MetricsDep,
+    ledger: ActivityLedgerDep,
 ) -> Response:
     """Open viewers report refreshes, failures, expiry screens and recoveries: counted in this
-    instance's Prometheus metrics, and per day in the database for Admin → Viewer health."""
-    events = [
-        ReportedEvent(event_type=event.type, reason=event.reason, report_id=event.report_id)
-        for event in batch.events
-    ]
-    if events:
+    instance's Prometheus metrics, and per day in the database for Admin → Viewer health.
+    Interactions are noted in the capacity's activity ledger (in memory; no write here)."""
+    health = [event for event in batch.events if event.type != "interaction"]
+    touched = {
+        event.report_id for event in batch.events if event.type == "interaction" and event.report_id
+    }
+    if health:
+        events = [
+            ReportedEvent(event_type=event.type, reason=event.reason, report_id=event.report_id)
+            for event in health
+        ]
         # The database is written in a worker thread: the event loop serves push streams.
         await run_in_threadpool(record_viewer_events, session=db, events=events)
-    for event in batch.events:
+    if touched:
+        # Only reports this person may view count: telemetry cannot keep any capacity on.
+        capacities = await run_in_threadpool(
+            _viewable_capacities, db, user, sorted(touched)[:MAX_WATCHED_REPORTS]
+        )
+        for capacity_id in sorted(capacities):
+            # Interaction always counts (activity.ALWAYS_COUNTED): the keeps-on flag is moot.
+            ledger.note(
+                capacity_id=capacity_id,
+                user_id=user.id,
+                kind=ActivityKind.INTERACTION,
+                keeps_capacity_on=False,
+            )
+    for event in health:
         reason = event.reason if event.reason in REFRESH_REASONS else None
         metrics.record_viewer_event(event.type, reason)
     return Response(status_code=204)
