@@ -6,15 +6,19 @@
 //   else is the local emulator, which powerbi-client >= 2.23 refuses to frame; for it we build
 //   the iframe ourselves and hand it to the package's public Report constructor (the SDK then
 //   speaks the same postMessage protocol to it). See docs/token-api.md.
-// - The token keeper decides when to refresh; this file only maps its states to overlays.
+// - The token keeper decides when to refresh; this file only maps its states to overlays. The
+//   overlays' words come translated from the page (_report_slot.html); the "starting the
+//   capacity" screen also shows the server's text (the capacity's own message).
+// - The push channel names the page's reports, so the server can note each report's capacity
+//   as in use while the page is open (the activity ledger's heartbeat).
 
-import { backoffDelaySeconds, createTokenKeeper } from './token-keeper.js';
+import { createTokenKeeper, firstTokenPlan } from './token-keeper.js';
 
 // Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
 const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.windows-int\.net|analysis-df\.windows\.net|powerbigov\.us|powerbi\.cn|powerbi\.de|powerbi\.sovcloud-api\.fr)$/i;
-const TELEMETRY_TYPES = new Set(['refreshed', 'refreshFailed', 'expired', 'recovered']);
+// `interaction` is the keeper's (at most one a minute per report): the capacity's activity.
+const TELEMETRY_TYPES = new Set(['refreshed', 'refreshFailed', 'expired', 'recovered', 'interaction']);
 const TELEMETRY_FLUSH_MS = 2000;
-const FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30;
 
 const viewers = [];
 // For people debugging a wall screen from the console, and for the browser tests.
@@ -112,9 +116,19 @@ window.addEventListener('pagehide', flushTelemetry);
 
 let eventSource = null;
 
+/** `/api/events?report=…` with one `report` per report on the page (TV mode: every slot). */
+function eventsUrl() {
+  const ids = new Set();
+  for (const slot of document.querySelectorAll('[data-report-slot]')) {
+    if (slot.dataset.reportId) ids.add(slot.dataset.reportId);
+  }
+  const query = new URLSearchParams([...ids].map((id) => ['report', id])).toString();
+  return query ? `/api/events?${query}` : '/api/events';
+}
+
 function listenForPushes() {
   if (eventSource !== null || typeof EventSource !== 'function') return;
-  eventSource = new EventSource('/api/events');
+  eventSource = new EventSource(eventsUrl());
   eventSource.addEventListener('policy', (event) => {
     let data = null;
     try {
@@ -206,23 +220,26 @@ function showOverlay(slot, name, info = {}) {
 
 const sleep = (seconds) => new Promise((resolve) => { setTimeout(resolve, seconds * 1000); });
 
-/** Ask for the first token, retrying what may pass (network, 5xx, capacity off, 429). */
+/**
+ * Ask for the first token, retrying what may pass (network, 5xx, capacity off or starting,
+ * 429); firstTokenPlan decides the screen and the wait. Asking again is what lets the report
+ * load by itself once the capacity runs.
+ */
 async function firstToken(slot, url) {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await requestToken(url, 'load');
+      const answer = await requestToken(url, 'load');
+      // The report still has to load: "opening" rather than a capacity or failure screen.
+      if (slot.dataset.state !== 'loading') showOverlay(slot, 'loading');
+      return answer;
     } catch (error) {
-      const final = [401, 403, 404].includes(error.status);
-      if (error.code === 'CapacityNotActive') showOverlay(slot, 'capacityOff');
-      else showOverlay(slot, 'failed', { message: error.message, code: error.code });
-      if (final) {
+      const plan = firstTokenPlan({ attempt, error });
+      showOverlay(slot, plan.screen, { message: error.message, code: error.code });
+      if (plan.final) {
         slot.querySelector('[data-retry]')?.setAttribute('hidden', '');
         throw error;
       }
-      await sleep(backoffDelaySeconds(attempt, {
-        cap: FIRST_TOKEN_MAX_BACKOFF_SECONDS,
-        retryAfterSeconds: error.retryAfterSeconds,
-      }) + 1);
+      await sleep(plan.delaySeconds);
     }
   }
 }
@@ -275,6 +292,9 @@ export async function mountSlot(slot) {
     onState: (state, info) => {
       if (state === 'expired') showOverlay(slot, 'expired', info);
       else if (state === 'capacityOff') showOverlay(slot, 'capacityOff', info);
+      else if (state === 'capacityStarting') {
+        showOverlay(slot, 'capacityStarting', { message: info?.detail, code: info?.code });
+      }
       else if (state === 'revoked') {
         showOverlay(slot, 'revoked', { message: viewer.lastError?.message, code: info?.code });
         // Nothing of the report may stay on screen once access is gone.
