@@ -132,7 +132,7 @@ def situation_for(*, facts: CapacityFacts, status: CapacityStatus, now: datetime
         last_started_at=facts.running_since,
         resume_requests=facts.resume_requests,
         nobody_may_turn_on=facts.nobody_may_turn_on,
-        operation_in_flight=facts.operation_in_flight or status.operation is not None,
+        operation_in_flight=facts.operation_in_flight,
         manually_paused_at=facts.manually_paused_at,
         current_sku=status.sku,
         sku_changed_at=facts.sku_changed_at,
