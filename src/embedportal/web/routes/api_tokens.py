@@ -109,6 +109,9 @@ class _TokenContext:
     connection: EffectiveConnection
     identity: EffectiveIdentity | None
     capacity: _ReportCapacity | None  # None: not on a capacity the portal controls
+    # The catalogue knows the report's capacity (controlled or not); the older capacity probe
+    # (EMBEDPORTAL_CAPACITY_*) only speaks for reports whose capacity is unknown.
+    capacity_known: bool
 
 
 def _token_context(
@@ -127,6 +130,7 @@ def _token_context(
         )
         if capacity is not None and capacity.is_configured
         else None,
+        capacity_known=capacity is not None,
     )
 
 
@@ -294,6 +298,8 @@ async def _capacity_refusal(
     # A viewer asking because its iframe saw the capacity fail gets a fresh look at it.
     fresh = reason == "capacity"
     if context.capacity is None:
+        if context.capacity_known:
+            return None  # a capacity without Azure coordinates: its state cannot be read
         reading = await probe.reading(connection, fresh=fresh)
         if reading.running is not False:
             return None
