@@ -116,19 +116,20 @@ window.addEventListener('pagehide', flushTelemetry);
 
 let eventSource = null;
 
-/** `/api/events?report=…` with one `report` per report on the page (TV mode: every slot). */
-function eventsUrl() {
+/** The reports on the page (TV mode: every slot), except those whose access was removed. */
+function watchedReportIds() {
   const ids = new Set();
   for (const slot of document.querySelectorAll('[data-report-slot]')) {
-    if (slot.dataset.reportId) ids.add(slot.dataset.reportId);
+    if (slot.dataset.reportId && slot.dataset.state !== 'revoked') ids.add(slot.dataset.reportId);
   }
-  const query = new URLSearchParams([...ids].map((id) => ['report', id])).toString();
-  return query ? `/api/events?${query}` : '/api/events';
+  return [...ids];
 }
 
 function listenForPushes() {
   if (eventSource !== null || typeof EventSource !== 'function') return;
-  eventSource = new EventSource(eventsUrl());
+  const ids = watchedReportIds();
+  if (!ids.length) return; // nothing left on screen to keep alive or to count as open
+  eventSource = new EventSource(`/api/events?${new URLSearchParams(ids.map((id) => ['report', id]))}`);
   eventSource.addEventListener('policy', (event) => {
     let data = null;
     try {
@@ -142,6 +143,14 @@ function listenForPushes() {
     // The token API is the one judge of access: asking for a token re-checks it.
     for (const viewer of viewers) viewer.keeper?.refreshNow('access-check');
   });
+}
+
+/** A report's access was removed: the server must stop counting it as open (its heartbeat). */
+function stopWatching() {
+  if (eventSource === null) return;
+  eventSource.close();
+  eventSource = null;
+  listenForPushes();
 }
 
 // --- embedding -------------------------------------------------------------------------------
@@ -299,6 +308,7 @@ export async function mountSlot(slot) {
         showOverlay(slot, 'revoked', { message: viewer.lastError?.message, code: info?.code });
         // Nothing of the report may stay on screen once access is gone.
         window.powerbi?.reset(frame);
+        stopWatching();
       } else if (state === 'live' && slot.dataset.state !== 'loading') showOverlay(slot, null);
     },
     onTelemetry: (event) => queueTelemetry(reportId, event),
