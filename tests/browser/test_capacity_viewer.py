@@ -37,6 +37,7 @@ from tests.browser.keeper_support import (
     VIEWER,
     sign_in,
     total_revenue,
+    viewer_region,
 )
 from tests.browser.portal_fixtures import Portal, running_portal
 
@@ -229,6 +230,19 @@ def test_an_idle_wall_screen_lets_the_capacity_pause_and_comes_back_when_someone
         states = slot_states(starter)["viewer"]
         assert "capacityStarting" in states and "failed" not in states, states
         assert_no_broken_visuals(starter, "viewer")
+        # Using the report is activity: the keeper reports it (the server notes it in the
+        # capacity's ledger).
+        with starter.expect_request(
+            lambda request: (
+                request.url.endswith("/api/telemetry")
+                and '"interaction"' in (request.post_data or "")
+            ),
+            timeout=10_000,
+        ) as sent:
+            frame_of(starter, "viewer").get_by_label(viewer_region()).check()
+        assert f'"reportId": "{SALES_OVERVIEW_REPORT_ID}"' in (sent.value.post_data or "").replace(
+            '":"', '": "'
+        )
 
         # The wall screen comes back by itself: a token, a reload of each report, the numbers.
         # Its retries back off (up to a minute) while the capacity is off, hence the wait.
