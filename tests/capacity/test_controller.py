@@ -341,6 +341,27 @@ def test_azure_refusing_is_audited_with_its_reason_and_releases_the_capacity(
         assert capacity is not None and capacity.operation is None  # free for the next try
 
 
+def test_after_a_failed_start_viewers_do_not_retry_it_every_few_seconds(
+    world: World, make_user: MakeUser
+) -> None:
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    world.emulated().suspend(world.emulator.state.now())
+    world.sleep(0.5)
+    world.emulated().azure_role = "Reader"  # the service principal lost its Contributor role
+    controller = world.controller()
+    for _ in range(3):  # a waiting viewer keeps asking
+        with world.db() as db:
+            request_resume(session=db, capacity_id=DEDICATED_ID, user=starter, now=world.clock())
+        world.pass_(controller)
+    assert [event[0] for event in world.events()].count("start_failed") == 1
+    world.emulated().azure_role = "Contributor"
+    world.clock.ahead = timedelta(minutes=6)  # the hold-off is over
+    with world.db() as db:
+        request_resume(session=db, capacity_id=DEDICATED_ID, user=starter, now=world.clock())
+    world.pass_(controller)
+    assert world.running()
+
+
 def test_an_operation_already_running_in_azure_is_a_clear_failure(
     world: World, make_user: MakeUser
 ) -> None:

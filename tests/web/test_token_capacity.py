@@ -182,3 +182,28 @@ def test_opening_and_touching_a_report_are_noted_without_a_database_write(
         row = db.scalars(select(CapacityActivity)).one()
         assert set(row.kinds.split(",")) == {ActivityKind.OPENED, ActivityKind.TIMED_REFRESH}
         assert row.user_id == viewer.id and row.last_counted_at is not None
+
+
+def test_an_open_report_nobody_touches_does_not_start_the_capacity(
+    app: FastAPI,
+    capacities: SyncedReports,
+    own_emulator: Emulator,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    """A permitted user's forgotten tab sees its capacity pause for being idle: keeping the
+    report alive must not start it again; someone opening a report does, and then the tab
+    waits on the starting screen too."""
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    grant(capacities[SALES], user=starter)
+    client = login_as(starter)
+    pause(own_emulator)
+    for reason in ("capacity", "margin", "timed", "recovery"):
+        answer = post_token(client, capacities[SALES], reason)
+        assert answer.json()["code"] == "CapacityNotActive", reason  # type: ignore[attr-defined]
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalars(select(CapacityResumeRequest)).all() == []
+    assert post_token(client, capacities[SALES], "load").json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
+    waiting = post_token(client, capacities[SALES], "recovery")
+    assert waiting.json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
