@@ -16,6 +16,7 @@ import {
   dueReason,
   effectiveTimings,
   firstTokenPlan,
+  heldRefreshNow,
   interactionReportDue,
   isCapacityScreen,
   isReportDown,
@@ -248,6 +249,26 @@ describe('refreshNowAttempt', () => {
     assert.deepEqual(attempt({ failures: 2, ageMs: ageLeaving(-1) }), { reason: 'recovery' });
     assert.deepEqual(attempt({ failures: 2, state: STATES.CAPACITY_OFF }), { reason: 'recovery' });
     assert.deepEqual(attempt({ failures: 2, state: STATES.RETRYING }), { reason: 'manual' });
+  });
+
+  test('held: a person\'s interaction waits for the next attempt, as soon as Retry-After allows', () => {
+    const held = (fields) => heldRefreshNow({ inFlight: false, retryAt: null, retryAfterUntil: 0, ...fields });
+    assert.deepEqual(held({ requested: 'interaction', retryAt: 9_000, retryAfterUntil: 5_000 }), { retryAt: 5_000 });
+    assert.deepEqual(held({ requested: 'interaction', retryAt: 4_000, retryAfterUntil: 5_000 }), { retryAt: 4_000 }, 'never later than planned');
+    assert.deepEqual(held({ requested: 'interaction', retryAt: null, retryAfterUntil: 5_000 }), { retryAt: 5_000 });
+    assert.deepEqual(held({ requested: 'interaction', inFlight: true }), { retryAt: null }, 'in flight: its retry, if any');
+    for (const requested of ['manual', 'access-check', 'capacity', 'recovery']) {
+      assert.equal(held({ requested, retryAt: 9_000, retryAfterUntil: 5_000 }), null, requested);
+    }
+    assert.equal(retryReason(snapshot({ state: STATES.CAPACITY_OFF, personAsked: true })), 'interaction');
+    assert.equal(retryReason(snapshot({ state: STATES.CAPACITY_OFF, personAsked: false })), 'recovery');
+  });
+
+  test('a person\'s interaction keeps its reason on a down report (it may start the capacity)', () => {
+    assert.deepEqual(attempt({ failures: 2, state: STATES.CAPACITY_OFF, requested: 'interaction' }), { reason: 'interaction' });
+    assert.deepEqual(attempt({ failures: 2, ageMs: ageLeaving(-1), requested: 'interaction' }), { reason: 'interaction' });
+    const now = ISSUED_AT + 1_000;
+    assert.equal(attempt({ failures: 1, state: STATES.CAPACITY_OFF, requested: 'interaction', retryAfterUntil: now + 1 }), null, 'Retry-After still holds it');
   });
 
   test('passes any requested reason through, null included', () => {

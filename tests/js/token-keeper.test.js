@@ -652,6 +652,45 @@ describe('failures and recovery', () => {
     env.keeper.stop();
   });
 
+  test('off screen: a person\'s refreshNow(\'interaction\') asks as an interaction, then the starting screen', async () => {
+    const env = setup();
+    env.server.script = [
+      httpError(503, { code: 'CapacityNotActive' }), // no Retry-After: a click may ask at once
+      httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 }),
+      httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 }),
+    ];
+    await env.clock.advanceSeconds(3000 + 0.5); // the margin refresh failed; its retry is due at 3001 s
+    assert.equal(env.states.at(-1), 'capacityOff');
+    assert.equal(env.server.calls.length, 1);
+    assert.equal(await env.keeper.refreshNow('interaction'), false);
+    assert.deepEqual(env.server.reasons(), ['margin', 'interaction']);
+    assert.equal(env.states.at(-1), 'capacityStarting');
+    await env.clock.advanceSeconds(11);
+    assert.deepEqual(env.server.reasons(), ['margin', 'interaction', 'recovery', 'recovery']);
+    assert.deepEqual(env.states, ['live', 'refreshing', 'capacityOff', 'capacityStarting', 'live']);
+    assert.deepEqual(env.report.callNames(), ['setAccessToken', 'reload']);
+    env.keeper.stop();
+  });
+
+  test('off screen: a person who asks during Retry-After is asked for as soon as it ends', async () => {
+    const env = setup();
+    const off = httpError(503, { code: 'CapacityNotActive', retryAfterSeconds: 5 });
+    env.server.script = [off, off, off];
+    await env.clock.advanceSeconds(3000 + 7); // failures at 3000 and 3005 s; Retry-After until 3010 s
+    assert.equal(env.server.calls.length, 2);
+    assert.equal(await env.keeper.refreshNow('interaction'), false, 'Retry-After still holds it');
+    assert.equal(await env.keeper.refreshNow('interaction'), false);
+    await env.clock.advanceSeconds(2.9);
+    assert.equal(env.server.calls.length, 2);
+    await env.clock.advanceSeconds(0.2);
+    assert.deepEqual(env.server.reasons(), ['margin', 'recovery', 'interaction']);
+    close(env.server.times()[2] - env.server.times()[1], 5_000, 60);
+    await env.clock.advanceSeconds(6);
+    assert.deepEqual(env.server.reasons().slice(3), ['recovery'], 'asked once; then the retries go on');
+    assert.equal(env.states.at(-1), 'live');
+    env.keeper.stop();
+  });
+
   test('a token that dies while the capacity starts keeps the starting screen', async () => {
     const env = setup({ lifetime: 60 });
     env.server.fallback = httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 });

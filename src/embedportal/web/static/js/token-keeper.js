@@ -226,6 +226,7 @@ function safeCall(fn, ...args) {
 //   retryAfterUntil  keeper time before which the server asked us not to call (0 = none)
 //   cycleReason      reason of the refresh being retried, or null
 //   deathReported    `expired` telemetry was sent for the current token
+//   personAsked      a person's `interaction` request waits for the next attempt
 // plus, for the decision that takes it, the `trigger` of an evaluation or the reason
 // `requested` of refreshNow.
 // ---------------------------------------------------------------------------------------------
@@ -272,8 +273,12 @@ export function dueReason({ now, issuedAt, remainingMs, timings, trigger }) {
   return marginDue ? 'margin' : 'timed';
 }
 
-/** Reason to send with a retry: 'recovery' once the report is down, else the original. */
+/**
+ * Reason to send with a retry: 'interaction' when a person asked meanwhile (see
+ * heldRefreshNow), else 'recovery' once the report is down, else the original.
+ */
 export function retryReason(snapshot) {
+  if (snapshot.personAsked) return 'interaction';
   return isReportDown(snapshot) ? 'recovery' : (snapshot.cycleReason ?? 'margin');
 }
 
@@ -297,11 +302,26 @@ export function attemptReason(snapshot) {
 /**
  * The attempt `refreshNow(requested)` starts: {reason}, or null while the server's
  * Retry-After runs (an explicit request that a button or a push must not override).
+ * On a down report it is a `recovery`, except a person's own `interaction` (a click on the
+ * capacity screen's button): the server may start a paused capacity for a person, never for a
+ * report kept alive, so that reason is kept.
  */
 export function refreshNowAttempt(snapshot) {
   const { now, failures, retryAfterUntil, requested } = snapshot;
   if (failures > 0 && now < retryAfterUntil) return null;
-  return { reason: failures > 0 && isReportDown(snapshot) ? 'recovery' : requested };
+  const recovery = failures > 0 && isReportDown(snapshot) && requested !== 'interaction';
+  return { reason: recovery ? 'recovery' : requested };
+}
+
+/**
+ * A `refreshNow(requested)` that could not start now (an attempt in flight, or the server's
+ * Retry-After): what to remember. A person's `interaction` is kept for the next attempt, which
+ * comes as soon as Retry-After allows: {retryAt}. Anything else: null (the retries go on).
+ */
+export function heldRefreshNow({ requested, inFlight, retryAt, retryAfterUntil }) {
+  if (requested !== 'interaction') return null;
+  if (inFlight) return { retryAt };
+  return { retryAt: retryAt === null ? retryAfterUntil : Math.min(retryAt, retryAfterUntil) };
 }
 
 /**
@@ -551,6 +571,7 @@ export function createTokenKeeper(options = {}) {
   let retryAt = null; // keeper time of the next retry while failures > 0
   let retryAfterUntil = 0; // keeper time before which the server asked us not to call
   let cycleReason = null; // reason of the refresh that is being retried
+  let personAsked = false; // a person's request waits for the next attempt (heldRefreshNow)
   let timer = null;
   let timerDueAt = 0;
   const stepTimers = new Set();
@@ -575,6 +596,7 @@ export function createTokenKeeper(options = {}) {
       retryAfterUntil,
       cycleReason,
       deathReported,
+      personAsked,
     };
   }
 
@@ -671,6 +693,7 @@ export function createTokenKeeper(options = {}) {
 
   function startAttempt(reason) {
     retryAt = null;
+    personAsked = false;
     if (state === STATES.LIVE) setState(STATES.REFRESHING, { reason });
     const attempt = runAttempt(reason).finally(() => {
       if (inFlight === attempt) inFlight = null;
@@ -906,10 +929,23 @@ export function createTokenKeeper(options = {}) {
      */
     refreshNow(reason = 'manual') {
       if (!running) return Promise.resolve(false);
-      if (inFlight) return inFlight;
       const t = clock();
+      const held = () => {
+        const keep = heldRefreshNow({ ...decisionInputs(t), requested: reason });
+        if (keep === null) return;
+        personAsked = true;
+        retryAt = keep.retryAt;
+        schedule(t);
+      };
+      if (inFlight) {
+        held();
+        return inFlight;
+      }
       const planned = refreshNowAttempt({ ...decisionInputs(t), requested: reason });
-      if (planned === null) return Promise.resolve(false);
+      if (planned === null) {
+        held();
+        return Promise.resolve(false);
+      }
       cycleReason = reason;
       const attempt = startAttempt(planned.reason);
       schedule(t);
