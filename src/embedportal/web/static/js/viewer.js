@@ -227,14 +227,26 @@ function showOverlay(slot, name, info = {}) {
   slot.dataset.state = name ?? 'live';
 }
 
-const sleep = (seconds) => new Promise((resolve) => { setTimeout(resolve, seconds * 1000); });
+/** Wait `seconds`, or until `viewer.askNow()` (the capacity screen's "Check again"). */
+function pause(viewer, seconds) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      viewer.askNow = null;
+      resolve();
+    };
+    const timer = setTimeout(done, seconds * 1000);
+    viewer.askNow = done;
+  });
+}
 
 /**
  * Ask for the first token, retrying what may pass (network, 5xx, capacity off or starting,
  * 429); firstTokenPlan decides the screen and the wait. Asking again is what lets the report
  * load by itself once the capacity runs.
  */
-async function firstToken(slot, url) {
+async function firstToken(viewer, url) {
+  const { slot } = viewer;
   for (let attempt = 0; ; attempt += 1) {
     try {
       const answer = await requestToken(url, 'load');
@@ -248,7 +260,7 @@ async function firstToken(slot, url) {
         slot.querySelector('[data-retry]')?.setAttribute('hidden', '');
         throw error;
       }
-      await sleep(plan.delaySeconds);
+      await pause(viewer, plan.delaySeconds);
     }
   }
 }
@@ -257,9 +269,16 @@ async function firstToken(slot, url) {
 export async function mountSlot(slot) {
   const { reportId, embedUrl, tokenUrl, reportName } = slot.dataset;
   const frame = slot.querySelector('[data-frame]');
-  const viewer = { reportId, slot, report: null, keeper: null, lastError: null };
+  const viewer = { reportId, slot, report: null, keeper: null, lastError: null, askNow: null };
   viewers.push(viewer);
   slot.querySelector('[data-retry]')?.addEventListener('click', () => window.location.reload());
+  // A person asks on the "off" screen. Someone allowed to turn the capacity on gets it started
+  // (the server starts a capacity for a person's request, never for a report kept alive);
+  // anyone else gets a fresh look.
+  slot.querySelector('[data-check-capacity]')?.addEventListener('click', () => {
+    if (viewer.keeper) viewer.keeper.refreshNow('interaction');
+    else viewer.askNow?.();
+  });
 
   if (!window['powerbi-client']) {
     showOverlay(slot, 'failed', { message: 'powerbi-client did not load.', code: 'ScriptMissing' });
@@ -268,7 +287,7 @@ export async function mountSlot(slot) {
   showOverlay(slot, 'loading');
   let first;
   try {
-    first = await firstToken(slot, tokenUrl);
+    first = await firstToken(viewer, tokenUrl);
   } catch (error) {
     viewer.lastError = error;
     return viewer;
