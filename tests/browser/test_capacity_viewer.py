@@ -79,6 +79,8 @@ def data(portal: Portal, data_dir: Path) -> PortalData:
             "EMBEDPORTAL_DATABASE_URL": f"sqlite:///{database.as_posix()}",
         },
     )
+    # The demo lets its viewers start a capacity; here only STARTER may.
+    found.execute("UPDATE groups SET may_start_capacity = 0 WHERE name = ?", DEMO_GROUP)
     found.create_user(*STARTER, group=DEMO_GROUP, may_start_capacity=True)
     return found
 
@@ -304,11 +306,51 @@ def test_someone_who_may_not_start_the_capacity_waits_on_the_off_screen_until_it
     assert not {"failed", "capacityStarting", "expired"} & set(states), states
 
 
+# --- a permitted person whose open report's capacity was paused -------------------------------
+
+
+def test_a_permitted_person_on_the_off_screen_starts_the_capacity_with_check_again(
+    portal: Portal,
+    data: PortalData,
+    arm: CapacityArm,
+    capacity_id: str,
+    new_page: NewPage,
+) -> None:
+    """A report kept open does not start a paused capacity by itself (or a forgotten tab
+    would undo every pause); the person in front of it can, with the off screen's button."""
+    page = new_page()
+    page_marker = open_report_page(page, portal.url, *STARTER)
+    expect(revenue_card(page, "viewer")).to_have_text(total_revenue(), timeout=REPORT_LOAD_TIMEOUT)
+    page.wait_for_function("() => window.embedportalViewers[0].keeper?.snapshot().state === 'live'")
+    count_reloads(page)
+
+    arm.act("suspend")  # an administrator, in Azure
+    arm.wait_for(PAUSED, timeout=20, page=page)
+    # The visuals query again and fail in the frame; the viewer asks the portal at once.
+    page.evaluate("() => window.embedportalViewers[0].report.refresh()")
+    off = overlay(page, "viewer", "capacityOff")
+    expect(off).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(6_000)
+    assert arm.state() == PAUSED, "the open report alone must not start the capacity"
+
+    off.get_by_role("button", name="Check again").click()
+    starting = overlay(page, "viewer", "capacityStarting")
+    expect(starting).to_be_visible(timeout=10_000)
+    arm.wait_for(RUNNING, timeout=30, page=page)
+    expect(starting).to_be_hidden(timeout=20_000)
+    expect(revenue_card(page, "viewer")).to_have_text(total_revenue(), timeout=REPORT_LOAD_TIMEOUT)
+    assert_no_broken_visuals(page, "viewer")
+    assert marker(page) == page_marker, "the page itself must not have been reloaded"
+    assert reloads(page) == [1], reloads(page)
+    states = slot_states(page)["viewer"]
+    assert states[-3:] == ["capacityOff", "capacityStarting", "live"], states
+
+
 # --- the heartbeat ends with the access ------------------------------------------------------
 
 
 def test_a_report_whose_access_is_removed_is_no_longer_named_on_the_push_channel(
-    portal: Portal, data: PortalData, new_page: NewPage
+    portal: Portal, data: PortalData, arm: CapacityArm, new_page: NewPage
 ) -> None:
     """Otherwise a wall screen left on its "access removed" screen would go on counting as an
     open viewer of that report's capacity."""
