@@ -121,6 +121,7 @@ class SettingsForm(PostedForm):
     refresh_every_minutes: str = ""
     token_lifetime_minutes: str = ""
     refresh_margin_minutes: str = ""
+    nobody_may_start_capacity: Checkbox = False
 
     @classmethod
     def of(cls, organization: Organization) -> Self:
@@ -134,6 +135,7 @@ class SettingsForm(PostedForm):
             refresh_every_minutes=str(organization.refresh_every_minutes or ""),
             token_lifetime_minutes=str(organization.token_lifetime_minutes),
             refresh_margin_minutes=str(organization.refresh_margin_minutes),
+            nobody_may_start_capacity=organization.nobody_may_start_capacity,
         )
 
     def text_fields(self) -> dict[str, str]:
