@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -12,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
 from embedportal.access.organization import PowerBIClients
+from embedportal.capacity.control import CapacityControl
+from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.session import create_db_engine, create_session_factory
@@ -96,6 +99,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_shutdown.append(app.state.capacity_probe.aclose)
     app.state.activity_ledger = ActivityLedger(app.state.session_factory)
     app.state.background.append(app.state.activity_ledger.run)
+    app.state.capacity_control = CapacityControl(app.state.session_factory, settings)
+    app.state.on_shutdown.append(app.state.capacity_control.aclose)
+    app.state.capacity_controller = CapacityController(
+        app.state.session_factory,
+        app.state.capacity_control,
+        app.state.activity_ledger,
+        interval_seconds=settings.capacity_controller_seconds,
+        retention=timedelta(days=settings.activity_retention_days),
+    )
+    if settings.capacity_controller:
+        app.state.background.append(app.state.capacity_controller.run)
 
     app.middleware("http")(request_context_middleware)
     install_error_handlers(app)

@@ -52,6 +52,23 @@ class Settings(BaseSettings):
         description="Redis URL (`redis://host:6379/0`) for the shared token cache and the push "
         "fan-out when several portal instances run. Default: in-process.",
     )
+    capacity_controller: bool = Field(
+        True,
+        description="Run the capacity controller (idle pause, on-demand start, schedules) in "
+        "this instance; with several instances only one acts at a time (a database lease).",
+    )
+    capacity_controller_seconds: float = Field(
+        15.0,
+        ge=0.2,
+        le=600,
+        description="Seconds between the capacity controller's passes.",
+    )
+    activity_retention_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Days the capacity activity ledger is kept before it is pruned.",
+    )
     redis_prefix: str = Field(
         "embedportal",
         min_length=1,

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from embedportal.db.models import Group, Report
 from embedportal.db.session import session_scope
-from tests.support.portal import Grant, LoginAs, MakeUser, csrf_of
 from tests.support.html import accessibility_problems, controls
+from tests.support.portal import Grant, LoginAs, MakeUser, csrf_of
 
 REPORT_ID = "5a1e5000-0000-4000-8000-000000000001"
 HTMX = {"HX-Request": "true"}

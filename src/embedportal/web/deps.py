@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from embedportal.access.grants import can_view
 from embedportal.access.organization import PowerBIClients
+from embedportal.capacity.control import CapacityControl
+from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.models import Report, User
@@ -67,6 +69,14 @@ def get_activity_ledger(request: Request) -> ActivityLedger:
     return cast(ActivityLedger, request.app.state.activity_ledger)
 
 
+def get_capacity_control(request: Request) -> CapacityControl:
+    return cast(CapacityControl, request.app.state.capacity_control)
+
+
+def get_capacity_controller(request: Request) -> CapacityController:
+    return cast(CapacityController, request.app.state.capacity_controller)
+
+
 def is_htmx(request: Request) -> bool:
     """True when htmx asked for the page: answer with the partial it swaps in."""
     return request.headers.get("hx-request") == "true"
@@ -79,6 +89,8 @@ PowerBIClientsDep = Annotated[PowerBIClients, Depends(get_powerbi_clients)]
 MetricsDep = Annotated[PortalMetrics, Depends(get_metrics)]
 PushHubDep = Annotated[PushHub, Depends(get_push_hub)]
 ActivityLedgerDep = Annotated[ActivityLedger, Depends(get_activity_ledger)]
+CapacityControlDep = Annotated[CapacityControl, Depends(get_capacity_control)]
+CapacityControllerDep = Annotated[CapacityController, Depends(get_capacity_controller)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 

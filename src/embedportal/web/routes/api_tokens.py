@@ -16,17 +16,26 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from embedportal.access.capacity_rights import capacity_rights
 from embedportal.access.grants import RlsIdentityMissingError, effective_identity
 from embedportal.access.organization import (
     EffectiveConnection,
     effective_connection,
     get_organization,
 )
-from embedportal.db.models import Report, User
-from embedportal.i18n import _
+from embedportal.capacity.activity import ActivityKind
+from embedportal.capacity.control import CapacityControl, CapacityNotConfiguredError
+from embedportal.capacity.controller import CapacityController, request_resume
+from embedportal.capacity.decisions import CapacityState
+from embedportal.capacity.permissions import CapacityPermissions
+from embedportal.capacity.probe import CapacityProbe
+from embedportal.db.base import utcnow
+from embedportal.db.models import Capacity, Report, User
+from embedportal.i18n import N_, _
 from embedportal.powerbi import (
     EffectiveIdentity,
     PowerBIAuthError,
+    PowerBIConnection,
     PowerBIError,
     PowerBIForbiddenError,
     PowerBINotFoundError,
@@ -37,7 +46,10 @@ from embedportal.settings import Settings
 from embedportal.tokens.policy import TokenPolicy
 from embedportal.tokens.service import IssuedToken, policy_of, record_token_issued
 from embedportal.web.deps import (
+    ActivityLedgerDep,
     AppSettings,
+    CapacityControlDep,
+    CapacityControllerDep,
     CapacityProbeDep,
     CsrfProtected,
     CurrentUser,
@@ -53,6 +65,15 @@ logger = logging.getLogger("embedportal.tokens")
 router = APIRouter(tags=["api"])
 
 CAPACITY_NOT_ACTIVE = "CapacityNotActive"
+CAPACITY_STARTING = "CapacityStarting"
+CAPACITY_OFF_MESSAGE = N_(
+    "The Power BI capacity is off. The report comes back when it is running again."
+)
+CAPACITY_STARTING_MESSAGE = N_(
+    "Starting the capacity. The report loads by itself in a minute or two."
+)
+# A starting capacity is asked about often, so the report appears soon after it runs.
+STARTING_RETRY_SECONDS = 3
 # How soon a viewer should try again when Power BI is down and said nothing itself.
 DEFAULT_RETRY_SECONDS = 5
 
@@ -72,23 +93,55 @@ class TokenAnswer(BaseModel):
 
 
 @dataclass(frozen=True)
+class _ReportCapacity:
+    """The report's capacity as the portal controls it, and what this user may do with it."""
+
+    capacity_id: str
+    starting_message: str
+    rights: CapacityPermissions
+
+
+@dataclass(frozen=True)
 class _TokenContext:
     """What minting needs from the database, read in one go off the event loop."""
 
     policy: TokenPolicy
     connection: EffectiveConnection
     identity: EffectiveIdentity | None
+    capacity: _ReportCapacity | None  # None: not on a capacity the portal controls
 
 
 def _token_context(
     session: Session, settings: Settings, user: User, report: Report
 ) -> _TokenContext:
     organization = get_organization(session=session)
+    capacity = session.get(Capacity, report.capacity_id) if report.capacity_id else None
     return _TokenContext(
         policy=policy_of(organization),
         connection=effective_connection(session=session, settings=settings),
         identity=effective_identity(session=session, user=user, report=report),
+        capacity=_ReportCapacity(
+            capacity_id=capacity.id,
+            starting_message=capacity.starting_message,
+            rights=capacity_rights(session=session, user=user),
+        )
+        if capacity is not None and capacity.is_configured
+        else None,
     )
+
+
+# The token request's reason, as activity for the capacity's idle clock (activity.py says
+# which of them count for whom); the rest are an open viewer keeping its report alive.
+_ACTIVITY_OF_REASON = {
+    "load": ActivityKind.OPENED,
+    "interaction": ActivityKind.INTERACTION,
+    "timed": ActivityKind.TIMED_REFRESH,
+}
+
+
+def _note_resume_request(session: Session, capacity_id: str, user: User) -> None:
+    request_resume(session=session, capacity_id=capacity_id, user=user, now=utcnow())
+    session.commit()
 
 
 def _error(
@@ -170,6 +223,9 @@ async def issue_token(
     service: TokenServiceDep,
     clients: PowerBIClientsDep,
     probe: CapacityProbeDep,
+    control: CapacityControlDep,
+    controller: CapacityControllerDep,
+    ledger: ActivityLedgerDep,
     metrics: MetricsDep,
     body: Annotated[TokenRequestBody | None, Body()] = None,
 ) -> JSONResponse:
@@ -190,16 +246,12 @@ async def issue_token(
             "PowerBINotConnected",
         )
     reason = body.reason if body is not None and body.reason else "load"
-    # A viewer asking because its iframe saw the capacity fail gets a fresh look at it.
-    capacity = await probe.reading(connection.connection, fresh=reason == "capacity")
-    if capacity.running is False:
+    refusal = await _capacity_refusal(
+        context, connection.connection, user, reason, db, probe, control, controller
+    )
+    if refusal is not None:
         metrics.token_requests.labels(outcome="capacity_off").inc()
-        return _error(
-            503,
-            _("The Power BI capacity is off. The report comes back when it is running again."),
-            CAPACITY_NOT_ACTIVE,
-            retry_after=DEFAULT_RETRY_SECONDS,
-        )
+        return refusal
     try:
         issued: IssuedToken = await service.issue(
             minter=clients.get(connection.connection),
@@ -214,8 +266,57 @@ async def issue_token(
         return _powerbi_failure(error)
     (metrics.token_cache_hits if issued.shared else metrics.generate_token_calls).inc()
     metrics.token_requests.labels(outcome="issued").inc()
+    if context.capacity is not None:
+        ledger.note(
+            capacity_id=context.capacity.capacity_id,
+            user_id=user.id,
+            kind=_ACTIVITY_OF_REASON.get(reason, ActivityKind.HEARTBEAT),
+            keeps_capacity_on=context.capacity.rights.keeps_on.allowed,
+        )
     await run_in_threadpool(_audit, db, user, report, issued, reason)
     return JSONResponse(issued.as_json(), headers={"Cache-Control": "no-store"})
+
+
+async def _capacity_refusal(
+    context: _TokenContext,
+    connection: PowerBIConnection,
+    user: User,
+    reason: str,
+    db: Session,
+    probe: CapacityProbe,
+    control: CapacityControl,
+    controller: CapacityController,
+) -> JSONResponse | None:
+    """503 while the report's capacity is not running (a paused capacity cannot render it):
+    CapacityStarting for a user allowed to turn it on (who has just asked for it to start),
+    CapacityNotActive for the others. None when the report may be shown (or its capacity's
+    state is unknown: then tokens are not held back)."""
+    # A viewer asking because its iframe saw the capacity fail gets a fresh look at it.
+    fresh = reason == "capacity"
+    if context.capacity is None:
+        reading = await probe.reading(connection, fresh=fresh)
+        if reading.running is not False:
+            return None
+        return _error(503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=5)
+    capacity = context.capacity
+    try:
+        status = await control.status(capacity_id=capacity.capacity_id, fresh=fresh)
+    except CapacityNotConfiguredError:
+        return None
+    if status.state in (CapacityState.RUNNING, CapacityState.UNKNOWN):
+        return None
+    if not capacity.rights.turn_on_on_demand.allowed:
+        return _error(
+            503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=DEFAULT_RETRY_SECONDS
+        )
+    await run_in_threadpool(_note_resume_request, db, capacity.capacity_id, user)
+    controller.wake()
+    return _error(
+        503,
+        capacity.starting_message.strip() or _(CAPACITY_STARTING_MESSAGE),
+        CAPACITY_STARTING,
+        retry_after=STARTING_RETRY_SECONDS,
+    )
 
 
 def _audit(session: Session, user: User, report: Report, issued: IssuedToken, reason: str) -> None:
