@@ -56,6 +56,28 @@ def test_starts_and_pauses_make_intervals_and_failures_change_nothing() -> None:
     assert [interval.hours for interval in intervals] == [Decimal(2), Decimal(2)]
 
 
+def test_a_failure_undoes_the_operation_it_follows() -> None:
+    # The portal records an operation when it begins it, and its failure afterwards.
+    events = [
+        started(at(1, 8)),
+        RecordedEvent(at=at(1, 8, 1), action="start_failed"),  # it never started
+        started(at(1, 9)),
+        paused(at(1, 10)),
+        RecordedEvent(at=at(1, 10, 1), action="pause_failed"),  # it kept running
+        paused(at(1, 12)),
+    ]
+    intervals = running_intervals(events=events, start=at(1), end=at(2))
+    assert spans(intervals) == [(at(1, 9), at(1, 12))]
+    resized = [
+        started(at(1, 8)),
+        RecordedEvent(at=at(1, 9), action="sku_changed", sku_before="A1", sku_after="A2"),
+        RecordedEvent(at=at(1, 9, 1), action="sku_change_failed", sku_before="A1", sku_after="A2"),
+        paused(at(1, 10)),
+    ]
+    intervals = running_intervals(events=resized, start=at(1), end=at(2), current_sku="A1")
+    assert [(i.start, i.end, i.sku) for i in intervals] == [(at(1, 8), at(1, 10), "A1")]
+
+
 def test_an_open_interval_runs_to_the_end_and_intervals_are_clipped() -> None:
     events = [started(at(1, 22)), paused(at(2, 2)), started(at(3, 20))]
     intervals = running_intervals(events=reversed(events), start=at(2), end=at(3, 21))

@@ -5,8 +5,12 @@ are parameters, so every rule below has a test.
 
 - **Running intervals** come from the audit's ``started`` and ``paused`` events, whatever their
   reason (by hand, on demand, by the schedule, after inactivity, or noticed as changed outside
-  the portal). Failed operations start and stop nothing. A second ``started`` while running, or
-  a ``paused`` while paused, changes nothing. An interval still open runs to now.
+  the portal). A second ``started`` while running, or a ``paused`` while paused, changes
+  nothing. An interval still open runs to now.
+- **Failed operations** start and stop nothing. The portal records an operation when it begins
+  it (``capacity.control``) and, when Azure refuses it or it fails, a ``*_failed`` entry
+  afterwards, so a failure undoes the entry it follows: a start that failed started nothing, a
+  pause that failed left the capacity running, a SKU change that failed kept the old SKU.
 - **What was running before the record begins** is not known, with one exception: a capacity
   whose first recorded power event is a pause was running before it, so it counts as running
   from the start of the period. The figures then err high, never low, as the month's estimate
@@ -44,6 +48,9 @@ from embedportal.capacity.schedule import fire_instant
 STARTED = "started"
 PAUSED = "paused"
 SKU_CHANGED = "sku_changed"
+START_FAILED = "start_failed"
+PAUSE_FAILED = "pause_failed"
+SKU_CHANGE_FAILED = "sku_change_failed"
 
 DEFAULT_DAYS = 30
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
@@ -112,16 +119,61 @@ def _in_order(events: Iterable[RecordedEvent]) -> list[RecordedEvent]:
 def _sku_timeline(
     events: Sequence[RecordedEvent], current_sku: str
 ) -> tuple[str, list[tuple[datetime, str]]]:
-    """The SKU before the first recorded change, and each change as (instant, new SKU)."""
-    recorded = [
-        event for event in events if event.action == SKU_CHANGED and event.sku_after.strip()
-    ]
+    """The SKU before the first change that took effect, and each such change as (instant,
+    new SKU)."""
+    effective: list[RecordedEvent] = []
+    for event in events:
+        if event.action == SKU_CHANGED and event.sku_after.strip():
+            effective.append(event)
+        elif event.action == SKU_CHANGE_FAILED and effective:
+            # The change this failure reports is the last one begun.
+            if not event.sku_after.strip() or _same_sku(event.sku_after, effective[-1].sku_after):
+                effective.pop()
     changes = [
         (_utc(event.at, what="an event's time"), normalise_sku_name(name=event.sku_after))
-        for event in recorded
+        for event in effective
     ]
-    before_first = recorded[0].sku_before if recorded else ""
+    before_first = effective[0].sku_before if effective else ""
     return normalise_sku_name(name=before_first or current_sku), changes
+
+
+def _same_sku(one: str, other: str) -> bool:
+    return normalise_sku_name(name=one) == normalise_sku_name(name=other)
+
+
+def _running_spans(
+    events: Sequence[RecordedEvent], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """When the capacity ran, unclipped, from its starts, pauses and their failures."""
+    spans: list[tuple[datetime, datetime]] = []
+    running_from: datetime | None = None
+    known = False  # whether any start or pause has been seen yet
+    # What the last start or pause did, so the failure that follows it can undo it.
+    last: str | None = None
+    for event in events:
+        at = _utc(event.at, what="an event's time")
+        if event.action == STARTED:
+            last = None
+            if running_from is None:
+                running_from, last = at, STARTED
+            known = True
+        elif event.action == PAUSED:
+            last = None
+            if running_from is None and not known:
+                # Only a running capacity can be paused: it ran before the record begins.
+                running_from = min(start, at)
+            if running_from is not None:
+                spans.append((running_from, at))
+                running_from, last = None, PAUSED
+            known = True
+        elif event.action == START_FAILED and last == STARTED:
+            running_from, last = None, None
+        elif event.action == PAUSE_FAILED and last == PAUSED:
+            running_from, _paused_at = spans.pop()
+            last = None
+    if running_from is not None:
+        spans.append((running_from, end))
+    return spans
 
 
 def _split_by_sku(
@@ -152,24 +204,7 @@ def running_intervals(
         return ()
     ordered = _in_order(events)
     initial_sku, changes = _sku_timeline(ordered, current_sku)
-    power = [
-        (_utc(event.at, what="an event's time"), event.action)
-        for event in ordered
-        if event.action in (STARTED, PAUSED)
-    ]
-    running_from: datetime | None = None
-    if power and power[0][1] == PAUSED:
-        # Only a running capacity can be paused: it ran before the record begins.
-        running_from = min(start_utc, power[0][0])
-    spans: list[tuple[datetime, datetime]] = []
-    for at, action in power:
-        if action == STARTED and running_from is None:
-            running_from = at
-        elif action == PAUSED and running_from is not None:
-            spans.append((running_from, at))
-            running_from = None
-    if running_from is not None:
-        spans.append((running_from, end_utc))
+    spans = _running_spans(ordered, start_utc, end_utc)
     intervals: list[RunningInterval] = []
     for span_start, span_end in spans:
         clipped_start, clipped_end = max(span_start, start_utc), min(span_end, end_utc)
