@@ -208,7 +208,7 @@ def synced_reports(app: FastAPI) -> SyncedReports:
     async def sync() -> None:
         with session_scope(app.state.session_factory) as db:
             connection = effective_connection(session=db, settings=app.state.settings)
-        assert connection.connection is not None and connection.workspace_id is not None
+        assert connection.connection is not None  # no workspace set: every one it can see
         async with PowerBIClient(connection.connection) as powerbi:
             catalogue = await fetch_catalogue(client=powerbi, workspace_id=connection.workspace_id)
         with session_scope(app.state.session_factory) as db:

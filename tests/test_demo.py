@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from embedportal import demo
 from embedportal.db.models import (
     Capacity,
+    CapacityScheduleEntry,
     Group,
     GroupMembership,
     Report,
@@ -103,6 +104,27 @@ def test_the_demo_has_two_configured_capacities_and_reports_on_each(
     grant_counts = counts(app)
     run_seed(app)  # again: an administrator's later changes would survive; nothing new here
     assert counts(app) == grant_counts
+
+
+def test_the_demo_shows_cost_control_on_both_capacities(
+    app: FastAPI, fast_password_hashing: None
+) -> None:
+    """Both pause after half an hour unused, the Fabric one follows office hours, and the demo
+    viewers may start a paused capacity by opening a report."""
+    run_seed(app)
+    run_seed(app)  # a restart adds no second schedule
+    with session_scope(app.state.session_factory) as db:
+        capacities = {c.display_name: c for c in db.scalars(select(Capacity))}
+        assert {c.idle_pause_minutes for c in capacities.values()} == {30}
+        rows = db.scalars(select(CapacityScheduleEntry)).all()
+        assert {row.capacity_id for row in rows} == {capacities["embedportalfabric"].id}
+        assert sorted((row.weekday, row.at_minute, row.action) for row in rows)[:2] == [
+            (0, 8 * 60, "turn_on"),
+            (0, 19 * 60, "turn_off"),
+        ]
+        assert len(rows) == 10
+        group = db.scalars(select(Group)).one()
+        assert group.may_start_capacity and not group.keeps_capacity_on
 
 
 def test_the_demo_viewer_can_sign_in_and_open_the_regional_report(

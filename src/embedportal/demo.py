@@ -30,10 +30,18 @@ from embedportal.capacity.inventory import (
     configure_capacity,
     fetch_capacity_inventory,
 )
-from embedportal.db.models import Capacity, Group, GroupMembership, Report, ReportGrant, Role
+from embedportal.db.models import (
+    Capacity,
+    CapacityScheduleEntry,
+    Group,
+    GroupMembership,
+    Report,
+    ReportGrant,
+    Role,
+)
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGION_MANAGERS
-from embedportal.powerbi import PowerBIError
+from embedportal.powerbi import FABRIC, PowerBIError
 from embedportal.powerbi.connection import provider_for_sku
 from embedportal.settings import Settings
 
@@ -77,7 +85,12 @@ def seed_accounts(*, session: Session) -> None:
         )
     group = session.scalar(select(Group).where(Group.name == GROUP_NAME))
     if group is None:
-        group = Group(name=GROUP_NAME, description="The demo accounts that view reports.")
+        # The demo viewers may start a paused capacity by opening a report (on demand).
+        group = Group(
+            name=GROUP_NAME,
+            description="The demo accounts that view reports.",
+            may_start_capacity=True,
+        )
         session.add(group)
         session.flush()
     if session.get(GroupMembership, (group.id, viewer.id)) is None:
@@ -138,6 +151,29 @@ def configure_demo_capacities(*, session: Session, settings: Settings) -> int:
     return configured
 
 
+DEMO_IDLE_MINUTES = 30
+# The second demo capacity follows office hours (organization time zone), Monday to Friday.
+DEMO_OFFICE_HOURS = ((8 * 60, "turn_on"), (19 * 60, "turn_off"))
+
+
+def _demo_cost_control(*, session: Session, capacity: Capacity) -> None:
+    """What the quick start shows of cost control: both capacities pause after half an hour
+    without use, and the Fabric one also follows office hours."""
+    capacity.idle_pause_minutes = DEMO_IDLE_MINUTES
+    if capacity.provider == FABRIC:
+        for weekday in range(5):
+            for at_minute, action in DEMO_OFFICE_HOURS:
+                session.add(
+                    CapacityScheduleEntry(
+                        capacity_id=capacity.id,
+                        weekday=weekday,
+                        at_minute=at_minute,
+                        action=action,
+                    )
+                )
+    session.flush()
+
+
 async def sync_demo_workspace(
     *,
     session_factory: sessionmaker[Session],
@@ -172,8 +208,13 @@ async def sync_demo_workspace(
         result = apply_catalogue(session=session, catalogue=catalogue, actor=None)
         grant_demo_reports(session=session, workspace_id=connection.workspace_id)
         if inventory is not None:
+            known = set(session.scalars(select(Capacity.id)))
             apply_capacity_inventory(session=session, inventory=inventory, settings=settings)
             configure_demo_capacities(session=session, settings=settings)
+            # Only capacities this run found first: an administrator's later choices stay.
+            for capacity in session.scalars(select(Capacity).where(Capacity.id.not_in(known))):
+                if capacity.is_configured:
+                    _demo_cost_control(session=session, capacity=capacity)
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +22,7 @@ from embedportal.access.audit import record
 from embedportal.db.models import Organization, User
 from embedportal.i18n import N_
 from embedportal.powerbi import PowerBIClient, PowerBIConnection
+from embedportal.powerbi.connection import is_guid
 from embedportal.settings import Settings
 from embedportal.tokens.policy import TokenPolicy, validate_policy_form
 
@@ -210,14 +210,6 @@ class OrganizationChanges:
     nobody_may_start_capacity: bool = False
 
 
-def _is_guid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
-
-
 def validate_organization_form(
     form: Mapping[str, str],
     *,
@@ -252,10 +244,10 @@ def validate_organization_form(
             "00000000-0000-0000-0000-000000000000, or a domain such as contoso.onmicrosoft.com."
         )
     client_id = form.get("powerbi_client_id", "").strip()
-    if client_id and not _is_guid(client_id):
+    if client_id and not is_guid(client_id):
         errors["powerbi_client_id"] = N_("The client (application) id is a GUID.")
     workspace_id = form.get("powerbi_workspace_id", "").strip()
-    if workspace_id and not _is_guid(workspace_id):
+    if workspace_id and not is_guid(workspace_id):
         errors["powerbi_workspace_id"] = N_("The workspace id is a GUID (see the workspace's URL).")
     secret = form.get("powerbi_client_secret", "")
     if len(secret) > 1024:

@@ -33,6 +33,7 @@ from embedportal.powerbi import (
     PowerBIConnection,
     PowerBIError,
 )
+from embedportal.powerbi.arm import TRANSITIONAL_STATES
 from embedportal.settings import Settings
 
 logger = logging.getLogger("embedportal.capacity")
@@ -45,18 +46,6 @@ STATUS_FRESH_WHILE_CHANGING = timedelta(seconds=3)
 # capacity once ARM shows a settled state this long after it began.
 STALE_OPERATION_AFTER = timedelta(minutes=2)
 
-TRANSITIONAL_ARM_STATES = frozenset(
-    {
-        "Provisioning",
-        "Updating",
-        "Suspending",
-        "Pausing",
-        "Resuming",
-        "Preparing",
-        "Scaling",
-        "Deleting",
-    }
-)
 _EVENT_OF = {Action.RESUME: "started", Action.SUSPEND: "paused", Action.CHANGE_SKU: "sku_changed"}
 _FAILED_EVENT_OF = {
     Action.RESUME: "start_failed",
@@ -79,7 +68,7 @@ def capacity_state_of(arm_state: str) -> CapacityState:
         return CapacityState.RUNNING
     if arm_state in ("Paused", "Suspended"):
         return CapacityState.PAUSED
-    if arm_state in TRANSITIONAL_ARM_STATES:
+    if arm_state in TRANSITIONAL_STATES:
         return CapacityState.TRANSITIONING
     return CapacityState.UNKNOWN  # Failed, or a word this portal does not know
 
@@ -271,15 +260,8 @@ class CapacityControl:
             assert capacity is not None
             sku_before = capacity.sku
             session.add(
-                CapacityEvent(
-                    at=now,
-                    capacity_id=capacity_id,
-                    action=_EVENT_OF[action],
-                    reason=reason.value,
-                    user_id=user.id if user is not None else None,
-                    user_email=user.email if user is not None else "",
-                    sku_before=sku_before if action is Action.CHANGE_SKU else "",
-                    sku_after=sku or "" if action is Action.CHANGE_SKU else "",
+                _audit_event(
+                    capacity_id, _EVENT_OF[action], action, reason, sku, sku_before, user, now
                 )
             )
             return target, sku_before
@@ -359,19 +341,18 @@ class CapacityControl:
                 return
             capacity.operation = None
             capacity.operation_started_at = None
-            session.add(
-                CapacityEvent(
-                    at=self._clock(),
-                    capacity_id=capacity_id,
-                    action=_FAILED_EVENT_OF[action],
-                    reason=reason.value,
-                    user_id=user.id if user is not None else None,
-                    user_email=user.email if user is not None else "",
-                    sku_before=sku_before if action is Action.CHANGE_SKU else "",
-                    sku_after=sku or "" if action is Action.CHANGE_SKU else "",
-                    error=message[:2000],
-                )
+            failed = _audit_event(
+                capacity_id,
+                _FAILED_EVENT_OF[action],
+                action,
+                reason,
+                sku,
+                sku_before,
+                user,
+                self._clock(),
             )
+            failed.error = message[:2000]
+            session.add(failed)
 
     async def wait_idle(self) -> None:
         """Wait for the operations this instance started (tests, shutdown)."""
@@ -385,6 +366,29 @@ class CapacityControl:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+
+
+def _audit_event(
+    capacity_id: str,
+    event: str,
+    action: Action,
+    reason: Reason,
+    sku: str | None,
+    sku_before: str,
+    user: User | None,
+    at: datetime,
+) -> CapacityEvent:
+    resizing = action is Action.CHANGE_SKU
+    return CapacityEvent(
+        at=at,
+        capacity_id=capacity_id,
+        action=event,
+        reason=reason.value,
+        user_id=user.id if user is not None else None,
+        user_email=user.email if user is not None else "",
+        sku_before=sku_before if resizing else "",
+        sku_after=(sku or "") if resizing else "",
+    )
 
 
 def _fresh_for(status: CapacityStatus) -> timedelta:

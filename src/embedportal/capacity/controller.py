@@ -65,6 +65,9 @@ logger = logging.getLogger("embedportal.capacity")
 
 LEASE_NAME = "capacity-controller"
 PRUNE_EVERY = timedelta(hours=1)
+# After a start failed (no Azure role, a quota), viewers opening reports do not retry it every
+# few seconds: on-demand starts wait this long; an administrator's button still works.
+ON_DEMAND_HOLD_OFF_AFTER_FAILURE = timedelta(minutes=5)
 
 
 def instance_name() -> str:
@@ -132,7 +135,7 @@ def situation_for(*, facts: CapacityFacts, status: CapacityStatus, now: datetime
         last_started_at=facts.running_since,
         resume_requests=facts.resume_requests,
         nobody_may_turn_on=facts.nobody_may_turn_on,
-        operation_in_flight=facts.operation_in_flight or status.operation is not None,
+        operation_in_flight=facts.operation_in_flight,
         manually_paused_at=facts.manually_paused_at,
         current_sku=status.sku,
         sku_changed_at=facts.sku_changed_at,
@@ -343,9 +346,22 @@ class CapacityController:
             pending = self._ledger.pending_last_counted(capacity_id)
             latest = max((at for at in (written, pending) if at is not None), default=None)
             requests = []
-            for request in session.scalars(
-                select(CapacityResumeRequest).where(
-                    CapacityResumeRequest.capacity_id == capacity_id
+            failed_lately = session.scalar(
+                select(CapacityEvent.id)
+                .where(
+                    CapacityEvent.capacity_id == capacity_id,
+                    CapacityEvent.action == "start_failed",
+                    CapacityEvent.at >= now - ON_DEMAND_HOLD_OFF_AFTER_FAILURE,
+                )
+                .limit(1)
+            )
+            for request in (
+                ()
+                if failed_lately
+                else session.scalars(
+                    select(CapacityResumeRequest).where(
+                        CapacityResumeRequest.capacity_id == capacity_id
+                    )
                 )
             ):
                 requester = session.get(User, request.user_id) if request.user_id else None

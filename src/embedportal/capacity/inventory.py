@@ -16,7 +16,6 @@ translates them.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -38,7 +37,7 @@ from embedportal.powerbi import (
     PowerBIClient,
     Workspace,
 )
-from embedportal.powerbi.connection import provider_for_sku
+from embedportal.powerbi.connection import is_guid, provider_for_sku
 from embedportal.settings import Settings
 
 # Azure's rules: a resource group has 1-90 letters, digits, '_', '-', '.', '(' and ')' and does
@@ -288,14 +287,6 @@ class CapacityCoordinatesInput:
     provider: CapacityProvider
 
 
-def _is_guid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
-
-
 def validate_coordinates(
     *,
     subscription_id: str,
@@ -313,7 +304,7 @@ def validate_coordinates(
 
     if not subscription:
         errors["subscription_id"] = N_("Enter the Azure subscription id of the capacity.")
-    elif not _is_guid(subscription):
+    elif not is_guid(subscription):
         errors["subscription_id"] = N_(
             "The subscription id is a GUID such as 00000000-0000-0000-0000-000000000000 "
             "(Azure portal → Subscriptions)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urlsplit
@@ -63,6 +64,15 @@ class CapacityCoordinates:
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/{self.provider}/capacities/{self.name}"
         )
+
+
+def is_guid(value: str) -> bool:
+    """A Microsoft id in its usual spelling: 36 characters, hex groups joined by dashes."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
 
 
 def _normalise_base_url(name: str, value: str, *, allow_path: bool) -> str:

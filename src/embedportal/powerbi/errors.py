@@ -6,6 +6,8 @@ Messages never contain a token, a client secret or an Authorization header.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PowerBIError(Exception):
     """A call to Entra ID, the Power BI REST API or Azure Resource Manager failed.
@@ -90,79 +92,49 @@ class PowerBIProtocolError(PowerBIError):
 # is a complete English sentence for logs and for callers that show it as it is.
 
 
-class CapacityPermissionError(PowerBIForbiddenError):
+class _CapacityError(PowerBIError):
+    """An ARM refusal about one capacity; mixed in before the kind of refusal it is."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        capacity_name: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            code=code,
+            request_id=request_id,
+            retry_after_seconds=retry_after_seconds,
+        )
+        self.capacity_name = capacity_name
+
+
+class CapacityPermissionError(_CapacityError, PowerBIForbiddenError):
     """403 from ARM: the service principal lacks the Azure role the call needs on the capacity.
     ``required_role`` is ``Reader`` to read its state and ``Contributor`` to suspend, resume
     or change its SKU."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        capacity_name: str,
-        required_role: str,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-        retry_after_seconds: float | None = None,
+        self, message: str, *, capacity_name: str, required_role: str, **details: Any
     ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            code=code,
-            request_id=request_id,
-            retry_after_seconds=retry_after_seconds,
-        )
-        self.capacity_name = capacity_name
+        super().__init__(message, capacity_name=capacity_name, **details)
         self.required_role = required_role
 
 
-class CapacityNotFoundError(PowerBINotFoundError):
+class CapacityNotFoundError(_CapacityError, PowerBINotFoundError):
     """404 from ARM: no capacity of that provider at that subscription, resource group and
     name (or the service principal cannot see the subscription)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        capacity_name: str,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-        retry_after_seconds: float | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            code=code,
-            request_id=request_id,
-            retry_after_seconds=retry_after_seconds,
-        )
-        self.capacity_name = capacity_name
 
-
-class CapacityOperationInProgressError(PowerBIError):
+class CapacityOperationInProgressError(_CapacityError):
     """409 from ARM: another operation (suspend, resume, a SKU change) is still running on the
     capacity; try again once it has finished."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        capacity_name: str,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-        retry_after_seconds: float | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            code=code,
-            request_id=request_id,
-            retry_after_seconds=retry_after_seconds,
-        )
-        self.capacity_name = capacity_name
 
 
 class CapacityOperationTimeoutError(PowerBIUnavailableError):

@@ -9,8 +9,8 @@ dependencies, never read from `request.app.state` in a route, so a test swaps on
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from typing import Annotated, cast
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
@@ -41,40 +41,26 @@ class NotAllowed(Exception):
     """Raised when the signed-in user lacks the role; pages show 403, the API answers 403 JSON."""
 
 
-def get_settings(request: Request) -> Settings:
-    return cast(Settings, request.app.state.settings)
+def _app_service(name: str) -> Callable[[Request], Any]:
+    """The dependency that hands a route the app's ``name`` service (built in create_app)."""
+
+    def service(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    service.__name__ = f"get_{name}"
+    return service
 
 
-def get_token_service(request: Request) -> TokenService:
-    return cast(TokenService, request.app.state.token_service)
-
-
-def get_capacity_probe(request: Request) -> CapacityProbe:
-    return cast(CapacityProbe, request.app.state.capacity_probe)
-
-
-def get_powerbi_clients(request: Request) -> PowerBIClients:
-    return cast(PowerBIClients, request.app.state.powerbi_clients)
-
-
-def get_metrics(request: Request) -> PortalMetrics:
-    return cast(PortalMetrics, request.app.state.metrics)
-
-
-def get_push_hub(request: Request) -> PushHub:
-    return cast(PushHub, request.app.state.push_hub)
-
-
-def get_activity_ledger(request: Request) -> ActivityLedger:
-    return cast(ActivityLedger, request.app.state.activity_ledger)
-
-
-def get_capacity_control(request: Request) -> CapacityControl:
-    return cast(CapacityControl, request.app.state.capacity_control)
-
-
-def get_capacity_controller(request: Request) -> CapacityController:
-    return cast(CapacityController, request.app.state.capacity_controller)
+# One function per service, so a test overrides exactly one: app.dependency_overrides[...].
+get_settings = _app_service("settings")
+get_token_service = _app_service("token_service")
+get_capacity_probe = _app_service("capacity_probe")
+get_powerbi_clients = _app_service("powerbi_clients")
+get_metrics = _app_service("metrics")
+get_push_hub = _app_service("push_hub")
+get_activity_ledger = _app_service("activity_ledger")
+get_capacity_control = _app_service("capacity_control")
+get_capacity_controller = _app_service("capacity_controller")
 
 
 def is_htmx(request: Request) -> bool:

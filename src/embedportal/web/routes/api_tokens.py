@@ -26,11 +26,11 @@ from embedportal.access.organization import (
 from embedportal.capacity.activity import ActivityKind
 from embedportal.capacity.control import CapacityControl, CapacityNotConfiguredError
 from embedportal.capacity.controller import CapacityController, request_resume
-from embedportal.capacity.decisions import CapacityState
+from embedportal.capacity.decisions import REQUEST_FRESH_FOR, Action, CapacityState
 from embedportal.capacity.permissions import CapacityPermissions
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.base import utcnow
-from embedportal.db.models import Capacity, Report, User
+from embedportal.db.models import Capacity, CapacityResumeRequest, Report, User
 from embedportal.i18n import N_, _
 from embedportal.powerbi import (
     EffectiveIdentity,
@@ -72,6 +72,9 @@ CAPACITY_OFF_MESSAGE = N_(
 CAPACITY_STARTING_MESSAGE = N_(
     "Starting the capacity. The report loads by itself in a minute or two."
 )
+# A person opening or touching a report starts its capacity on demand; a viewer that merely
+# keeps its report alive (margin, timed, wake, recovery) does not.
+ON_DEMAND_REASONS = frozenset({"load", "interaction"})
 # A starting capacity is asked about often, so the report appears soon after it runs.
 STARTING_RETRY_SECONDS = 3
 # How soon a viewer should try again when Power BI is down and said nothing itself.
@@ -109,6 +112,9 @@ class _TokenContext:
     connection: EffectiveConnection
     identity: EffectiveIdentity | None
     capacity: _ReportCapacity | None  # None: not on a capacity the portal controls
+    # The catalogue knows the report's capacity (controlled or not); the older capacity probe
+    # (EMBEDPORTAL_CAPACITY_*) only speaks for reports whose capacity is unknown.
+    capacity_known: bool
 
 
 def _token_context(
@@ -127,6 +133,7 @@ def _token_context(
         )
         if capacity is not None and capacity.is_configured
         else None,
+        capacity_known=capacity is not None,
     )
 
 
@@ -137,6 +144,15 @@ _ACTIVITY_OF_REASON = {
     "interaction": ActivityKind.INTERACTION,
     "timed": ActivityKind.TIMED_REFRESH,
 }
+
+
+def _start_pending(session: Session, capacity_id: str) -> bool:
+    """Whether someone's opening of a report is starting the capacity right now."""
+    capacity = session.get(Capacity, capacity_id)
+    if capacity is not None and capacity.operation == Action.RESUME.value:
+        return True
+    request = session.get(CapacityResumeRequest, capacity_id)
+    return request is not None and utcnow() - request.requested_at <= REQUEST_FRESH_FOR
 
 
 def _note_resume_request(session: Session, capacity_id: str, user: User) -> None:
@@ -294,6 +310,8 @@ async def _capacity_refusal(
     # A viewer asking because its iframe saw the capacity fail gets a fresh look at it.
     fresh = reason == "capacity"
     if context.capacity is None:
+        if context.capacity_known:
+            return None  # a capacity without Azure coordinates: its state cannot be read
         reading = await probe.reading(connection, fresh=fresh)
         if reading.running is not False:
             return None
@@ -305,12 +323,18 @@ async def _capacity_refusal(
         return None
     if status.state in (CapacityState.RUNNING, CapacityState.UNKNOWN):
         return None
+    off = _error(
+        503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=DEFAULT_RETRY_SECONDS
+    )
     if not capacity.rights.turn_on_on_demand.allowed:
-        return _error(
-            503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=DEFAULT_RETRY_SECONDS
-        )
-    await run_in_threadpool(_note_resume_request, db, capacity.capacity_id, user)
-    controller.wake()
+        return off
+    if reason in ON_DEMAND_REASONS:
+        await run_in_threadpool(_note_resume_request, db, capacity.capacity_id, user)
+        controller.wake()
+    elif not await run_in_threadpool(_start_pending, db, capacity.capacity_id):
+        # An open report nobody touches does not start a capacity that paused for being idle
+        # (or a forgotten tab would undo every idle pause); it waits, and comes back with it.
+        return off
     return _error(
         503,
         capacity.starting_message.strip() or _(CAPACITY_STARTING_MESSAGE),

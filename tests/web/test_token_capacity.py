@@ -1,0 +1,209 @@
+"""The token API and the report's own capacity: while it is off, a viewer allowed to turn it on
+gets 503 CapacityStarting (with the capacity's starting text) and has asked for it to start; the
+others get 503 CapacityNotActive; once it runs, tokens flow and opening the report is noted as
+activity for the idle clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from embedportal.capacity.activity import ActivityKind
+from embedportal.capacity.inventory import sync_capacities
+from embedportal.db.models import Capacity, CapacityActivity, CapacityResumeRequest, Organization
+from embedportal.db.session import session_scope
+from embedportal.emulator.demo import FINANCE_SUMMARY_REPORT_ID
+from embedportal.powerbi import PowerBIClient, PowerBIConnection
+from tests.emulator.harness import Emulator, running_emulator
+from tests.support.portal import (
+    Grant,
+    LoginAs,
+    MakeUser,
+    SyncedReports,
+    csrf_of,
+    portal_settings_for,
+)
+
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
+SALES = "Sales Overview"
+DEDICATED_ID = "b339bc78-b288-5b65-a797-77c024ae3696"
+
+
+@pytest.fixture
+def own_emulator() -> Iterator[Emulator]:
+    with running_emulator(capacity_transition_seconds=0.1) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def settings_overrides(own_emulator: Emulator) -> dict[str, object]:
+    # The controller is not running: these tests look at what the token API asks for.
+    return {
+        **portal_settings_for(own_emulator),
+        "powerbi_workspace_id": None,
+        "capacity_controller": False,
+    }
+
+
+@pytest.fixture
+def capacities(app: FastAPI, synced_reports: SyncedReports) -> SyncedReports:
+    """The reports and both capacities synced; the demo capacity configured (from settings)."""
+    settings = app.state.settings
+
+    async def sync() -> None:
+        with session_scope(app.state.session_factory) as db:
+            async with PowerBIClient(PowerBIConnection.from_settings(settings)) as client:
+                await sync_capacities(session=db, client=client, settings=settings)
+
+    asyncio.run(sync())
+    return synced_reports
+
+
+def pause(emulator: Emulator) -> None:
+    state = emulator.state
+    state.capacity.suspend(state.now())
+    deadline = time.monotonic() + 5
+    while state.capacity.pending_operation(state.now()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def post_token(client: TestClient, report_id: str, reason: str = "load") -> object:
+    return client.post(
+        f"/api/reports/{report_id}/token",
+        headers={"X-CSRF-Token": csrf_of(client, "/reports")},
+        json={"reason": reason},
+    )
+
+
+def test_a_viewer_who_may_not_start_it_is_told_it_is_off(
+    app: FastAPI,
+    capacities: SyncedReports,
+    own_emulator: Emulator,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("ana@example.com")
+    grant(capacities[SALES], user=viewer)
+    client = login_as(viewer)
+    pause(own_emulator)
+    response = post_token(client, capacities[SALES])
+    assert response.status_code == 503  # type: ignore[attr-defined]
+    assert response.json()["code"] == "CapacityNotActive"  # type: ignore[attr-defined]
+    assert response.headers["retry-after"]  # type: ignore[attr-defined]
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalars(select(CapacityResumeRequest)).all() == []
+
+
+def test_a_viewer_who_may_start_it_asks_for_it_and_sees_the_starting_text(
+    app: FastAPI,
+    capacities: SyncedReports,
+    own_emulator: Emulator,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    grant(capacities[SALES], user=starter)
+    with session_scope(app.state.session_factory) as db:
+        capacity = db.get(Capacity, DEDICATED_ID)
+        assert capacity is not None and capacity.is_configured
+        capacity.starting_message = "Waking the dashboards up, one moment."
+    client = login_as(starter)
+    pause(own_emulator)
+    response = post_token(client, capacities[SALES])
+    assert response.status_code == 503  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body == {"code": "CapacityStarting", "detail": "Waking the dashboards up, one moment."}
+    with session_scope(app.state.session_factory) as db:
+        request = db.get(CapacityResumeRequest, DEDICATED_ID)
+        assert request is not None and request.user_email == "boss@example.com"
+
+
+def test_the_global_block_makes_everyone_wait(
+    app: FastAPI,
+    capacities: SyncedReports,
+    own_emulator: Emulator,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    grant(capacities[SALES], user=starter)
+    with session_scope(app.state.session_factory) as db:
+        organization = db.get(Organization, 1) or Organization(id=1)
+        organization.nobody_may_start_capacity = True
+        db.add(organization)
+    client = login_as(starter)
+    pause(own_emulator)
+    response = post_token(client, capacities[SALES])
+    assert response.json()["code"] == "CapacityNotActive"  # type: ignore[attr-defined]
+
+
+def test_another_capacity_being_off_does_not_hold_back_this_report(
+    capacities: SyncedReports,
+    own_emulator: Emulator,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("ana@example.com")
+    grant(FINANCE_SUMMARY_REPORT_ID, user=viewer)
+    client = login_as(viewer)
+    pause(own_emulator)  # the dedicated capacity; Finance Summary runs on the Fabric one
+    assert post_token(client, FINANCE_SUMMARY_REPORT_ID).status_code == 200  # type: ignore[attr-defined]
+
+
+def test_opening_and_touching_a_report_are_noted_without_a_database_write(
+    app: FastAPI,
+    capacities: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("ana@example.com")
+    grant(capacities[SALES], user=viewer)
+    client = login_as(viewer)
+    assert post_token(client, capacities[SALES]).status_code == 200  # type: ignore[attr-defined]
+    assert post_token(client, capacities[SALES], "timed").status_code == 200  # type: ignore[attr-defined]
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalars(select(CapacityActivity)).all() == []
+    ledger = app.state.activity_ledger
+    assert ledger.pending_last_counted(DEDICATED_ID) is not None
+    ledger.flush()
+    with session_scope(app.state.session_factory) as db:
+        row = db.scalars(select(CapacityActivity)).one()
+        assert set(row.kinds.split(",")) == {ActivityKind.OPENED, ActivityKind.TIMED_REFRESH}
+        assert row.user_id == viewer.id and row.last_counted_at is not None
+
+
+def test_an_open_report_nobody_touches_does_not_start_the_capacity(
+    app: FastAPI,
+    capacities: SyncedReports,
+    own_emulator: Emulator,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    """A permitted user's forgotten tab sees its capacity pause for being idle: keeping the
+    report alive must not start it again; someone opening a report does, and then the tab
+    waits on the starting screen too."""
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    grant(capacities[SALES], user=starter)
+    client = login_as(starter)
+    pause(own_emulator)
+    for reason in ("capacity", "margin", "timed", "recovery"):
+        answer = post_token(client, capacities[SALES], reason)
+        assert answer.json()["code"] == "CapacityNotActive", reason  # type: ignore[attr-defined]
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalars(select(CapacityResumeRequest)).all() == []
+    assert post_token(client, capacities[SALES], "load").json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
+    waiting = post_token(client, capacities[SALES], "recovery")
+    assert waiting.json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
