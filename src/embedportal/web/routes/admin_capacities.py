@@ -120,13 +120,11 @@ class LiveState:
     unavailable: str | None = None
 
 
-async def _live_state(
-    control: CapacityControl, capacity: Capacity, *, fresh: bool = False
-) -> LiveState:
+async def _live_state(control: CapacityControl, capacity: Capacity) -> LiveState:
     if not capacity.is_configured:
         return LiveState(status=None, unavailable=_("Not configured"))
     try:
-        return LiveState(status=await control.status(capacity_id=capacity.id, fresh=fresh))
+        return LiveState(status=await control.status(capacity_id=capacity.id))
     except CapacityNotConfiguredError:
         return LiveState(
             status=None,
