@@ -27,6 +27,7 @@ from embedportal.web.push import PushHub
 from embedportal.web.routes import (
     account,
     admin_audit,
+    admin_capacities,
     admin_groups,
     admin_reports,
     admin_settings,
@@ -131,4 +132,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)
     app.include_router(admin_viewers.router, include_in_schema=False)
+    app.include_router(admin_capacities.router)
     return app

@@ -11,12 +11,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from embedportal.db.models import Group, Report
+from embedportal.db.models import Capacity, Group, Report
 from embedportal.db.session import session_scope
 from tests.support.html import accessibility_problems, controls
 from tests.support.portal import Grant, LoginAs, MakeUser, csrf_of
 
 REPORT_ID = "5a1e5000-0000-4000-8000-000000000001"
+CAPACITY_ID = "5a1e5000-0000-4000-8000-0000000000ca"
 HTMX = {"HX-Request": "true"}
 
 
@@ -31,6 +32,7 @@ class Portal:
 def portal(app: FastAPI, make_user: MakeUser, login_as: LoginAs, grant: Grant) -> Portal:
     ana = make_user("ana@example.com")
     with session_scope(app.state.session_factory) as db:
+        db.add(Capacity(id=CAPACITY_ID, display_name="Sales capacity", sku="A1"))
         db.add(
             Report(
                 id=REPORT_ID,
@@ -70,6 +72,11 @@ PAGES = [
     "/admin/settings",
     "/admin/audit",
     "/admin/viewers",
+    "/admin/capacities",
+    f"/admin/capacities/{CAPACITY_ID}",
+    f"/admin/capacities/{CAPACITY_ID}/turn-on",
+    f"/admin/capacities/{CAPACITY_ID}/sku?sku=A2",
+    "/admin/capacities/audit",
 ]
 
 
@@ -104,6 +111,26 @@ REFUSALS: list[tuple[str, dict[str, str] | None, bool, set[str]]] = [
     (f"/admin/reports/{REPORT_ID}/grants", {"grantee": "user:999"}, True, set()),
     ("/admin/audit?since=yesterday&until=2024-02-30", None, False, {"since", "until"}),
     ("/admin/viewers?day=yesterday", None, False, set()),
+    (
+        f"/admin/capacities/{CAPACITY_ID}/azure",
+        {"subscription_id": "x", "resource_group": "", "resource_name": "A", "provider": ""},
+        False,
+        {"subscription_id", "resource_group", "resource_name", "provider"},
+    ),
+    (
+        f"/admin/capacities/{CAPACITY_ID}/settings",
+        {"idle_pause_minutes": "abc", "hourly_price": "x", "starting_message": "ok"},
+        False,
+        {"idle_pause_minutes", "hourly_price"},
+    ),
+    (
+        f"/admin/capacities/{CAPACITY_ID}/schedule",
+        {"weekday": "9", "time": "8h", "action": "x", "sku": ""},
+        False,
+        {"weekday", "time", "action"},
+    ),
+    (f"/admin/capacities/{CAPACITY_ID}/sku?sku=F2", None, False, {"sku"}),
+    ("/admin/capacities/audit?since=yesterday&until=2024-02-30", None, False, {"since", "until"}),
 ]
 
 

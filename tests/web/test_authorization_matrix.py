@@ -30,12 +30,13 @@ from sqlalchemy import update
 from starlette.routing import Mount, WebSocketRoute
 
 from embedportal.access.groups import add_member, create_group
-from embedportal.db.models import Report, ReportGrant, User
+from embedportal.db.models import Capacity, Report, ReportGrant, User
 from embedportal.db.session import session_scope
 from tests.support.portal import LoginAs, MakeUser, csrf_of
 
 PERSONAS = ("anonymous", "viewer", "granted", "blocked", "admin")
 REPORT_ID = "6f7c1c37-0000-4000-8000-00000000ab01"
+CAPACITY_ID = "6f7c1c37-0000-4000-8000-00000000ca01"
 WORKSPACE_ID = "6f7c1c37-0000-4000-8000-00000000ff01"
 DATASET_ID = "6f7c1c37-0000-4000-8000-00000000da01"
 
@@ -216,6 +217,36 @@ EXPECTED: dict[str, Row] = {
     # --- admin: viewer health ---------------------------------------------------------------
     "GET /admin/viewers": admin_only(),
     "GET /admin/viewers/rows": admin_only(query={"day": "2025-01-31"}),
+    # --- admin: capacities (the seeded one has no Azure coordinates: ARM is never asked) -----
+    "GET /admin/capacities": admin_only(),
+    "GET /admin/capacities/rows": admin_only(query={"q": "matrix"}),
+    # No Power BI connection in this test app: the reload says so, on the list.
+    "POST /admin/capacities/reload": admin_only(Expect(303, "/admin/capacities")),
+    "GET /admin/capacities/audit": admin_only(),
+    "GET /admin/capacities/audit/rows": admin_only(query={"action": "started"}),
+    "GET /admin/capacities/audit.csv": admin_only(),
+    "GET /admin/capacities/{capacity_id}": admin_only(),
+    "GET /admin/capacities/{capacity_id}/state": admin_only(),
+    "POST /admin/capacities/{capacity_id}/azure": admin_only(
+        REFUSED, form={"subscription_id": "not-a-guid"}
+    ),
+    "POST /admin/capacities/{capacity_id}/settings": admin_only(
+        Expect(303, "/admin/capacities/"), form={"idle_pause_minutes": "30"}
+    ),
+    "POST /admin/capacities/{capacity_id}/schedule": admin_only(
+        Expect(303, "/admin/capacities/"),
+        form={"weekday": "0", "time": "08:00", "action": "turn_on", "sku": ""},
+    ),
+    "POST /admin/capacities/{capacity_id}/schedule/copy": admin_only(
+        REFUSED, form={"copy_from": "0"}
+    ),
+    "POST /admin/capacities/{capacity_id}/schedule/edit": admin_only(OK, form={"add_row": "1"}),
+    "GET /admin/capacities/{capacity_id}/turn-on": admin_only(),
+    "POST /admin/capacities/{capacity_id}/turn-on": admin_only(REFUSED),
+    "GET /admin/capacities/{capacity_id}/turn-off": admin_only(),
+    "POST /admin/capacities/{capacity_id}/turn-off": admin_only(REFUSED),
+    "GET /admin/capacities/{capacity_id}/sku": admin_only(query={"sku": "A2"}),
+    "POST /admin/capacities/{capacity_id}/sku": admin_only(REFUSED, form={"sku": "A2"}),
 }
 
 
@@ -270,6 +301,7 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
     with session_scope(app.state.session_factory) as db:
         group = create_group(session=db, name="Matrix group", actor=None)
         add_member(session=db, group=group, email=subject.email, actor=users["admin"])
+        db.add(Capacity(id=CAPACITY_ID, display_name="Matrix capacity", sku="A1"))
         db.add(
             Report(
                 id=REPORT_ID,
@@ -277,6 +309,7 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
                 dataset_id=DATASET_ID,
                 name="Matrix report",
                 embed_url=f"https://app.powerbi.com/reportEmbed?reportId={REPORT_ID}",
+                capacity_id=CAPACITY_ID,
             )
         )
         db.flush()
@@ -290,6 +323,7 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
             "grant_id": str(grant.id),
             "name": "htmx.min.js",
             "viewer_id": str(users["viewer"].id),
+            "capacity_id": CAPACITY_ID,
         }
     return World(users=users, values=values)
 

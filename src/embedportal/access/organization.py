@@ -206,15 +206,21 @@ class OrganizationChanges:
     clear_client_secret: bool
     workspace_id: str
     policy: TokenPolicy
+    # "Nobody may turn on a capacity": the global block over every on-demand start.
+    nobody_may_start_capacity: bool = False
 
 
 def validate_organization_form(
-    form: Mapping[str, str], *, clear_client_secret: bool, interaction_min_age_minutes: int
+    form: Mapping[str, str],
+    *,
+    clear_client_secret: bool,
+    interaction_min_age_minutes: int,
+    nobody_may_start_capacity: bool = False,
 ) -> tuple[OrganizationChanges | None, dict[str, str]]:
     """(changes, {}) or (None, {field: message}). Messages are English source strings.
 
     `form` holds the typed fields by name; `clear_client_secret` is the "remove the stored
-    secret" box, ticked or not."""
+    secret" box and `nobody_may_start_capacity` the global block's box, ticked or not."""
     errors: dict[str, str] = {}
     name = form.get("name", "").strip()
     if not name:
@@ -263,6 +269,7 @@ def validate_organization_form(
             clear_client_secret=clear_client_secret,
             workspace_id=workspace_id,
             policy=policy_result.policy,
+            nobody_may_start_capacity=nobody_may_start_capacity,
         ),
         {},
     )
@@ -287,6 +294,7 @@ def update_organization(
         "token_lifetime_minutes": changes.policy.lifetime_minutes,
         "refresh_margin_minutes": changes.policy.margin_minutes,
         "refresh_every_minutes": changes.policy.refresh_every_minutes,
+        "nobody_may_start_capacity": changes.nobody_may_start_capacity,
     }
     detail: dict[str, object] = {}
     for field_name, new in new_values.items():

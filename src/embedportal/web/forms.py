@@ -11,11 +11,13 @@ e-mail, role or token lifetime is) stays in the services, `access.users`, `acces
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from embedportal.db.models import Group, Organization, Role, User
+from embedportal.db.models import Capacity, Group, Organization, Role, User
 
 # Beyond a 32-bit integer an id is no row of ours; the database is never asked (it would overflow).
 MAX_ID = 2**31 - 1
@@ -121,6 +123,7 @@ class SettingsForm(PostedForm):
     refresh_every_minutes: str = ""
     token_lifetime_minutes: str = ""
     refresh_margin_minutes: str = ""
+    nobody_may_start_capacity: Checkbox = False
 
     @classmethod
     def of(cls, organization: Organization) -> Self:
@@ -134,6 +137,7 @@ class SettingsForm(PostedForm):
             refresh_every_minutes=str(organization.refresh_every_minutes or ""),
             token_lifetime_minutes=str(organization.token_lifetime_minutes),
             refresh_margin_minutes=str(organization.refresh_margin_minutes),
+            nobody_may_start_capacity=organization.nobody_may_start_capacity,
         )
 
     def text_fields(self) -> dict[str, str]:
@@ -164,3 +168,123 @@ class GrantForm(GrantRolesForm):
             return None
         grantee_id = int(raw_id)
         return grantee_id if 1 <= grantee_id <= MAX_ID else None
+
+
+class CapacityAzureForm(PostedForm):
+    """Where a capacity lives in Azure, as `capacity.inventory.configure_capacity` takes it."""
+
+    subscription_id: str = ""
+    resource_group: str = ""
+    resource_name: str = ""
+    provider: str = ""
+
+    @classmethod
+    def of(cls, capacity: Capacity) -> Self:
+        return cls(
+            subscription_id=capacity.subscription_id or "",
+            resource_group=capacity.resource_group or "",
+            resource_name=capacity.resource_name or "",
+            provider=capacity.provider or "",
+        )
+
+
+class CapacitySettingsForm(PostedForm):
+    """A capacity's idle pause, starting-screen text and hourly price, as text: the capacity
+    policy tells "not a number" from "out of range" and says which."""
+
+    idle_pause_minutes: str = ""
+    starting_message: str = ""
+    hourly_price: str = ""
+
+    @classmethod
+    def of(cls, capacity: Capacity) -> Self:
+        price = capacity.hourly_price
+        return cls(
+            idle_pause_minutes=str(capacity.idle_pause_minutes or ""),
+            starting_message=capacity.starting_message,
+            hourly_price="" if price is None else format(Decimal(str(price)).normalize(), "f"),
+        )
+
+
+class ScheduleForm(PostedForm):
+    """The weekly schedule editor: one weekday, time, action and SKU per row, posted as four
+    lists in row order (every row sends each of its four fields, so the lists line up).
+
+    `add_row` and `remove_row` are the editor's buttons (the row number to remove); `copy_from`
+    and `copy_to` are "copy this day to …".
+    """
+
+    weekday: list[str] = []
+    time: list[str] = []
+    action: list[str] = []
+    sku: list[str] = []
+    copy_from: str = ""
+    copy_to: list[str] = []
+    add_row: str = ""
+    remove_row: str = ""
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Mapping[str, str]], *, spare: int = 0) -> Self:
+        """The form showing these rows (as `format_schedule_rows` gives them), and `spare`
+        blank ones for a browser without JavaScript to add rows in."""
+        filled = [*rows, *({} for _ in range(spare))]
+        return cls(
+            weekday=[row.get("weekday", "") for row in filled],
+            time=[row.get("time", "") for row in filled],
+            action=[row.get("action", "") for row in filled],
+            sku=[row.get("sku", "") for row in filled],
+        )
+
+    def rows(self) -> list[dict[str, str]]:
+        """The rows as `capacity.schedule.parse_schedule_rows` reads them."""
+        count = max(len(self.weekday), len(self.time), len(self.action), len(self.sku))
+
+        def at(values: list[str], index: int) -> str:
+            return values[index] if index < len(values) else ""
+
+        return [
+            {
+                "weekday": at(self.weekday, index),
+                "time": at(self.time, index),
+                "action": at(self.action, index),
+                "sku": at(self.sku, index),
+            }
+            for index in range(count)
+        ]
+
+    def edited(self) -> Self:
+        """The form after its "Add a row" or "Remove" button: one blank row more, or one less."""
+        rows = self.rows()
+        if self.remove_row.isascii() and self.remove_row.isdigit():
+            index = int(self.remove_row)
+            if index < len(rows):
+                del rows[index]
+        if self.add_row:
+            rows.append({})
+        return (
+            type(self)
+            .of_rows(rows)
+            .model_copy(update={"copy_from": self.copy_from, "copy_to": self.copy_to})
+        )
+
+
+class SkuForm(PostedForm):
+    """Change a capacity's SKU by hand."""
+
+    sku: str = ""
+
+
+class CapacityAuditQuery(PostedForm):
+    """The capacity audit's filters (query parameters), as typed; `capacity.audit_log` checks
+    them."""
+
+    capacity: str = ""
+    user: str = ""
+    action: str = ""
+    reason: str = ""
+    since: str = ""
+    until: str = ""
+    page: int = 1
+
+    def filter_fields(self) -> dict[str, str]:
+        return self.model_dump(exclude={"page"})

@@ -80,6 +80,7 @@ def save_settings(
         form.text_fields(),
         clear_client_secret=form.clear_client_secret,
         interaction_min_age_minutes=organization.interaction_min_age_minutes,
+        nobody_may_start_capacity=form.nobody_may_start_capacity,
     )
     if changes is None:
         context = _context(db, settings, form=form, errors=errors)
