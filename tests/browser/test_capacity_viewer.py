@@ -276,7 +276,7 @@ def test_someone_who_may_not_start_the_capacity_waits_on_the_off_screen_until_it
     capacity_id: str,
     new_page: NewPage,
 ) -> None:
-    # An administrator pauses the capacity in Azure; the portal's controller sees it.
+    # An administrator pauses the capacity in Azure; the portal sees it on its next look.
     arm.act("suspend")
     arm.wait_for(PAUSED, timeout=20)
     time.sleep(11)  # the portal remembers a capacity's state for up to 10 s
@@ -294,8 +294,12 @@ def test_someone_who_may_not_start_the_capacity_waits_on_the_off_screen_until_it
     expect(off).to_be_visible()
     expect(overlay(viewer, "viewer", "capacityStarting")).to_be_hidden()
 
-    # The administrator turns it on again; the report loads by itself.
-    arm.act("resume")
+    # The administrator turns it on again (Admin → Capacities); the report loads by itself.
+    admin = new_page()
+    sign_in(admin, portal.url, *ADMIN)
+    admin.goto(f"{portal.url}/admin/capacities/{capacity_id}/turn-on")
+    admin.get_by_role("button", name="Turn on", exact=True).click()
+    expect(admin).to_have_url(f"{portal.url}/admin/capacities/{capacity_id}")
     arm.wait_for(RUNNING, timeout=20, page=viewer)
     expect(revenue_card(viewer, "viewer")).to_have_text(total_revenue(), timeout=60_000)
     expect(off).to_be_hidden()
