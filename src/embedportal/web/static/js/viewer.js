@@ -320,9 +320,7 @@ export async function mountSlot(slot) {
     onState: (state, info) => {
       if (state === 'expired') showOverlay(slot, 'expired', info);
       else if (state === 'capacityOff') showOverlay(slot, 'capacityOff', info);
-      else if (state === 'capacityStarting') {
-        showOverlay(slot, 'capacityStarting', { message: info?.detail, code: info?.code });
-      }
+      else if (state === 'capacityStarting') showOverlay(slot, state, { message: info?.detail });
       else if (state === 'revoked') {
         showOverlay(slot, 'revoked', { message: viewer.lastError?.message, code: info?.code });
         // Nothing of the report may stay on screen once access is gone.
