@@ -454,3 +454,17 @@ def test_the_lease_passes_on_when_its_holder_stops_renewing(world: World) -> Non
         later = now + timedelta(seconds=31)
         assert acquire_lease(session=db, holder="b", now=later, ttl=timedelta(seconds=30))
         assert not acquire_lease(session=db, holder="a", now=later, ttl=timedelta(seconds=30))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_app_runs_the_controller_only_when_enabled(settings: Settings, enabled: bool) -> None:
+    from embedportal.app import create_app
+
+    app = create_app(settings.model_copy(update={"capacity_controller": enabled}))
+    try:
+        controller = app.state.capacity_controller
+        assert (controller.run in app.state.background) is enabled
+        assert app.state.activity_ledger.run in app.state.background
+        assert controller.interval_seconds == settings.capacity_controller_seconds
+    finally:
+        app.state.engine.dispose()
