@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
+from embedportal.access.audit import apply_changes, record
 from embedportal.access.users import UserInputError, find_user_by_email, normalise_email
 from embedportal.db.models import Group, GroupMembership, User
 from embedportal.i18n import _
@@ -136,12 +136,7 @@ def update_group(
         "may_start_capacity": may_start_capacity,
         "keeps_capacity_on": keeps_capacity_on,
     }
-    changes: dict[str, list[object]] = {}
-    for field, value in wanted.items():
-        before = getattr(group, field)
-        if before != value:
-            changes[field] = [before, value]
-            setattr(group, field, value)
+    changes = apply_changes(group, wanted)
     if changes:
         session.flush()
         record(

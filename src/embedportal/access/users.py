@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
+from embedportal.access.audit import apply_changes, record
 from embedportal.access.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -267,12 +267,7 @@ def update_user(
         "may_start_capacity": may_start_capacity,
         "keeps_capacity_on": keeps_capacity_on,
     }
-    changes: dict[str, list[object]] = {}
-    for field, value in wanted.items():
-        before = getattr(user, field)
-        if before != value:
-            changes[field] = [_plain(before), _plain(value)]
-            setattr(user, field, value)
+    changes = apply_changes(user, wanted)
     if changes:
         session.flush()
         record(
@@ -284,15 +279,6 @@ def update_user(
             detail={"email": user.email, "changes": changes},
         )
     return changes
-
-
-def _plain(value: object) -> object:
-    """A JSON-friendly form of a column value, for the audit detail."""
-    if isinstance(value, Role):
-        return value.value
-    if isinstance(value, list):
-        return list(value)
-    return value
 
 
 def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> None:
