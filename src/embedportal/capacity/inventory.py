@@ -302,27 +302,42 @@ def validate_coordinates(
     name = (resource_name or "").strip()
     kind = (provider or "").strip()
 
-    if not subscription:
-        errors["subscription_id"] = N_("Enter the Azure subscription id of the capacity.")
-    elif not is_guid(subscription):
-        errors["subscription_id"] = N_(
-            "The subscription id is a GUID such as 00000000-0000-0000-0000-000000000000 "
-            "(Azure portal → Subscriptions)."
-        )
-    if not group:
-        errors["resource_group"] = N_("Enter the resource group the capacity is in.")
-    elif not _RESOURCE_GROUP.match(group):
-        errors["resource_group"] = N_(
-            "A resource group name has 1 to 90 letters, digits, underscores, hyphens, periods "
-            "or parentheses, and does not end with a period."
-        )
-    if not name:
-        errors["resource_name"] = N_("Enter the capacity's name in Azure.")
-    elif not _CAPACITY_NAME.match(name):
-        errors["resource_name"] = N_(
-            "A capacity name in Azure has 3 to 63 lower-case letters and digits and starts "
-            "with a letter."
-        )
+    for field, value, valid, missing, malformed in (
+        (
+            "subscription_id",
+            subscription,
+            is_guid,
+            N_("Enter the Azure subscription id of the capacity."),
+            N_(
+                "The subscription id is a GUID such as 00000000-0000-0000-0000-000000000000 "
+                "(Azure portal → Subscriptions)."
+            ),
+        ),
+        (
+            "resource_group",
+            group,
+            _RESOURCE_GROUP.match,
+            N_("Enter the resource group the capacity is in."),
+            N_(
+                "A resource group name has 1 to 90 letters, digits, underscores, hyphens, "
+                "periods or parentheses, and does not end with a period."
+            ),
+        ),
+        (
+            "resource_name",
+            name,
+            _CAPACITY_NAME.match,
+            N_("Enter the capacity's name in Azure."),
+            N_(
+                "A capacity name in Azure has 3 to 63 lower-case letters and digits and starts "
+                "with a letter."
+            ),
+        ),
+    ):
+        if not value:
+            errors[field] = missing
+        elif not valid(value):
+            errors[field] = malformed
     if kind not in CAPACITY_PROVIDERS:
         errors["provider"] = N_(
             "Choose the capacity's type: Power BI Embedded (A and EM SKUs) or Fabric (F SKUs)."
