@@ -203,14 +203,8 @@ def apply_capacity_inventory(
         capacity = known[normalise_capacity_id(target.id)]
         if _prefill(capacity, wanted):
             prefilled = capacity.id
-            record(
-                session=session,
-                actor=actor,
-                action="capacity.configured",
-                target_type="capacity",
-                target_id=capacity.id,
-                detail={"source": "environment", **_coordinates_detail(capacity)},
-            )
+            detail = {"source": "environment", **_coordinates_detail(capacity)}
+            _audit_configured(session=session, actor=actor, capacity=capacity, detail=detail)
 
     reports_updated = _assign_reports(session, inventory.workspaces)
     missing = tuple(sorted(set(known) - set(seen)))
@@ -367,6 +361,21 @@ def _coordinates_detail(capacity: Capacity) -> dict[str, Any]:
     return {name: getattr(capacity, name) for name in _COORDINATES}
 
 
+def _audit_configured(
+    *, session: Session, actor: User | None, capacity: Capacity, detail: dict[str, Any]
+) -> None:
+    """The entry for a capacity whose Azure coordinates were set, from the environment or by
+    an administrator."""
+    record(
+        session=session,
+        actor=actor,
+        action="capacity.configured",
+        target_type="capacity",
+        target_id=capacity.id,
+        detail=detail,
+    )
+
+
 def get_capacity(*, session: Session, capacity_id: str) -> Capacity | None:
     return session.get(Capacity, normalise_capacity_id(capacity_id))
 
@@ -412,12 +421,5 @@ def configure_capacity(
             setattr(capacity, name, new)
     if detail:
         session.flush()
-        record(
-            session=session,
-            actor=actor,
-            action="capacity.configured",
-            target_type="capacity",
-            target_id=capacity.id,
-            detail=detail,
-        )
+        _audit_configured(session=session, actor=actor, capacity=capacity, detail=detail)
     return capacity
