@@ -307,11 +307,9 @@ class CapacityControl:
     ) -> None:
         now = self._clock()
         with session_scope(self._session_factory) as session:
-            capacity = session.get(Capacity, capacity_id)
+            capacity = _released(session, capacity_id)
             if capacity is None:
                 return
-            capacity.operation = None
-            capacity.operation_started_at = None
             if info.sku_name:
                 capacity.sku = info.sku_name
             if action is Action.RESUME:
@@ -336,11 +334,8 @@ class CapacityControl:
         message: str,
     ) -> None:
         with session_scope(self._session_factory) as session:
-            capacity = session.get(Capacity, capacity_id)
-            if capacity is None:
+            if _released(session, capacity_id) is None:
                 return
-            capacity.operation = None
-            capacity.operation_started_at = None
             failed = _audit_event(
                 capacity_id,
                 _FAILED_EVENT_OF[action],
@@ -366,6 +361,15 @@ class CapacityControl:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+
+
+def _released(session: Session, capacity_id: str) -> Capacity | None:
+    """The capacity, no longer claimed by an operation (None if it was removed meanwhile)."""
+    capacity = session.get(Capacity, capacity_id)
+    if capacity is not None:
+        capacity.operation = None
+        capacity.operation_started_at = None
+    return capacity
 
 
 def _audit_event(

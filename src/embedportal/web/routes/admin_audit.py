@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from embedportal.access.audit_log import (
     action_label,
+    day_filter,
     describe_detail,
     known_actions,
     organization_zone,
@@ -28,17 +29,7 @@ MAX_PAGE = 1_000_000
 
 
 def _day(value: str, field: str, errors: dict[str, str]) -> date | None:
-    if not value.strip():
-        return None
-    try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        day = None
-    # Far-off years would overflow when turned into moments in a time zone.
-    if day is None or not 1900 <= day.year <= 9998:
-        errors[field] = _("Give a date like 2025-01-31.")
-        return None
-    return day
+    return day_filter(value, field, errors, message=_("Give a date like 2025-01-31."))
 
 
 class AuditFilters(BaseModel):
