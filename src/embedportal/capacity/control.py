@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access.organization import effective_connection
 from embedportal.capacity.decisions import Action, CapacityState, Reason
 from embedportal.capacity.inventory import coordinates_of
 from embedportal.db.base import utcnow
-from embedportal.db.models import Capacity, CapacityEvent, User
+from embedportal.db.models import Capacity, CapacityEvent, CapacityResumeRequest, User
 from embedportal.db.session import session_scope
 from embedportal.powerbi import (
     CapacityClient,
@@ -315,6 +315,13 @@ class CapacityControl:
             if action is Action.RESUME:
                 capacity.running_since = now
                 capacity.state = "Active"
+                # Everyone waiting is served: a request made while it was starting must not
+                # start it again after its next idle pause.
+                session.execute(
+                    delete(CapacityResumeRequest).where(
+                        CapacityResumeRequest.capacity_id == capacity_id
+                    )
+                )
             elif action is Action.SUSPEND:
                 capacity.running_since = None
                 capacity.state = "Suspended"
