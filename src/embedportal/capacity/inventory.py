@@ -361,18 +361,27 @@ def _coordinates_detail(capacity: Capacity) -> dict[str, Any]:
     return {name: getattr(capacity, name) for name in _COORDINATES}
 
 
+def record_capacity_change(
+    *, session: Session, actor: User | None, capacity: Capacity, action: str, detail: dict[str, Any]
+) -> None:
+    """An audit entry about one capacity (its coordinates, settings or schedule changed)."""
+    record(
+        session=session,
+        actor=actor,
+        action=action,
+        target_type="capacity",
+        target_id=capacity.id,
+        detail=detail,
+    )
+
+
 def _audit_configured(
     *, session: Session, actor: User | None, capacity: Capacity, detail: dict[str, Any]
 ) -> None:
     """The entry for a capacity whose Azure coordinates were set, from the environment or by
     an administrator."""
-    record(
-        session=session,
-        actor=actor,
-        action="capacity.configured",
-        target_type="capacity",
-        target_id=capacity.id,
-        detail=detail,
+    record_capacity_change(
+        session=session, actor=actor, capacity=capacity, action="capacity.configured", detail=detail
     )
 
 
