@@ -4,6 +4,9 @@
    and token API calls per viewer-hour, expiry screens, an outage. bench/token_policies.mjs.
 2. The token API over real HTTP: the portal and the built-in emulator on free ports, concurrent
    `POST /api/reports/{id}/token` calls. bench/http_tokens.py.
+3. The capacity's bill over a simulated week (simulated time, the real ledger, capacity control and
+   controller against a simulated ARM): billed capacity-hours, estimated cost, off and starting
+   screens for always on, Power Embedded's rule and ours. bench/capacity_week.py.
 
 Exit status 0 whenever the benchmarks ran; nothing here asserts a timing. bench/README.md explains
 the model and every figure.
@@ -41,6 +44,23 @@ SIMULATION_FLAGS: list[tuple[str, str, type, Any]] = [
     ("--outage-minutes", "--outage-minutes", float, 90),
 ]
 GROUPS = ["tv", "office", "laptop", "clock +3h", "clock -3h"]
+# Part 3's flags: (flag, CapacityWeekParams field, type, default, help).
+CAPACITY_FLAGS: list[tuple[str, str, type, Any, str]] = [
+    ("--capacity-days", "days", int, 7, "simulated days from a Monday"),
+    ("--capacity-seed", "seed", int, 1, "seed of the organization's week"),
+    ("--idle-minutes", "idle_minutes", int, 30, '"Pause the capacity after" (minutes)'),
+    ("--capacity-office-users", "office_users", int, 40, "office users"),
+    ("--capacity-tvs", "tvs", int, 3, "wall TVs without 'keeps on'"),
+    ("--capacity-heartbeat-minutes", "heartbeat_minutes", float, 5.0,
+     "minutes between an open viewer's heartbeats"),
+    ("--capacity-forgotten-tabs", "forgotten_tab_probability", float, 0.0,
+     "chance a desk user leaves the tab open overnight, per day"),
+    ("--capacity-transition-seconds", "transition_seconds", float, 60.0,
+     "seconds an ARM resume or suspend takes"),
+    ("--capacity-step-seconds", "step_seconds", float, 30.0, "the people's time step (s)"),
+    ("--capacity-controller-seconds", "controller_seconds", float, 0.0,
+     "controller pass interval; 0: whenever its answer can change"),
+]  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sim.add_argument(flag, type=kind, default=default, help=f"default {default}")
     sim.add_argument("--policies", default="ours,microsoft,interaction,superset")
     sim.add_argument("--no-outage", action="store_true", help="skip the outage scenario")
+    sim.add_argument("--skip-policies", action="store_true", help="skip the policy simulation")
     http = parser.add_argument_group("token API over HTTP (bench/http_tokens.py)")
     http.add_argument("--http-requests", type=int, default=400, help="token API calls per round")
     http.add_argument("--http-concurrency", type=int, default=8, help="calls in flight at once")
@@ -60,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="calls sent all at once after the other phases, 5 s timeout (0: skip)",
     )
     http.add_argument("--skip-http", action="store_true", help="skip the HTTP benchmark")
+    capacity = parser.add_argument_group("capacity week (bench/capacity_week.py)")
+    for flag, _field, kind, default, text in CAPACITY_FLAGS:
+        capacity.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    capacity.add_argument(
+        "--capacity-no-schedule", action="store_true", help='skip the "ours + schedule" policy'
+    )
+    capacity.add_argument("--skip-capacity", action="store_true", help="skip the capacity week")
     parser.add_argument("--json-out", type=Path, help="also write every figure to this file")
     return parser.parse_args(argv)
 
@@ -261,13 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     figures: dict[str, Any] = {}
 
-    console.rule("Part 1: token refresh policies (simulated day, real token keeper)")
-    simulation = run_policy_simulation(args)
-    figures["policies"] = simulation
-    print_policies(console, simulation["main"])
-    if simulation.get("outage"):
-        print_outage(console, simulation["outage"])
-    console.print(f"  (simulation: {simulation['runtimeMs'] / 1000:.1f} s)")
+    if not args.skip_policies:
+        console.rule("Part 1: token refresh policies (simulated day, real token keeper)")
+        simulation = run_policy_simulation(args)
+        figures["policies"] = simulation
+        print_policies(console, simulation["main"])
+        if simulation.get("outage"):
+            print_outage(console, simulation["outage"])
+        console.print(f"  (simulation: {simulation['runtimeMs'] / 1000:.1f} s)")
 
     if not args.skip_http:
         from bench import http_tokens
@@ -279,6 +308,18 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.http_concurrency,
             probe=args.http_probe,
         )
+
+    if not args.skip_capacity:
+        from bench import capacity_week
+
+        console.rule("Part 3: the capacity's bill over a simulated week (real controller)")
+        params = capacity_week.CapacityWeekParams(
+            **{
+                name: getattr(args, flag[2:].replace("-", "_")) for flag, name, *_ in CAPACITY_FLAGS
+            },
+            schedule=not args.capacity_no_schedule,
+        )
+        figures["capacity"] = capacity_week.run(console, params)
 
     elapsed = time.perf_counter() - started
     figures["runtimeSeconds"] = round(elapsed, 2)

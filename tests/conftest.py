@@ -82,6 +82,9 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, ob
         "demo": False,
         # Redis is shared by every test run on the machine (pub/sub ignores database numbers).
         "redis_prefix": f"embedportal-test-{uuid.uuid4().hex}",
+        # Tests drive the capacity controller themselves (tests/capacity/test_controller.py);
+        # one running behind every app could pause the emulator that other tests share.
+        "capacity_controller": False,
         **settings_overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

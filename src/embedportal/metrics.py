@@ -29,49 +29,40 @@ class PortalMetrics:
     )
 
     def __post_init__(self) -> None:
-        r = self.registry
-        self.token_requests = Counter(
-            "embedportal_token_requests",
-            "Token API requests by outcome.",
-            ["outcome"],
-            registry=r,
+        self.token_requests = self._counter(
+            "embedportal_token_requests", "Token API requests by outcome.", "outcome"
         )
-        self.generate_token_calls = Counter(
+        self.generate_token_calls = self._counter(
             "embedportal_generate_token_calls",
             "GenerateToken calls made to Power BI (cache misses).",
-            registry=r,
         )
-        self.token_cache_hits = Counter(
+        self.token_cache_hits = self._counter(
             "embedportal_token_cache_hits",
             "Token API requests answered from the shared token cache.",
-            registry=r,
         )
-        self.viewer_refreshes = Counter(
-            "embedportal_viewer_refreshes",
-            "Embed tokens set in open viewers, by reason.",
-            ["reason"],
-            registry=r,
+        self.viewer_refreshes = self._counter(
+            "embedportal_viewer_refreshes", "Embed tokens set in open viewers, by reason.", "reason"
         )
-        self.viewer_refresh_failures = Counter(
+        self.viewer_refresh_failures = self._counter(
             "embedportal_viewer_refresh_failures",
             "Failed token refreshes reported by open viewers.",
-            registry=r,
         )
-        self.viewer_expiry_screens = Counter(
+        self.viewer_expiry_screens = self._counter(
             "embedportal_viewer_expiry_screens",
             "Times an open viewer's token expired and it showed the expiry screen.",
-            registry=r,
         )
-        self.viewer_recoveries = Counter(
-            "embedportal_viewer_recoveries",
-            "Viewers that recovered by themselves after an expiry.",
-            registry=r,
+        self.viewer_recoveries = self._counter(
+            "embedportal_viewer_recoveries", "Viewers that recovered by themselves after an expiry."
         )
         self.open_viewers = Gauge(
             "embedportal_open_viewers",
             "Viewers connected to this instance's push channel.",
-            registry=r,
+            registry=self.registry,
         )
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        """A counter in this app's registry (never the process-wide default one)."""
+        return Counter(name, documentation, labels, registry=self.registry)
 
     def record_viewer_event(self, event_type: str, reason: str | None) -> None:
         if event_type == "refreshed":

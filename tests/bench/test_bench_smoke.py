@@ -1,6 +1,8 @@
 """`python -m bench` with tiny parameters: it runs, prints its tables, our token keeper shows no
-expiry screen in the simulated day and recovers from the outage by itself, and the token API
-over HTTP mints one token per (report, identity). Behaviour only: nothing here looks at timings."""
+expiry screen in the simulated day and recovers from the outage by itself, the token API over
+HTTP mints one token per (report, identity), and over a simulated day our capacity rules bill
+fewer hours than always-on and Power Embedded's without an off screen for the screen entitled to
+keep the capacity on. Behaviour only: nothing here looks at timings."""
 
 from __future__ import annotations
 
@@ -15,30 +17,44 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="the simulation needs node")
-
 TINY = [
     "--viewers", "16", "--hours", "14", "--start-hour", "6", "--keys", "3",
     "--outage-viewers", "12", "--outage-start-hour", "10", "--outage-hours", "4",
     "--outage-at-hour", "11", "--outage-minutes", "60",
     "--http-requests", "30", "--http-concurrency", "4", "--http-probe", "0",
+    "--skip-capacity",
+]  # fmt: skip
+# Part 3 alone: one simulated Monday, a few office users, the three wall TVs and the lobby TV.
+TINY_CAPACITY = [
+    "--skip-policies", "--skip-http",
+    "--capacity-days", "1", "--capacity-office-users", "6", "--capacity-seed", "3",
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("bench") / "figures.json"
+def _run_bench(out: Path, *flags: str) -> tuple[str, dict[str, Any]]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", *TINY, "--json-out", str(out)],
+        [sys.executable, "-m", "bench", *flags, "--json-out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
     assert done.returncode == 0, done.stderr
     figures: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return done.stdout, figures
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    if shutil.which("node") is None:
+        pytest.skip("the simulation needs node")
+    return _run_bench(tmp_path_factory.mktemp("bench") / "figures.json", *TINY)
+
+
+@pytest.fixture(scope="module")
+def capacity_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    return _run_bench(tmp_path_factory.mktemp("bench") / "capacity.json", *TINY_CAPACITY)
 
 
 def _by_name(policies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -99,3 +115,49 @@ def test_http_part_prints_its_table_and_shares_tokens(
     assert cold["generateTokenCalls"] == cold["distinctKeys"] > 1
     assert cold["keysAnsweredWithMoreThanOneToken"] == 0
     assert phases["warm burst"]["generateTokenCalls"] == 0
+
+
+def test_capacity_week_prints_its_tables(capacity_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, figures = capacity_run
+    assert "Part 3: the capacity's bill" in stdout
+    assert "Part 1: token refresh" not in stdout and "Part 2: token API" not in stdout
+    for text in ("billed", "est. cost", "off screens", "starting", "expiry", "billed h per day"):
+        assert text in stdout
+    for label in ("always on", "Power Embedded", "ours", "ours + schedule"):
+        assert f"| {label} " in stdout
+    assert "within 5 %:" in stdout
+    assert "bench finished" in stdout
+    assert {p["name"] for p in figures["capacity"]["policies"]} == {
+        "always_on", "power_embedded", "ours", "ours_schedule",
+    }  # fmt: skip
+
+
+def test_ours_bills_less_and_shows_no_off_screen_to_the_keeps_on_tv(
+    capacity_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, figures = capacity_run
+    week = figures["capacity"]
+    policies = _by_name(week["policies"])
+    ours, always_on, power_embedded = (
+        policies["ours"], policies["always_on"], policies["power_embedded"],
+    )  # fmt: skip
+    assert always_on["billedHours"] == week["hours"] == 24
+    # Power Embedded counts the wall TVs' timed refresh: they keep it on around the clock.
+    assert power_embedded["billedHours"] == always_on["billedHours"]
+    for p in (ours, policies["ours_schedule"]):
+        assert 0 < p["billedHours"] < power_embedded["billedHours"]
+        assert p["billedHours"] < always_on["billedHours"]
+        assert p["screensByClass"]["keeps-on TV"]["offScreens"] == 0
+        assert p["expiryScreens"] == 0
+        assert p["refusedArmOperations"] == []
+    assert all(p["expiryScreens"] == 0 for p in policies.values())
+    # The real controller did pause and start it, and nobody entitled waited in vain.
+    assert ours["audit"].get("started/on_demand", 0) >= 1
+    assert ours["audit"].get("paused/inactivity", 0) >= 1
+    assert ours["startingScreens"] >= 1 and ours["startWaitSeconds"] is not None
+    # The wall TVs without "keeps on" do see the capacity off at night: the day is not trivial.
+    assert ours["screensByClass"]["TV"]["offScreens"] > 0
+    assert ours["screensByClass"]["office"]["offScreens"] == 0
+    # The target is the counted users' hours plus the idle tail, and ours is close to it.
+    assert 0 < week["countedActiveHours"] < week["targetHours"] < 24
+    assert week["target"]["met"] is True

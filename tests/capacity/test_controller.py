@@ -266,6 +266,38 @@ def test_a_permitted_user_starts_it_on_demand(world: World, make_user: MakeUser)
         assert capacity is not None and capacity.running_since is not None
 
 
+def test_a_request_made_while_it_starts_does_not_start_it_again_after_a_pause(
+    world: World, make_user: MakeUser
+) -> None:
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    world.emulated().suspend(world.emulator.state.now())
+    world.sleep(0.5)
+    world.emulated().transition_override = 1.0
+    world.set_capacity(idle_pause_minutes=2)
+    controller = world.controller()
+    with world.db() as db:
+        request_resume(session=db, capacity_id=DEDICATED_ID, user=starter, now=world.clock())
+
+    async def start_while_asked_again() -> None:
+        await controller.run_once()  # the start begins
+        with world.db() as db:  # the waiting viewer opens the report again meanwhile
+            request_resume(session=db, capacity_id=DEDICATED_ID, user=starter, now=world.clock())
+        await world.control.wait_idle()
+
+    world.run(start_while_asked_again())
+    assert world.running()
+    world.clock.ahead = timedelta(minutes=3)  # nobody uses it: the idle pause
+    world.pass_(controller)
+    world.emulated().transition_override = None
+    assert not world.running()
+    world.pass_(controller)
+    assert not world.running()
+    assert [event[:2] for event in world.events()][-2:] == [
+        ("started", "on_demand"),
+        ("paused", "inactivity"),
+    ]
+
+
 def test_the_global_block_refuses_every_on_demand_start(world: World, make_user: MakeUser) -> None:
     starter = make_user("boss@example.com", may_start_capacity=True)
     with world.db() as db:
@@ -454,3 +486,17 @@ def test_the_lease_passes_on_when_its_holder_stops_renewing(world: World) -> Non
         later = now + timedelta(seconds=31)
         assert acquire_lease(session=db, holder="b", now=later, ttl=timedelta(seconds=30))
         assert not acquire_lease(session=db, holder="a", now=later, ttl=timedelta(seconds=30))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_app_runs_the_controller_only_when_enabled(settings: Settings, enabled: bool) -> None:
+    from embedportal.app import create_app
+
+    app = create_app(settings.model_copy(update={"capacity_controller": enabled}))
+    try:
+        controller = app.state.capacity_controller
+        assert (controller.run in app.state.background) is enabled
+        assert app.state.activity_ledger.run in app.state.background
+        assert controller.interval_seconds == settings.capacity_controller_seconds
+    finally:
+        app.state.engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -28,3 +30,24 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def apply_changes(target: object, wanted: Mapping[str, object]) -> dict[str, list[object]]:
+    """Set each attribute of ``target`` that differs from ``wanted``; returns what changed as
+    ``{field: [before, after]}`` in plain values, the "changes" an audit detail holds."""
+    changes: dict[str, list[object]] = {}
+    for field, value in wanted.items():
+        before = getattr(target, field)
+        if before != value:
+            changes[field] = [_plain(before), _plain(value)]
+            setattr(target, field, value)
+    return changes
+
+
+def _plain(value: object) -> object:
+    """A JSON-friendly form of a column value, for the audit detail."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list):
+        return list(value)
+    return value

@@ -33,6 +33,22 @@ def organization_zone(*, session: Session) -> ZoneInfo:
         return UTC
 
 
+def day_filter(value: str, field: str, errors: dict[str, str], *, message: str) -> date | None:
+    """A "from"/"to" day of an audit filter (YYYY-MM-DD), None when empty; a bad one files
+    ``message`` under ``field``."""
+    if not value.strip():
+        return None
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        day = None
+    # Far-off years would overflow when turned into instants in a time zone.
+    if day is None or not 1900 <= day.year <= 9998:
+        errors[field] = message
+        return None
+    return day
+
+
 def search_audit(
     *,
     session: Session,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
+from embedportal.access.audit import apply_changes, record
 from embedportal.access.users import UserInputError, find_user_by_email, normalise_email
 from embedportal.db.models import Group, GroupMembership, User
 from embedportal.i18n import _
@@ -49,6 +49,21 @@ def effective_permissions(*, session: Session, user: User) -> EffectivePermissio
             may_start = may_start or group_may_start
             keeps_on = keeps_on or group_keeps_on
     return EffectivePermissions(may_start_capacity=may_start, keeps_capacity_on=keeps_on)
+
+
+def _audit(
+    *, session: Session, actor: User | None, action: str, group: Group, **detail: object
+) -> None:
+    """An entry about ``group`` that names it, so the trail still reads after a rename or
+    deletion."""
+    record(
+        session=session,
+        actor=actor,
+        action=action,
+        target_type="group",
+        target_id=str(group.id),
+        detail={"name": group.name, **detail},
+    )
 
 
 def _find_by_name(*, session: Session, name: str) -> Group | None:
@@ -101,17 +116,13 @@ def create_group(
     )
     session.add(group)
     session.flush()
-    record(
+    _audit(
         session=session,
         actor=actor,
         action="group.created",
-        target_type="group",
-        target_id=str(group.id),
-        detail={
-            "name": group.name,
-            "may_start_capacity": may_start_capacity,
-            "keeps_capacity_on": keeps_capacity_on,
-        },
+        group=group,
+        may_start_capacity=may_start_capacity,
+        keeps_capacity_on=keeps_capacity_on,
     )
     return group
 
@@ -136,35 +147,17 @@ def update_group(
         "may_start_capacity": may_start_capacity,
         "keeps_capacity_on": keeps_capacity_on,
     }
-    changes: dict[str, list[object]] = {}
-    for field, value in wanted.items():
-        before = getattr(group, field)
-        if before != value:
-            changes[field] = [before, value]
-            setattr(group, field, value)
+    changes = apply_changes(group, wanted)
     if changes:
         session.flush()
-        record(
-            session=session,
-            actor=actor,
-            action="group.updated",
-            target_type="group",
-            target_id=str(group.id),
-            detail={"name": group.name, "changes": changes},
-        )
+        _audit(session=session, actor=actor, action="group.updated", group=group, changes=changes)
     return changes
 
 
 def delete_group(*, session: Session, group: Group, actor: User) -> None:
     """Delete a group; its members lose what they had through it (memberships, grants)."""
-    record(
-        session=session,
-        actor=actor,
-        action="group.deleted",
-        target_type="group",
-        target_id=str(group.id),
-        detail={"name": group.name, "members": member_count(session=session, group=group)},
-    )
+    members = member_count(session=session, group=group)
+    _audit(session=session, actor=actor, action="group.deleted", group=group, members=members)
     session.delete(group)
     session.flush()
 
@@ -180,13 +173,13 @@ def add_member(*, session: Session, group: Group, email: str, actor: User) -> Us
     if session.get(GroupMembership, (group.id, user.id)) is None:
         session.add(GroupMembership(group_id=group.id, user_id=user.id))
         session.flush()
-        record(
+        _audit(
             session=session,
             actor=actor,
             action="group.member_added",
-            target_type="group",
-            target_id=str(group.id),
-            detail={"name": group.name, "email": user.email, "user_id": user.id},
+            group=group,
+            email=user.email,
+            user_id=user.id,
         )
     return user
 
@@ -197,13 +190,13 @@ def remove_member(*, session: Session, group: Group, user: User, actor: User) ->
         return
     session.delete(membership)
     session.flush()
-    record(
+    _audit(
         session=session,
         actor=actor,
         action="group.member_removed",
-        target_type="group",
-        target_id=str(group.id),
-        detail={"name": group.name, "email": user.email, "user_id": user.id},
+        group=group,
+        email=user.email,
+        user_id=user.id,
     )
 
 

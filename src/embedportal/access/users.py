@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
+from embedportal.access.audit import apply_changes, record
 from embedportal.access.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -55,6 +55,21 @@ class UserInputError(ValueError):
 def _raise_if(errors: Mapping[str, str]) -> None:
     if errors:
         raise UserInputError(errors=errors)
+
+
+def _audit(
+    *, session: Session, actor: User | None, action: str, user: User, **detail: object
+) -> None:
+    """An entry about ``user`` that gives the e-mail, so the trail still reads after the
+    address changes or the user is deleted."""
+    record(
+        session=session,
+        actor=actor,
+        action=action,
+        target_type="user",
+        target_id=str(user.id),
+        detail={"email": user.email, **detail},
+    )
 
 
 def normalise_email(email: str, *, field: str = "email") -> str:
@@ -209,20 +224,16 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    record(
+    _audit(
         session=session,
         actor=actor,
         action="user.created",
-        target_type="user",
-        target_id=str(user.id),
-        detail={
-            "email": user.email,
-            "role": user.role.value,
-            "rls_username": user.rls_username,
-            "rls_roles": list(user.rls_roles),
-            "may_start_capacity": user.may_start_capacity,
-            "keeps_capacity_on": user.keeps_capacity_on,
-        },
+        user=user,
+        role=user.role.value,
+        rls_username=user.rls_username,
+        rls_roles=list(user.rls_roles),
+        may_start_capacity=user.may_start_capacity,
+        keeps_capacity_on=user.keeps_capacity_on,
     )
     return user
 
@@ -267,32 +278,11 @@ def update_user(
         "may_start_capacity": may_start_capacity,
         "keeps_capacity_on": keeps_capacity_on,
     }
-    changes: dict[str, list[object]] = {}
-    for field, value in wanted.items():
-        before = getattr(user, field)
-        if before != value:
-            changes[field] = [_plain(before), _plain(value)]
-            setattr(user, field, value)
+    changes = apply_changes(user, wanted)
     if changes:
         session.flush()
-        record(
-            session=session,
-            actor=actor,
-            action="user.updated",
-            target_type="user",
-            target_id=str(user.id),
-            detail={"email": user.email, "changes": changes},
-        )
+        _audit(session=session, actor=actor, action="user.updated", user=user, changes=changes)
     return changes
-
-
-def _plain(value: object) -> object:
-    """A JSON-friendly form of a column value, for the audit detail."""
-    if isinstance(value, Role):
-        return value.value
-    if isinstance(value, list):
-        return list(value)
-    return value
 
 
 def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> None:
@@ -308,13 +298,11 @@ def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> 
         # Unblocking is a fresh start, including for a lock-out from wrong passwords.
         user.failed_login_count = 0
         user.locked_until = None
-    record(
+    _audit(
         session=session,
         actor=actor,
         action="user.blocked" if blocked else "user.unblocked",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"email": user.email},
+        user=user,
     )
 
 
@@ -323,14 +311,7 @@ def delete_user(*, session: Session, user: User, actor: User) -> None:
     if actor.id == user.id:
         raise UserInputError(_("You cannot delete yourself."))
     end_all_sessions(session=session, user_id=user.id)
-    record(
-        session=session,
-        actor=actor,
-        action="user.deleted",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"email": user.email, "role": user.role.value},
-    )
+    _audit(session=session, actor=actor, action="user.deleted", user=user, role=user.role.value)
     session.delete(user)
     session.flush()
 
@@ -343,14 +324,7 @@ def set_password(*, session: Session, user: User, password: str, actor: User | N
     user.failed_login_count = 0
     user.locked_until = None
     end_all_sessions(session=session, user_id=user.id)
-    record(
-        session=session,
-        actor=actor,
-        action="user.password_set",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"email": user.email},
-    )
+    _audit(session=session, actor=actor, action="user.password_set", user=user)
 
 
 def change_own_password(
@@ -375,14 +349,7 @@ def change_own_password(
     if keep_session_id is not None:
         statement = statement.where(WebSession.id != keep_session_id)
     session.execute(statement)
-    record(
-        session=session,
-        actor=user,
-        action="user.password_changed",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"email": user.email},
-    )
+    _audit(session=session, actor=user, action="user.password_changed", user=user)
 
 
 def set_language(*, session: Session, user: User, language: str | None) -> None:

@@ -19,10 +19,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
 from embedportal.capacity.controller import weekly_schedule_of
 from embedportal.capacity.idle import parse_idle_minutes
-from embedportal.capacity.inventory import CapacityInputError
+from embedportal.capacity.inventory import CapacityInputError, record_capacity_change
 from embedportal.capacity.prices import (
     SKUS,
     Billing,
@@ -169,12 +168,11 @@ def update_capacity_settings(
             setattr(capacity, name, new)
     if detail:
         session.flush()
-        record(
+        record_capacity_change(
             session=session,
             actor=actor,
+            capacity=capacity,
             action="capacity.settings_changed",
-            target_type="capacity",
-            target_id=capacity.id,
             detail=detail,
         )
     return list(detail)
@@ -227,12 +225,11 @@ def _store(
         for row in schedule.rows
     )
     session.flush()
-    record(
+    record_capacity_change(
         session=session,
         actor=actor,
+        capacity=capacity,
         action="capacity.schedule_changed",
-        target_type="capacity",
-        target_id=capacity.id,
         detail={"old": _described(before), "new": _described(schedule), **(detail or {})},
     )
     return schedule

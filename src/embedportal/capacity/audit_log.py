@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from embedportal.access.audit_log import day_filter
 from embedportal.capacity.reporting import day_start
 from embedportal.db.models import Capacity, CapacityEvent
 from embedportal.i18n import N_, _
@@ -72,17 +73,7 @@ class EventFilters:
 
 
 def _day(value: str, field: str, errors: dict[str, str]) -> date | None:
-    if not value.strip():
-        return None
-    try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        day = None
-    # Far-off years would overflow when turned into instants in a time zone.
-    if day is None or not 1900 <= day.year <= 9998:
-        errors[field] = N_("Give a date like 2025-01-31.")
-        return None
-    return day
+    return day_filter(value, field, errors, message=N_("Give a date like 2025-01-31."))
 
 
 def parse_event_filters(

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access.organization import effective_connection
 from embedportal.capacity.decisions import Action, CapacityState, Reason
 from embedportal.capacity.inventory import coordinates_of
 from embedportal.db.base import utcnow
-from embedportal.db.models import Capacity, CapacityEvent, User
+from embedportal.db.models import Capacity, CapacityEvent, CapacityResumeRequest, User
 from embedportal.db.session import session_scope
 from embedportal.powerbi import (
     CapacityClient,
@@ -307,16 +307,21 @@ class CapacityControl:
     ) -> None:
         now = self._clock()
         with session_scope(self._session_factory) as session:
-            capacity = session.get(Capacity, capacity_id)
+            capacity = _released(session, capacity_id)
             if capacity is None:
                 return
-            capacity.operation = None
-            capacity.operation_started_at = None
             if info.sku_name:
                 capacity.sku = info.sku_name
             if action is Action.RESUME:
                 capacity.running_since = now
                 capacity.state = "Active"
+                # Everyone waiting is served: a request made while it was starting must not
+                # start it again after its next idle pause.
+                session.execute(
+                    delete(CapacityResumeRequest).where(
+                        CapacityResumeRequest.capacity_id == capacity_id
+                    )
+                )
             elif action is Action.SUSPEND:
                 capacity.running_since = None
                 capacity.state = "Suspended"
@@ -336,11 +341,8 @@ class CapacityControl:
         message: str,
     ) -> None:
         with session_scope(self._session_factory) as session:
-            capacity = session.get(Capacity, capacity_id)
-            if capacity is None:
+            if _released(session, capacity_id) is None:
                 return
-            capacity.operation = None
-            capacity.operation_started_at = None
             failed = _audit_event(
                 capacity_id,
                 _FAILED_EVENT_OF[action],
@@ -366,6 +368,15 @@ class CapacityControl:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+
+
+def _released(session: Session, capacity_id: str) -> Capacity | None:
+    """The capacity, no longer claimed by an operation (None if it was removed meanwhile)."""
+    capacity = session.get(Capacity, capacity_id)
+    if capacity is not None:
+        capacity.operation = None
+        capacity.operation_started_at = None
+    return capacity
 
 
 def _audit_event(

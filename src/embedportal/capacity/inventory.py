@@ -203,14 +203,8 @@ def apply_capacity_inventory(
         capacity = known[normalise_capacity_id(target.id)]
         if _prefill(capacity, wanted):
             prefilled = capacity.id
-            record(
-                session=session,
-                actor=actor,
-                action="capacity.configured",
-                target_type="capacity",
-                target_id=capacity.id,
-                detail={"source": "environment", **_coordinates_detail(capacity)},
-            )
+            detail = {"source": "environment", **_coordinates_detail(capacity)}
+            _audit_configured(session=session, actor=actor, capacity=capacity, detail=detail)
 
     reports_updated = _assign_reports(session, inventory.workspaces)
     missing = tuple(sorted(set(known) - set(seen)))
@@ -302,27 +296,42 @@ def validate_coordinates(
     name = (resource_name or "").strip()
     kind = (provider or "").strip()
 
-    if not subscription:
-        errors["subscription_id"] = N_("Enter the Azure subscription id of the capacity.")
-    elif not is_guid(subscription):
-        errors["subscription_id"] = N_(
-            "The subscription id is a GUID such as 00000000-0000-0000-0000-000000000000 "
-            "(Azure portal → Subscriptions)."
-        )
-    if not group:
-        errors["resource_group"] = N_("Enter the resource group the capacity is in.")
-    elif not _RESOURCE_GROUP.match(group):
-        errors["resource_group"] = N_(
-            "A resource group name has 1 to 90 letters, digits, underscores, hyphens, periods "
-            "or parentheses, and does not end with a period."
-        )
-    if not name:
-        errors["resource_name"] = N_("Enter the capacity's name in Azure.")
-    elif not _CAPACITY_NAME.match(name):
-        errors["resource_name"] = N_(
-            "A capacity name in Azure has 3 to 63 lower-case letters and digits and starts "
-            "with a letter."
-        )
+    for field, value, valid, missing, malformed in (
+        (
+            "subscription_id",
+            subscription,
+            is_guid,
+            N_("Enter the Azure subscription id of the capacity."),
+            N_(
+                "The subscription id is a GUID such as 00000000-0000-0000-0000-000000000000 "
+                "(Azure portal → Subscriptions)."
+            ),
+        ),
+        (
+            "resource_group",
+            group,
+            _RESOURCE_GROUP.match,
+            N_("Enter the resource group the capacity is in."),
+            N_(
+                "A resource group name has 1 to 90 letters, digits, underscores, hyphens, "
+                "periods or parentheses, and does not end with a period."
+            ),
+        ),
+        (
+            "resource_name",
+            name,
+            _CAPACITY_NAME.match,
+            N_("Enter the capacity's name in Azure."),
+            N_(
+                "A capacity name in Azure has 3 to 63 lower-case letters and digits and starts "
+                "with a letter."
+            ),
+        ),
+    ):
+        if not value:
+            errors[field] = missing
+        elif not valid(value):
+            errors[field] = malformed
     if kind not in CAPACITY_PROVIDERS:
         errors["provider"] = N_(
             "Choose the capacity's type: Power BI Embedded (A and EM SKUs) or Fabric (F SKUs)."
@@ -350,6 +359,30 @@ def validate_coordinates(
 
 def _coordinates_detail(capacity: Capacity) -> dict[str, Any]:
     return {name: getattr(capacity, name) for name in _COORDINATES}
+
+
+def record_capacity_change(
+    *, session: Session, actor: User | None, capacity: Capacity, action: str, detail: dict[str, Any]
+) -> None:
+    """An audit entry about one capacity (its coordinates, settings or schedule changed)."""
+    record(
+        session=session,
+        actor=actor,
+        action=action,
+        target_type="capacity",
+        target_id=capacity.id,
+        detail=detail,
+    )
+
+
+def _audit_configured(
+    *, session: Session, actor: User | None, capacity: Capacity, detail: dict[str, Any]
+) -> None:
+    """The entry for a capacity whose Azure coordinates were set, from the environment or by
+    an administrator."""
+    record_capacity_change(
+        session=session, actor=actor, capacity=capacity, action="capacity.configured", detail=detail
+    )
 
 
 def get_capacity(*, session: Session, capacity_id: str) -> Capacity | None:
@@ -397,12 +430,5 @@ def configure_capacity(
             setattr(capacity, name, new)
     if detail:
         session.flush()
-        record(
-            session=session,
-            actor=actor,
-            action="capacity.configured",
-            target_type="capacity",
-            target_id=capacity.id,
-            detail=detail,
-        )
+        _audit_configured(session=session, actor=actor, capacity=capacity, detail=detail)
     return capacity

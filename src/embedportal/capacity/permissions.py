@@ -111,11 +111,7 @@ def _on_demand(
         return Verdict(allowed=False, because=Because.GLOBAL_BLOCK)
     if is_admin:
         return Verdict(allowed=True, because=Because.ADMINISTRATOR)
-    if own.may_turn_on:
-        return Verdict(allowed=True, because=Because.USER_PERMISSION)
-    if any(group.may_turn_on for group in groups):
-        return Verdict(allowed=True, because=Because.GROUP_PERMISSION)
-    return Verdict(allowed=False, because=Because.NOT_GRANTED)
+    return _granted(own.may_turn_on, any(group.may_turn_on for group in groups))
 
 
 def _keeps_on(
@@ -123,9 +119,14 @@ def _keeps_on(
 ) -> Verdict:
     if is_blocked:
         return Verdict(allowed=False, because=Because.BLOCKED_USER)
-    if own.keeps_on:
+    return _granted(own.keeps_on, any(group.keeps_on for group in groups))
+
+
+def _granted(by_user: bool, by_a_group: bool) -> Verdict:
+    """The checkboxes' say, once no stronger rule has decided: the user's own first."""
+    if by_user:
         return Verdict(allowed=True, because=Because.USER_PERMISSION)
-    if any(group.keeps_on for group in groups):
+    if by_a_group:
         return Verdict(allowed=True, because=Because.GROUP_PERMISSION)
     return Verdict(allowed=False, because=Because.NOT_GRANTED)
 

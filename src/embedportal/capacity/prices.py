@@ -68,32 +68,28 @@ CENT = Decimal("0.01")
 MAX_HOURLY_PRICE = Decimal("100000")
 
 
-def _catalogue() -> dict[str, Sku]:
+def _dedicated(prefix: str, *, billing: Billing, sizes: int) -> list[Sku]:
+    """``<prefix>1`` … ``<prefix><sizes>``: 1, 2, 4, … v-cores, 8 CUs and one A1 price each
+    (an EM SKU is priced as the A SKU of its size, see above)."""
     skus: list[Sku] = []
-    for step in range(6):  # A1 … A6: 1, 2, 4, … 32 v-cores
+    for step in range(sizes):
         v_cores = 2**step
         skus.append(
             Sku(
-                name=f"A{step + 1}",
+                name=f"{prefix}{step + 1}",
                 provider=Provider.POWER_BI_DEDICATED,
-                billing=Billing.PAY_AS_YOU_GO,
+                billing=billing,
                 capacity_units=8 * v_cores,
                 v_cores=v_cores,
                 estimated_hourly_usd=A1_USD_PER_HOUR * v_cores,
             )
         )
-    for step in range(3):  # EM1 … EM3 pair with A1 … A3
-        v_cores = 2**step
-        skus.append(
-            Sku(
-                name=f"EM{step + 1}",
-                provider=Provider.POWER_BI_DEDICATED,
-                billing=Billing.COMMITMENT,
-                capacity_units=8 * v_cores,
-                v_cores=v_cores,
-                estimated_hourly_usd=A1_USD_PER_HOUR * v_cores,
-            )
-        )
+    return skus
+
+
+def _catalogue() -> dict[str, Sku]:
+    skus = _dedicated("A", billing=Billing.PAY_AS_YOU_GO, sizes=6)  # A1 … A6: 1, 2, 4, … 32 v-cores
+    skus += _dedicated("EM", billing=Billing.COMMITMENT, sizes=3)  # EM1 … EM3 pair with A1 … A3
     for units in (2, 4, 8, 16, 32, 64):
         skus.append(
             Sku(

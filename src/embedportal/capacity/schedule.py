@@ -188,62 +188,46 @@ def _parse_row(
     index: int, raw: Mapping[str, str], provider: Provider | None
 ) -> tuple[ScheduleRow | None, list[FieldError]]:
     errors: list[FieldError] = []
+
+    def refuse(field: str, message: str, **params: int | str) -> None:
+        """File a problem of this row under ``field`` and carry on with the next check."""
+        errors.append(
+            FieldError(row=index, field=field, message=message, params=tuple(params.items()))
+        )
+
     weekday_text = raw.get(FIELD_WEEKDAY, "")
     weekday = _parse_weekday(weekday_text)
     if weekday is None:
-        message = (
+        refuse(
+            FIELD_WEEKDAY,
             N_("Choose a day of the week.")
             if not weekday_text.strip()
-            else N_("Unknown day of the week: choose one from Monday to Sunday.")
+            else N_("Unknown day of the week: choose one from Monday to Sunday."),
         )
-        errors.append(FieldError(row=index, field=FIELD_WEEKDAY, message=message))
 
     at = _parse_time(raw.get(FIELD_TIME, ""))
     if at is None:
-        errors.append(
-            FieldError(
-                row=index,
-                field=FIELD_TIME,
-                message=N_("Enter the time as HH:MM on a 24-hour clock, e.g. 08:00 or 17:30."),
-            )
-        )
+        refuse(FIELD_TIME, N_("Enter the time as HH:MM on a 24-hour clock, e.g. 08:00 or 17:30."))
 
     action = _parse_action(raw.get(FIELD_ACTION, ""))
     if action is None:
-        errors.append(
-            FieldError(
-                row=index,
-                field=FIELD_ACTION,
-                message=N_("Choose what to do: turn on, turn off or change the SKU."),
-            )
-        )
+        refuse(FIELD_ACTION, N_("Choose what to do: turn on, turn off or change the SKU."))
 
     sku: str | None = None
     if action is ScheduleAction.CHANGE_SKU:
         sku_text = raw.get(FIELD_SKU, "")
         if not sku_text.strip():
-            errors.append(
-                FieldError(row=index, field=FIELD_SKU, message=N_("Choose the SKU to change to."))
-            )
+            refuse(FIELD_SKU, N_("Choose the SKU to change to."))
         elif not is_known_sku(name=sku_text):
-            errors.append(
-                FieldError(
-                    row=index,
-                    field=FIELD_SKU,
-                    message=N_("Unknown SKU. Choose one of the list (A1–A6, EM1–EM3, F2–F64)."),
-                )
-            )
+            refuse(FIELD_SKU, N_("Unknown SKU. Choose one of the list (A1–A6, EM1–EM3, F2–F64)."))
         elif provider is not None and sku_info(name=sku_text).provider is not provider:
-            errors.append(
-                FieldError(
-                    row=index,
-                    field=FIELD_SKU,
-                    message=N_(
-                        "This capacity cannot change to a SKU of another family: choose an "
-                        "%(family)s SKU."
-                    ),
-                    params=(("family", _FAMILY[provider]),),
-                )
+            refuse(
+                FIELD_SKU,
+                N_(
+                    "This capacity cannot change to a SKU of another family: choose an "
+                    "%(family)s SKU."
+                ),
+                family=_FAMILY[provider],
             )
         else:
             sku = normalise_sku_name(name=sku_text)

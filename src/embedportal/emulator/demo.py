@@ -237,6 +237,8 @@ REVENUE = Measure("Revenue", "sum", "Revenue", "currency", "$#,0")
 UNITS = Measure("Units", "sum", "Units", "integer", "#,0")
 ORDER_LINES = Measure("Order lines", "count", None, "integer", "#,0")
 BY_MONTH = GroupBy("Date", by_month=True, label="Month")
+# Power BI's name for a report's first page (later ones count on: ReportSection2, …).
+FIRST_PAGE = "ReportSection1"
 
 
 def _card(name: str, title: str, measure: Measure, at: tuple[int, int, int, int]) -> Visual:
@@ -257,6 +259,19 @@ def _table(name: str, title: str, column: str, at: tuple[int, int, int, int]) ->
     return Visual(name, title, "table", at, query)
 
 
+def _one_page_report(
+    report_id: str,
+    name: str,
+    workspace_id: str,
+    dataset_id: str,
+    page_title: str,
+    *visuals: Visual,
+) -> Report:
+    return Report(
+        report_id, name, workspace_id, dataset_id, (Page(FIRST_PAGE, page_title, visuals),)
+    )
+
+
 def _reports() -> tuple[Report, ...]:
     sales_overview = Report(
         SALES_OVERVIEW_REPORT_ID,
@@ -265,7 +280,7 @@ def _reports() -> tuple[Report, ...]:
         SALES_DATASET_ID,
         (
             Page(
-                "ReportSection1",
+                FIRST_PAGE,
                 "Overview",
                 (
                     _card("totalRevenue", "Total revenue", REVENUE, (0, 0, 3, 2)),
@@ -291,61 +306,40 @@ def _reports() -> tuple[Report, ...]:
             ),
         ),
     )
-    regional_performance = Report(
+    regional_performance = _one_page_report(
         REGIONAL_PERFORMANCE_REPORT_ID,
         "Regional Performance",
         DEMO_WORKSPACE_ID,
         REGIONAL_DATASET_ID,
-        (
-            Page(
-                "ReportSection1",
-                "My region",
-                (
-                    _card("regionRevenue", "Revenue", REVENUE, (0, 0, 3, 2)),
-                    _card("regionUnits", "Units sold", UNITS, (3, 0, 3, 2)),
-                    _bar("revenueByProduct", "Revenue by product", "Product", (0, 2, 6, 6)),
-                    _line("revenueByMonth", "Revenue by month", (6, 2, 6, 6)),
-                    _table("categoryTable", "Sales by category", "Category", (0, 8, 12, 4)),
-                ),
-            ),
-        ),
+        "My region",
+        _card("regionRevenue", "Revenue", REVENUE, (0, 0, 3, 2)),
+        _card("regionUnits", "Units sold", UNITS, (3, 0, 3, 2)),
+        _bar("revenueByProduct", "Revenue by product", "Product", (0, 2, 6, 6)),
+        _line("revenueByMonth", "Revenue by month", (6, 2, 6, 6)),
+        _table("categoryTable", "Sales by category", "Category", (0, 8, 12, 4)),
     )
-    operations_dashboard = Report(
+    operations_dashboard = _one_page_report(
         OPERATIONS_DASHBOARD_REPORT_ID,
         "Operations Dashboard",
         DEMO_WORKSPACE_ID,
         SALES_DATASET_ID,
-        (
-            Page(
-                "ReportSection1",
-                "Operations",
-                (
-                    _card("totalRevenue", "Total revenue", REVENUE, (0, 0, 4, 2)),
-                    _card("unitsSold", "Units sold", UNITS, (4, 0, 4, 2)),
-                    _card("orderLines", "Order lines", ORDER_LINES, (8, 0, 4, 2)),
-                    _line("revenueByMonth", "Revenue by month", (0, 2, 8, 7)),
-                    _bar("revenueByRegion", "Revenue by region", "Region", (8, 2, 4, 7)),
-                ),
-            ),
-        ),
+        "Operations",
+        _card("totalRevenue", "Total revenue", REVENUE, (0, 0, 4, 2)),
+        _card("unitsSold", "Units sold", UNITS, (4, 0, 4, 2)),
+        _card("orderLines", "Order lines", ORDER_LINES, (8, 0, 4, 2)),
+        _line("revenueByMonth", "Revenue by month", (0, 2, 8, 7)),
+        _bar("revenueByRegion", "Revenue by region", "Region", (8, 2, 4, 7)),
     )
-    finance_summary = Report(
+    finance_summary = _one_page_report(
         FINANCE_SUMMARY_REPORT_ID,
         "Finance Summary",
         FINANCE_WORKSPACE_ID,
         FINANCE_DATASET_ID,
-        (
-            Page(
-                "ReportSection1",
-                "Summary",
-                (
-                    _card("totalRevenue", "Total revenue", REVENUE, (0, 0, 6, 2)),
-                    _card("orderLines", "Order lines", ORDER_LINES, (6, 0, 6, 2)),
-                    _bar("revenueByCategory", "Revenue by category", "Category", (0, 2, 5, 7)),
-                    _line("revenueByMonth", "Revenue by month", (5, 2, 7, 7)),
-                ),
-            ),
-        ),
+        "Summary",
+        _card("totalRevenue", "Total revenue", REVENUE, (0, 0, 6, 2)),
+        _card("orderLines", "Order lines", ORDER_LINES, (6, 0, 6, 2)),
+        _bar("revenueByCategory", "Revenue by category", "Category", (0, 2, 5, 7)),
+        _line("revenueByMonth", "Revenue by month", (5, 2, 7, 7)),
     )
     return (sales_overview, regional_performance, operations_dashboard, finance_summary)
 

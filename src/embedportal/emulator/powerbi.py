@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from embedportal.emulator.capacity import Capacity
-from embedportal.emulator.demo import Dataset, Report, Workspace
+from embedportal.emulator.demo import Dataset, DemoContent, Report, Workspace
 from embedportal.emulator.errors import (
     EmulatorError,
     invalid_request,
@@ -36,6 +37,8 @@ MAX_ROLE_LENGTH = 50
 MAX_LIFETIME_MINUTES = 10**9  # longer than any cap; keeps huge values out of float overflow
 EMBED_TOKEN_CONTEXT = "$metadata#Microsoft.PowerBI.ServiceClient.Models.EmbedToken"
 CREATED_DATE = "2024-01-01T00:00:00Z"
+# What a workspace holds besides its capacity: the two kinds answer alike.
+WorkspaceItem = TypeVar("WorkspaceItem", Report, Dataset)
 
 
 # --- authentication and the request budget -------------------------------------------------------
@@ -97,18 +100,22 @@ def _workspace(state: EmulatorState, group_id: str) -> Workspace:
     return workspace
 
 
+def _item_in(
+    items: Mapping[str, WorkspaceItem], workspace: Workspace, item_id: str, kind: str
+) -> WorkspaceItem:
+    """The report or dataset ``item_id`` of ``workspace`` (any case), else Power BI's 404."""
+    item = items.get(item_id.lower())
+    if item is None or item.workspace_id != workspace.id:
+        raise not_found(f"{kind} '{item_id}'")
+    return item
+
+
 def _report_in(state: EmulatorState, workspace: Workspace, report_id: str) -> Report:
-    report = state.content.reports.get(report_id.lower())
-    if report is None or report.workspace_id != workspace.id:
-        raise not_found(f"Report '{report_id}'")
-    return report
+    return _item_in(state.content.reports, workspace, report_id, "Report")
 
 
 def _dataset_in(state: EmulatorState, workspace: Workspace, dataset_id: str) -> Dataset:
-    dataset = state.content.datasets.get(dataset_id.lower())
-    if dataset is None or dataset.workspace_id != workspace.id:
-        raise not_found(f"Dataset '{dataset_id}'")
-    return dataset
+    return _item_in(state.content.datasets, workspace, dataset_id, "Dataset")
 
 
 def capacity_id(state: EmulatorState, workspace: Workspace | None = None) -> str:
@@ -213,18 +220,40 @@ async def list_groups(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/groups/{group_id}/reports")
-async def list_reports(group_id: str, request: Request) -> JSONResponse:
+def _workspace_listing(
+    request: Request,
+    group_id: str,
+    collection: str,
+    items_in: Callable[[DemoContent, str], list[WorkspaceItem]],
+    to_json: Callable[[str, WorkspaceItem], dict[str, Any]],
+) -> JSONResponse:
+    """A workspace's reports or datasets (``collection``), as Power BI lists them."""
     authenticate(request)
     state = get_state(request)
     workspace = _workspace(state, group_id)
     base_url = state.base_url(request)
     return JSONResponse(
         {
-            "@odata.context": _context(base_url, f"groups/{workspace.id}/$metadata#reports"),
-            "value": [report_json(base_url, r) for r in state.content.reports_in(workspace.id)],
+            "@odata.context": _context(base_url, f"groups/{workspace.id}/$metadata#{collection}"),
+            "value": [to_json(base_url, item) for item in items_in(state.content, workspace.id)],
         }
     )
+
+
+def _entity(
+    base_url: str,
+    collection: str,
+    item: WorkspaceItem,
+    to_json: Callable[[str, WorkspaceItem], dict[str, Any]],
+) -> JSONResponse:
+    """One report or dataset, as Power BI answers a GET of it."""
+    context = _context(base_url, f"groups/{item.workspace_id}/$metadata#{collection}/$entity")
+    return JSONResponse({"@odata.context": context, **to_json(base_url, item)})
+
+
+@router.get("/groups/{group_id}/reports")
+async def list_reports(group_id: str, request: Request) -> JSONResponse:
+    return _workspace_listing(request, group_id, "reports", DemoContent.reports_in, report_json)
 
 
 @router.get("/groups/{group_id}/reports/{report_id}")
@@ -232,23 +261,12 @@ async def get_report(group_id: str, report_id: str, request: Request) -> JSONRes
     authenticate(request)
     state = get_state(request)
     report = _report_in(state, _workspace(state, group_id), report_id)
-    base_url = state.base_url(request)
-    context = _context(base_url, f"groups/{report.workspace_id}/$metadata#reports/$entity")
-    return JSONResponse({"@odata.context": context, **report_json(base_url, report)})
+    return _entity(state.base_url(request), "reports", report, report_json)
 
 
 @router.get("/groups/{group_id}/datasets")
 async def list_datasets(group_id: str, request: Request) -> JSONResponse:
-    authenticate(request)
-    state = get_state(request)
-    workspace = _workspace(state, group_id)
-    base_url = state.base_url(request)
-    return JSONResponse(
-        {
-            "@odata.context": _context(base_url, f"groups/{workspace.id}/$metadata#datasets"),
-            "value": [dataset_json(base_url, d) for d in state.content.datasets_in(workspace.id)],
-        }
-    )
+    return _workspace_listing(request, group_id, "datasets", DemoContent.datasets_in, dataset_json)
 
 
 @router.get("/groups/{group_id}/datasets/{dataset_id}")
@@ -256,9 +274,7 @@ async def get_dataset(group_id: str, dataset_id: str, request: Request) -> JSONR
     authenticate(request)
     state = get_state(request)
     dataset = _dataset_in(state, _workspace(state, group_id), dataset_id)
-    base_url = state.base_url(request)
-    context = _context(base_url, f"groups/{dataset.workspace_id}/$metadata#datasets/$entity")
-    return JSONResponse({"@odata.context": context, **dataset_json(base_url, dataset)})
+    return _entity(state.base_url(request), "datasets", dataset, dataset_json)
 
 
 # --- GenerateToken request bodies ----------------------------------------------------------------

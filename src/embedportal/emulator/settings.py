@@ -24,6 +24,8 @@ DEFAULT_CAPACITY_NAME = "embedportaldemo"
 DEFAULT_FABRIC_CAPACITY_NAME = "embedportalfabric"
 
 PositiveSeconds = Annotated[float, Field(ge=1)]
+# Azure's rule for the name of a capacity of either kind.
+CapacityName = Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z][a-z0-9]*$")]
 
 
 def _random_signing_key() -> SecretStr:
@@ -53,18 +55,12 @@ class EmulatorSettings(BaseSettings):
         pattern=r"^[-\w._()]+$",
         description="Resource group holding the capacity.",
     )
-    capacity_name: str = Field(
+    capacity_name: CapacityName = Field(
         DEFAULT_CAPACITY_NAME,
-        min_length=3,
-        max_length=63,
-        pattern=r"^[a-z][a-z0-9]*$",
         description="Name of the Power BI Embedded capacity (ARM resource name).",
     )
-    fabric_capacity_name: str = Field(
+    fabric_capacity_name: CapacityName = Field(
         DEFAULT_FABRIC_CAPACITY_NAME,
-        min_length=3,
-        max_length=63,
-        pattern=r"^[a-z][a-z0-9]*$",
         description="Name of the second capacity, a Fabric one (ARM resource name).",
     )
     token_lifetime_seconds: PositiveSeconds = Field(

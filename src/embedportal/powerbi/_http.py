@@ -8,13 +8,15 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar, Self, TypedDict
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from embedportal.powerbi._headers import parse_retry_after
+from embedportal.powerbi.connection import PowerBIConnection
 from embedportal.powerbi.entra import AccessToken, EntraTokenProvider
 from embedportal.powerbi.errors import (
     PowerBIAuthError,
@@ -304,3 +306,76 @@ class ApiCore:
                 request_id,
             )
             raise failure
+
+
+class ClientOptions(TypedDict, total=False):
+    """How a client reaches its service; each is optional (the defaults of ServiceClient).
+
+    ``transport`` replaces httpx's network transport for the service's calls (tests);
+    ``entra_transport`` does the same for the token calls; ``token_provider`` shares an
+    existing provider (it is then not closed by ``aclose``). ``sleep`` is what the client
+    awaits between retries (tests pass a fake).
+    """
+
+    transport: httpx.AsyncBaseTransport | None
+    timeout: float
+    max_retries: int
+    token_provider: EntraTokenProvider | None
+    entra_transport: httpx.BaseTransport | None
+    retry_after_cap_seconds: float
+    sleep: Sleep | None
+
+
+class ServiceClient:
+    """What the Power BI and ARM clients share: a token for the service's scope, the request
+    loop against its base URL, and closing both (as ``async with`` does). A subclass names its
+    service, the token scope and how long a token must still live for a plain call."""
+
+    service: ClassVar[str]
+    scope: ClassVar[str]
+    default_min_token_seconds: ClassVar[float]
+
+    def __init__(
+        self,
+        connection: PowerBIConnection,
+        *,
+        base_url: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 15.0,
+        max_retries: int = 3,
+        token_provider: EntraTokenProvider | None = None,
+        entra_transport: httpx.BaseTransport | None = None,
+        retry_after_cap_seconds: float = DEFAULT_RETRY_AFTER_CAP_SECONDS,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.connection = connection
+        self._owns_provider = token_provider is None
+        self.tokens = token_provider or EntraTokenProvider(
+            connection, scope=self.scope, http_transport=entra_transport, timeout=timeout
+        )
+        self._core = ApiCore(
+            service=self.service,
+            base_url=base_url,
+            token_provider=self.tokens,
+            transport=transport,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_after_cap_seconds=retry_after_cap_seconds,
+            sleep=sleep,
+            default_min_token_seconds=self.default_min_token_seconds,
+        )
+        # Links the service hands back (next pages, operations) must stay on this host.
+        origin = urlsplit(base_url)
+        self._origin = (origin.scheme, origin.netloc)
+
+    async def aclose(self) -> None:
+        await self._core.aclose()
+        if self._owns_provider:
+            # close() waits for a token request in flight; keep the event loop free meanwhile.
+            await anyio.to_thread.run_sync(self.tokens.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -18,17 +18,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote, urlsplit
 
-import anyio.to_thread
 import httpx
 
 from embedportal.powerbi._headers import parse_retry_after
 from embedportal.powerbi._http import (
-    DEFAULT_RETRY_AFTER_CAP_SECONDS,
-    ApiCore,
-    Sleep,
+    ClientOptions,
+    ServiceClient,
     error_details,
     json_body,
     request_id_of,
@@ -41,7 +39,6 @@ from embedportal.powerbi.connection import (
     CapacityProvider,
     PowerBIConnection,
 )
-from embedportal.powerbi.entra import EntraTokenProvider
 from embedportal.powerbi.errors import (
     CapacityNotFoundError,
     CapacityOperationInProgressError,
@@ -93,7 +90,7 @@ TRANSITIONAL_STATES = frozenset(
 _ASYNC_TERMINAL = {"succeeded", "failed", "canceled", "cancelled"}
 
 
-class CapacityClient:
+class CapacityClient(ServiceClient):
     """``async with CapacityClient(connection) as capacity: await capacity.resume()``.
 
     The capacity is ``capacity`` (any capacity, of either provider, by its Azure coordinates)
@@ -101,25 +98,24 @@ class CapacityClient:
     (a Power BI Embedded capacity); the connection gives the credentials and ARM's URL.
     Long-running operations are polled honouring ``Retry-After`` (at most
     ``poll_interval_cap_seconds`` between polls, ``default_poll_seconds`` when the server says
-    nothing) for up to ``operation_timeout_seconds``. ``sleep`` and ``clock`` are injectable.
+    nothing) for up to ``operation_timeout_seconds``. ``sleep`` and ``clock`` are injectable;
+    ``options`` are those of every client (:class:`ClientOptions`).
     """
+
+    service = SERVICE
+    scope = ARM_SCOPE
+    default_min_token_seconds = DEFAULT_MIN_TOKEN_SECONDS
 
     def __init__(
         self,
         connection: PowerBIConnection,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 15.0,
-        max_retries: int = 3,
-        token_provider: EntraTokenProvider | None = None,
-        entra_transport: httpx.BaseTransport | None = None,
-        retry_after_cap_seconds: float = DEFAULT_RETRY_AFTER_CAP_SECONDS,
-        sleep: Sleep | None = None,
         clock: Callable[[], float] = time.monotonic,
         default_poll_seconds: float = 5.0,
         poll_interval_cap_seconds: float = 30.0,
         operation_timeout_seconds: float = 900.0,
         capacity: CapacityCoordinates | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         coordinates = capacity if capacity is not None else connection.capacity
         if coordinates is None:
@@ -127,24 +123,9 @@ class CapacityClient:
                 "CapacityClient needs a capacity: pass capacity=CapacityCoordinates(...) or set "
                 "the connection's subscription_id, resource_group and capacity_name"
             )
-        self.connection = connection
+        super().__init__(connection, base_url=connection.arm_url, **options)
         self.coordinates = coordinates
         self.rules = PROVIDER_RULES[coordinates.provider]
-        self._owns_provider = token_provider is None
-        self.tokens = token_provider or EntraTokenProvider(
-            connection, scope=ARM_SCOPE, http_transport=entra_transport, timeout=timeout
-        )
-        self._core = ApiCore(
-            service=SERVICE,
-            base_url=connection.arm_url,
-            token_provider=self.tokens,
-            transport=transport,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_after_cap_seconds=retry_after_cap_seconds,
-            sleep=sleep,
-            default_min_token_seconds=DEFAULT_MIN_TOKEN_SECONDS,
-        )
         self._clock = clock
         self.default_poll_seconds = default_poll_seconds
         self.poll_interval_cap_seconds = poll_interval_cap_seconds
@@ -155,20 +136,6 @@ class CapacityClient:
             f"/providers/{coordinates.provider}/capacities/"
             f"{quote(coordinates.name, safe='')}"
         )
-        origin = urlsplit(connection.arm_url)
-        self._origin = (origin.scheme, origin.netloc)
-
-    async def aclose(self) -> None:
-        await self._core.aclose()
-        if self._owns_provider:
-            # close() waits for a token request in flight; keep the event loop free meanwhile.
-            await anyio.to_thread.run_sync(self.tokens.close)
-
-    async def __aenter__(self) -> CapacityClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def name(self) -> str:

@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote, urlsplit
 
-import anyio.to_thread
-import httpx
-
-from embedportal.powerbi._http import (
-    DEFAULT_RETRY_AFTER_CAP_SECONDS,
-    ApiCore,
-    Sleep,
-    json_body,
-    request_id_of,
-)
+from embedportal.powerbi._http import ClientOptions, ServiceClient, json_body, request_id_of
 from embedportal.powerbi.connection import POWERBI_SCOPE, PowerBIConnection
-from embedportal.powerbi.entra import EntraTokenProvider
 from embedportal.powerbi.errors import PowerBIProtocolError
 from embedportal.powerbi.models import (
     DatasetInfo,
@@ -55,57 +45,19 @@ def _segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
-class PowerBIClient:
+class PowerBIClient(ServiceClient):
     """``async with PowerBIClient(connection) as client: await client.list_workspaces()``.
 
-    ``transport`` replaces httpx's network transport for the Power BI calls (tests);
-    ``entra_transport`` does the same for the token calls; ``token_provider`` shares an
-    existing provider (it is then not closed by :meth:`aclose`). ``sleep`` is what the client
-    awaits between retries (tests pass a fake).
+    ``options`` (:class:`ClientOptions`): transports and a shared token provider for tests,
+    the timeout, retries and the longest ``Retry-After`` waited out inside a call.
     """
 
-    def __init__(
-        self,
-        connection: PowerBIConnection,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 15.0,
-        max_retries: int = 3,
-        token_provider: EntraTokenProvider | None = None,
-        entra_transport: httpx.BaseTransport | None = None,
-        retry_after_cap_seconds: float = DEFAULT_RETRY_AFTER_CAP_SECONDS,
-        sleep: Sleep | None = None,
-    ) -> None:
-        self.connection = connection
-        self._owns_provider = token_provider is None
-        self.tokens = token_provider or EntraTokenProvider(
-            connection, scope=POWERBI_SCOPE, http_transport=entra_transport, timeout=timeout
-        )
-        self._core = ApiCore(
-            service=SERVICE,
-            base_url=connection.api_url,
-            token_provider=self.tokens,
-            transport=transport,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_after_cap_seconds=retry_after_cap_seconds,
-            sleep=sleep,
-            default_min_token_seconds=DEFAULT_MIN_TOKEN_SECONDS,
-        )
-        origin = urlsplit(connection.api_url)
-        self._origin = (origin.scheme, origin.netloc)
+    service = SERVICE
+    scope = POWERBI_SCOPE
+    default_min_token_seconds = DEFAULT_MIN_TOKEN_SECONDS
 
-    async def aclose(self) -> None:
-        await self._core.aclose()
-        if self._owns_provider:
-            # close() waits for a token request in flight; keep the event loop free meanwhile.
-            await anyio.to_thread.run_sync(self.tokens.close)
-
-    async def __aenter__(self) -> PowerBIClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    def __init__(self, connection: PowerBIConnection, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(connection, base_url=connection.api_url, **options)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -54,6 +54,14 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 # wants more life than it has: a new one would not live much longer, and Entra throttles too.
 _MIN_AGE_FRACTION = 0.05
 _MIN_AGE_CAP_SECONDS = 60.0
+# What a call to Entra raises when Entra could not be reached or answered with an unusable error:
+# each becomes a PowerBIError through EntraTokenProvider._unreachable.
+_UNREACHABLE_ERRORS = (
+    httpx.TimeoutException,
+    httpx.TransportError,
+    MsalHttpError,
+    MsalServiceError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +201,7 @@ class EntraTokenProvider:
                     instance_discovery=self._instance_discovery,
                     token_cache=msal.TokenCache(),
                 )
-            except (
-                httpx.TimeoutException,
-                httpx.TransportError,
-                MsalHttpError,
-                MsalServiceError,
-            ) as error:
+            except _UNREACHABLE_ERRORS as error:
                 raise self._unreachable("authority discovery", error) from error
             except ValueError as error:
                 raise PowerBIAuthError(
@@ -221,12 +224,7 @@ class EntraTokenProvider:
         started_utc = datetime.now(UTC)
         try:
             result = app.acquire_token_for_client(scopes=[self._scope])
-        except (
-            httpx.TimeoutException,
-            httpx.TransportError,
-            MsalHttpError,
-            MsalServiceError,
-        ) as error:
+        except _UNREACHABLE_ERRORS as error:
             raise self._unreachable("token request", error) from error
         except (ValueError, KeyError, TypeError) as error:
             if self._http.last_status == 429:

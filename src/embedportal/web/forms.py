@@ -43,7 +43,14 @@ class PostedForm(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class UserForm(PostedForm):
+class CapacityRightsForm(PostedForm):
+    """The two capacity permissions a user or a group may hold (docs/capacity.md)."""
+
+    may_start_capacity: Checkbox = False
+    keeps_capacity_on: Checkbox = False
+
+
+class UserForm(CapacityRightsForm):
     """The fields of "edit user", as `access.users.update_user` takes them."""
 
     email: str = ""
@@ -52,8 +59,6 @@ class UserForm(PostedForm):
     role: str = ""
     rls_username: str = ""
     rls_roles: str = ""
-    may_start_capacity: Checkbox = False
-    keeps_capacity_on: Checkbox = False
 
     @classmethod
     def of(cls, user: User) -> Self:
@@ -82,22 +87,15 @@ class PasswordForm(PostedForm):
     password: str = ""
 
 
-class GroupForm(PostedForm):
+class GroupForm(CapacityRightsForm):
     """The fields of a group, for "new group" and the group's page."""
 
     name: str = ""
     description: str = ""
-    may_start_capacity: Checkbox = False
-    keeps_capacity_on: Checkbox = False
 
     @classmethod
     def of(cls, group: Group) -> Self:
-        return cls(
-            name=group.name,
-            description=group.description,
-            may_start_capacity=group.may_start_capacity,
-            keeps_capacity_on=group.keeps_capacity_on,
-        )
+        return cls.model_validate(group, from_attributes=True)
 
 
 class MemberForm(PostedForm):

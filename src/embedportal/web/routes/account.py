@@ -12,9 +12,8 @@ from embedportal.access.groups import groups_of
 from embedportal.access.users import UserInputError, change_own_password, set_language
 from embedportal.db.models import User
 from embedportal.i18n import _
-from embedportal.web.context import LANGUAGE_COOKIE
 from embedportal.web.deps import AppSettings, CsrfProtected, CurrentUser, DbSession
-from embedportal.web.routes.auth import LANGUAGE_COOKIE_MAX_AGE, is_https
+from embedportal.web.routes.auth import remember_language
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(prefix="/account", tags=["account"], include_in_schema=False)
@@ -68,18 +67,7 @@ def change_language(
     )
     response = flash_redirect(request, "/account", _("Your language is saved."))
     # The sign-in page, which knows no user, speaks the same language after signing out.
-    if chosen is None:
-        response.delete_cookie(LANGUAGE_COOKIE, path="/")
-    else:
-        response.set_cookie(
-            LANGUAGE_COOKIE,
-            chosen,
-            max_age=LANGUAGE_COOKIE_MAX_AGE,
-            httponly=True,
-            samesite="lax",
-            secure=is_https(request, settings),
-            path="/",
-        )
+    remember_language(response, request=request, settings=settings, language=chosen)
     return response
 
 

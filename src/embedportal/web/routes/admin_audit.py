@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from embedportal.access.audit_log import (
     action_label,
+    day_filter,
     describe_detail,
     known_actions,
     organization_zone,
@@ -27,40 +29,41 @@ MAX_PAGE = 1_000_000
 
 
 def _day(value: str, field: str, errors: dict[str, str]) -> date | None:
-    if not value.strip():
-        return None
-    try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        day = None
-    # Far-off years would overflow when turned into moments in a time zone.
-    if day is None or not 1900 <= day.year <= 9998:
-        errors[field] = _("Give a date like 2025-01-31.")
-        return None
-    return day
+    return day_filter(value, field, errors, message=_("Give a date like 2025-01-31."))
 
 
-def _context(
-    db: DbSession, *, action: str, actor: str, since: str, until: str, page: int
-) -> tuple[dict[str, Any], int]:
+class AuditFilters(BaseModel):
+    """What the audit page is asked for: the filters and the page (the query string)."""
+
+    action: str = ""
+    actor: str = ""
+    since: str = ""
+    until: str = ""
+    page: int = 1
+
+
+AuditQuery = Annotated[AuditFilters, Query()]
+
+
+def _context(db: DbSession, asked: AuditFilters) -> tuple[dict[str, Any], int]:
     errors: dict[str, str] = {}
-    first_day = _day(since, "since", errors)
-    last_day = _day(until, "until", errors)
+    first_day = _day(asked.since, "since", errors)
+    last_day = _day(asked.until, "until", errors)
     if first_day and last_day and first_day > last_day:
         errors["until"] = _("The last day comes before the first day.")
-    page = min(max(page, 1), MAX_PAGE)
+    page = min(max(asked.page, 1), MAX_PAGE)
     zone = organization_zone(session=db)
     result = search_audit(
         session=db,
-        action=action,
-        actor=actor,
+        action=asked.action,
+        actor=asked.actor,
         first_day=None if errors else first_day,
         last_day=None if errors else last_day,
         zone=zone,
         offset=(page - 1) * PAGE_SIZE,
         limit=PAGE_SIZE,
     )
-    filters = {"action": action, "actor": actor, "since": since, "until": until}
+    filters = asked.model_dump(exclude={"page"})
     query = urlencode({key: value for key, value in filters.items() if value})
     context = {
         "entries": result.entries,
@@ -79,31 +82,13 @@ def _context(
 
 
 @router.get("")
-def audit_page(
-    request: Request,
-    db: DbSession,
-    _admin: AdminUser,
-    action: str = "",
-    actor: str = "",
-    since: str = "",
-    until: str = "",
-    page: int = 1,
-) -> Response:
-    context, status = _context(db, action=action, actor=actor, since=since, until=until, page=page)
+def audit_page(request: Request, db: DbSession, _admin: AdminUser, asked: AuditQuery) -> Response:
+    context, status = _context(db, asked)
     return render(request, "admin/audit.html", context, status_code=status)
 
 
 @router.get("/rows")
-def audit_rows(
-    request: Request,
-    db: DbSession,
-    _admin: AdminUser,
-    action: str = "",
-    actor: str = "",
-    since: str = "",
-    until: str = "",
-    page: int = 1,
-) -> Response:
+def audit_rows(request: Request, db: DbSession, _admin: AdminUser, asked: AuditQuery) -> Response:
     """The table alone: the htmx target of the filters."""
-    context, status = _context(db, action=action, actor=actor, since=since, until=until, page=page)
+    context, status = _context(db, asked)
     return render(request, "admin/_audit_table.html", context, status_code=status)

@@ -625,16 +625,7 @@ def save_capacity_schedule(
     control: CapacityControlDep,
     form: Annotated[ScheduleForm, Form()],
 ) -> Response:
-    try:
-        save_schedule(session=db, capacity=capacity, rows=form.rows(), actor=admin)
-    except ScheduleInputError as error:
-        return _refused(
-            request, db, capacity, control, schedule_form=form, schedule_field_errors=error.errors
-        )
-    db.commit()
-    return flash_redirect(
-        request, f"/admin/capacities/{capacity.id}#schedule", _("The weekly schedule is saved.")
-    )
+    return _store_schedule(request, db, admin, capacity, control, form, copying=False)
 
 
 @router.post("/{capacity_id}/schedule/copy", dependencies=[CsrfProtected])
@@ -646,25 +637,44 @@ def copy_capacity_schedule_day(
     control: CapacityControlDep,
     form: Annotated[ScheduleForm, Form()],
 ) -> Response:
+    return _store_schedule(request, db, admin, capacity, control, form, copying=True)
+
+
+def _store_schedule(
+    request: Request,
+    db: Session,
+    admin: User,
+    capacity: Capacity,
+    control: CapacityControl,
+    form: ScheduleForm,
+    *,
+    copying: bool,
+) -> Response:
+    """Save the schedule as posted ("copy this day to …" first, when asked); a refusal shows
+    the editor again with the rows as typed and the errors by their fields."""
     try:
-        copy_schedule_day(
-            session=db,
-            capacity=capacity,
-            rows=form.rows(),
-            copy_from=form.copy_from,
-            copy_to=form.copy_to,
-            actor=admin,
-        )
+        if copying:
+            copy_schedule_day(
+                session=db,
+                capacity=capacity,
+                rows=form.rows(),
+                copy_from=form.copy_from,
+                copy_to=form.copy_to,
+                actor=admin,
+            )
+        else:
+            save_schedule(session=db, capacity=capacity, rows=form.rows(), actor=admin)
     except ScheduleInputError as error:
         return _refused(
             request, db, capacity, control, schedule_form=form, schedule_field_errors=error.errors
         )
     db.commit()
-    return flash_redirect(
-        request,
-        f"/admin/capacities/{capacity.id}#schedule",
-        _("The rows are copied and the weekly schedule is saved."),
+    message = (
+        _("The rows are copied and the weekly schedule is saved.")
+        if copying
+        else _("The weekly schedule is saved.")
     )
+    return flash_redirect(request, f"/admin/capacities/{capacity.id}#schedule", message)
 
 
 @router.post("/{capacity_id}/schedule/edit", dependencies=[CsrfProtected])

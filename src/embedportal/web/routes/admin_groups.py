@@ -48,6 +48,18 @@ def _members_context(
     }
 
 
+def _members_changed(
+    request: Request, db: DbSession, group: Group, *, htmx: bool, message: str
+) -> Response:
+    """htmx gets the refreshed member list saying ``message``; a plain form post gets 303 back
+    to the group's page, which flashes it."""
+    if htmx:
+        context = _members_context(db, group)
+        context["member_message"] = message
+        return render(request, "admin/_group_members.html", context)
+    return flash_redirect(request, f"/admin/groups/{group.id}", message)
+
+
 @router.get("")
 def groups_page(request: Request, db: DbSession, _admin: AdminUser) -> Response:
     return render(
@@ -168,11 +180,7 @@ def add_member(
     # The group's grants may add RLS roles to the reports the user already sees.
     notify_access_changed(hub, [user.id])
     message = _("%(email)s is now a member.", email=user.email)
-    if htmx:
-        context = _members_context(db, group)
-        context["member_message"] = message
-        return render(request, "admin/_group_members.html", context)
-    return flash_redirect(request, f"/admin/groups/{group.id}", message)
+    return _members_changed(request, db, group, htmx=htmx, message=message)
 
 
 @router.post("/{group_id}/members/{user_id}/remove", dependencies=[CsrfProtected])
@@ -193,11 +201,7 @@ def remove_member(
     db.commit()
     notify_access_changed(hub, [user.id])
     message = _("%(email)s is no longer a member.", email=user.email)
-    if htmx:
-        context = _members_context(db, group)
-        context["member_message"] = message
-        return render(request, "admin/_group_members.html", context)
-    return flash_redirect(request, f"/admin/groups/{group.id}", message)
+    return _members_changed(request, db, group, htmx=htmx, message=message)
 
 
 @router.get("/{group_id}/delete")

@@ -50,6 +50,25 @@ def is_https(request: Request, settings: Settings) -> bool:
     return request.url.scheme == "https" or (settings.public_url or "").startswith("https://")
 
 
+def remember_language(
+    response: Response, *, request: Request, settings: Settings, language: str | None
+) -> None:
+    """Keep ``language`` in a cookie, for the pages that know no user (sign-in); None drops
+    it, so those pages follow the browser again."""
+    if language is None:
+        response.delete_cookie(LANGUAGE_COOKIE, path="/")
+        return
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        language,
+        max_age=LANGUAGE_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request, settings),
+        path="/",
+    )
+
+
 def _login_form(
     request: Request,
     *,
@@ -160,16 +179,6 @@ def choose_language(
     target = safe_next(next_url, default="")
     login_url = f"/login?next={quote(target, safe='/')}" if target else "/login"
     response = RedirectResponse(login_url, status_code=303)
-    if language in i18n.LANGUAGES:
-        response.set_cookie(
-            LANGUAGE_COOKIE,
-            language,
-            max_age=LANGUAGE_COOKIE_MAX_AGE,
-            httponly=True,
-            samesite="lax",
-            secure=is_https(request, settings),
-            path="/",
-        )
-    else:
-        response.delete_cookie(LANGUAGE_COOKIE, path="/")
+    chosen = language if language in i18n.LANGUAGES else None
+    remember_language(response, request=request, settings=settings, language=chosen)
     return response
