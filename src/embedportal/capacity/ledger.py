@@ -27,7 +27,7 @@ from embedportal.capacity.activity import (
     record_activity,
 )
 from embedportal.db.base import utcnow
-from embedportal.db.models import CapacityActivity
+from embedportal.db.models import Capacity, CapacityActivity
 from embedportal.db.session import session_scope
 
 logger = logging.getLogger("embedportal.capacity")
@@ -98,8 +98,16 @@ class ActivityLedger:
             return 0
         try:
             with session_scope(self._session_factory) as session:
+                # A capacity removed meanwhile takes its activity with it; it must not keep
+                # every other row from being written.
+                known = set(
+                    session.scalars(
+                        select(Capacity.id).where(Capacity.id.in_({key.capacity for key in rows}))
+                    )
+                )
                 for row in rows.values():
-                    _merge(session, row)
+                    if row.key.capacity in known:
+                        _merge(session, row)
         except Exception:
             with self._lock:
                 for key, row in rows.items():
