@@ -103,7 +103,8 @@ def test_a_sync_that_removes_reports_tells_open_viewers_to_recheck(
 def test_without_a_workspace_the_sync_takes_every_workspace(
     app: FastAPI, admin: TestClient
 ) -> None:
-    app.state.settings = app.state.settings.model_copy(update={"powerbi_workspace_id": None})
+    every_workspace = app.state.settings.model_copy(update={"powerbi_workspace_id": None})
+    app.dependency_overrides[get_settings] = lambda: every_workspace
     assert "Every workspace the service principal can see" in admin.get("/admin/reports").text
     page = sync(admin)
     assert "Synced from Power BI: 4 added, 0 updated, 0 removed." in page
