@@ -373,6 +373,28 @@ def test_azure_refusing_is_audited_with_its_reason_and_releases_the_capacity(
         assert capacity is not None and capacity.operation is None  # free for the next try
 
 
+def test_a_start_azure_refuses_is_audited_and_the_capacity_stays_paused(
+    world: World, make_user: MakeUser
+) -> None:
+    starter = make_user("boss@example.com", may_start_capacity=True)
+    world.emulated().suspend(world.emulator.state.now())
+    world.sleep(0.5)
+    world.emulated().azure_role = "Reader"
+    with world.db() as db:
+        request_resume(session=db, capacity_id=DEDICATED_ID, user=starter, now=world.clock())
+    world.pass_(world.controller())
+    assert not world.running()
+    assert world.events()[-2:] == [
+        ("started", "on_demand", "boss@example.com"),
+        ("start_failed", "on_demand", "boss@example.com"),
+    ]
+    with world.db() as db:
+        failed = db.scalars(select(CapacityEvent).order_by(CapacityEvent.id.desc())).first()
+        assert failed is not None and "Contributor" in failed.error
+        capacity = db.get(Capacity, DEDICATED_ID)
+        assert capacity is not None and capacity.operation is None
+
+
 def test_after_a_failed_start_viewers_do_not_retry_it_every_few_seconds(
     world: World, make_user: MakeUser
 ) -> None:
