@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -16,7 +16,13 @@ from sqlalchemy import select
 
 from embedportal.capacity.activity import ActivityKind
 from embedportal.capacity.inventory import sync_capacities
-from embedportal.db.models import Capacity, CapacityActivity, CapacityResumeRequest, Organization
+from embedportal.db.models import (
+    Capacity,
+    CapacityActivity,
+    CapacityResumeRequest,
+    Organization,
+    User,
+)
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import FINANCE_SUMMARY_REPORT_ID
 from embedportal.powerbi import PowerBIClient, PowerBIConnection
@@ -66,6 +72,21 @@ def capacities(app: FastAPI, synced_reports: SyncedReports) -> SyncedReports:
     return synced_reports
 
 
+SignIn = Callable[..., TestClient]
+
+
+@pytest.fixture
+def viewer_of(make_user: MakeUser, grant: Grant, login_as: LoginAs) -> SignIn:
+    """viewer_of(report_id, email, **user_fields): a user granted the report, signed in."""
+
+    def sign_in(report_id: str, email: str, **fields: object) -> TestClient:
+        user = make_user(email, **fields)
+        grant(report_id, user=user)
+        return login_as(user)
+
+    return sign_in
+
+
 def pause(emulator: Emulator) -> None:
     state = emulator.state
     state.capacity.suspend(state.now())
@@ -86,13 +107,9 @@ def test_a_viewer_who_may_not_start_it_is_told_it_is_off(
     app: FastAPI,
     capacities: SyncedReports,
     own_emulator: Emulator,
-    make_user: MakeUser,
-    login_as: LoginAs,
-    grant: Grant,
+    viewer_of: SignIn,
 ) -> None:
-    viewer = make_user("ana@example.com")
-    grant(capacities[SALES], user=viewer)
-    client = login_as(viewer)
+    client = viewer_of(capacities[SALES], "ana@example.com")
     pause(own_emulator)
     response = post_token(client, capacities[SALES])
     assert response.status_code == 503  # type: ignore[attr-defined]
@@ -106,17 +123,13 @@ def test_a_viewer_who_may_start_it_asks_for_it_and_sees_the_starting_text(
     app: FastAPI,
     capacities: SyncedReports,
     own_emulator: Emulator,
-    make_user: MakeUser,
-    login_as: LoginAs,
-    grant: Grant,
+    viewer_of: SignIn,
 ) -> None:
-    starter = make_user("boss@example.com", may_start_capacity=True)
-    grant(capacities[SALES], user=starter)
     with session_scope(app.state.session_factory) as db:
         capacity = db.get(Capacity, DEDICATED_ID)
         assert capacity is not None and capacity.is_configured
         capacity.starting_message = "Waking the dashboards up, one moment."
-    client = login_as(starter)
+    client = viewer_of(capacities[SALES], "boss@example.com", may_start_capacity=True)
     pause(own_emulator)
     response = post_token(client, capacities[SALES])
     assert response.status_code == 503  # type: ignore[attr-defined]
@@ -131,17 +144,13 @@ def test_the_global_block_makes_everyone_wait(
     app: FastAPI,
     capacities: SyncedReports,
     own_emulator: Emulator,
-    make_user: MakeUser,
-    login_as: LoginAs,
-    grant: Grant,
+    viewer_of: SignIn,
 ) -> None:
-    starter = make_user("boss@example.com", may_start_capacity=True)
-    grant(capacities[SALES], user=starter)
     with session_scope(app.state.session_factory) as db:
         organization = db.get(Organization, 1) or Organization(id=1)
         organization.nobody_may_start_capacity = True
         db.add(organization)
-    client = login_as(starter)
+    client = viewer_of(capacities[SALES], "boss@example.com", may_start_capacity=True)
     pause(own_emulator)
     response = post_token(client, capacities[SALES])
     assert response.json()["code"] == "CapacityNotActive"  # type: ignore[attr-defined]
@@ -150,13 +159,9 @@ def test_the_global_block_makes_everyone_wait(
 def test_another_capacity_being_off_does_not_hold_back_this_report(
     capacities: SyncedReports,
     own_emulator: Emulator,
-    make_user: MakeUser,
-    login_as: LoginAs,
-    grant: Grant,
+    viewer_of: SignIn,
 ) -> None:
-    viewer = make_user("ana@example.com")
-    grant(FINANCE_SUMMARY_REPORT_ID, user=viewer)
-    client = login_as(viewer)
+    client = viewer_of(FINANCE_SUMMARY_REPORT_ID, "ana@example.com")
     pause(own_emulator)  # the dedicated capacity; Finance Summary runs on the Fabric one
     assert post_token(client, FINANCE_SUMMARY_REPORT_ID).status_code == 200  # type: ignore[attr-defined]
 
@@ -164,13 +169,9 @@ def test_another_capacity_being_off_does_not_hold_back_this_report(
 def test_opening_and_touching_a_report_are_noted_without_a_database_write(
     app: FastAPI,
     capacities: SyncedReports,
-    make_user: MakeUser,
-    login_as: LoginAs,
-    grant: Grant,
+    viewer_of: SignIn,
 ) -> None:
-    viewer = make_user("ana@example.com")
-    grant(capacities[SALES], user=viewer)
-    client = login_as(viewer)
+    client = viewer_of(capacities[SALES], "ana@example.com")
     assert post_token(client, capacities[SALES]).status_code == 200  # type: ignore[attr-defined]
     assert post_token(client, capacities[SALES], "timed").status_code == 200  # type: ignore[attr-defined]
     with session_scope(app.state.session_factory) as db:
@@ -181,6 +182,7 @@ def test_opening_and_touching_a_report_are_noted_without_a_database_write(
     with session_scope(app.state.session_factory) as db:
         row = db.scalars(select(CapacityActivity)).one()
         assert set(row.kinds.split(",")) == {ActivityKind.OPENED, ActivityKind.TIMED_REFRESH}
+        viewer = db.scalars(select(User).where(User.email == "ana@example.com")).one()
         assert row.user_id == viewer.id and row.last_counted_at is not None
 
 
@@ -188,16 +190,12 @@ def test_an_open_report_nobody_touches_does_not_start_the_capacity(
     app: FastAPI,
     capacities: SyncedReports,
     own_emulator: Emulator,
-    make_user: MakeUser,
-    login_as: LoginAs,
-    grant: Grant,
+    viewer_of: SignIn,
 ) -> None:
     """A permitted user's forgotten tab sees its capacity pause for being idle: keeping the
     report alive must not start it again; someone opening a report does, and then the tab
     waits on the starting screen too."""
-    starter = make_user("boss@example.com", may_start_capacity=True)
-    grant(capacities[SALES], user=starter)
-    client = login_as(starter)
+    client = viewer_of(capacities[SALES], "boss@example.com", may_start_capacity=True)
     pause(own_emulator)
     for reason in ("capacity", "margin", "timed", "recovery"):
         answer = post_token(client, capacities[SALES], reason)
