@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -928,3 +929,38 @@ def test_the_pages_speak_brazilian_portuguese(
         assert words in text
     assert "Pausada por inatividade" in parse(client.get("/admin/capacities/audit").text).text
     assert "Recarregar do Power BI" in client.get("/admin/capacities").text
+
+
+JUNK = ["", " ", "0", "-1", "1e309", "x" * 5000, "<script>", "NaN", "99:99", "\u0000", "☃", "../"]
+
+
+@pytest.mark.parametrize("junk", JUNK)
+def test_junk_in_every_capacity_form_is_refused_not_a_server_error(
+    reloaded: TestClient, junk: str
+) -> None:
+    """What an attacker or a broken browser may post: every answer is a page or a refusal."""
+    base = f"/admin/capacities/{DEDICATED_ID}"
+    posts = {
+        f"{base}/azure": ["subscription_id", "resource_group", "resource_name", "provider"],
+        f"{base}/settings": ["idle_pause_minutes", "starting_message", "hourly_price"],
+        f"{base}/schedule": ["weekday", "time", "action", "sku"],
+        f"{base}/schedule/copy": ["weekday", "time", "action", "sku", "copy_from", "copy_to"],
+        f"{base}/schedule/edit": ["weekday", "time", "action", "sku", "remove_row", "add_row"],
+        f"{base}/sku": ["sku"],
+    }
+    for path, names in posts.items():
+        answer = post(reloaded, path, **dict.fromkeys(names, junk))
+        assert answer.status_code < 500, (path, junk, answer.text[:300])
+    gets: list[tuple[str, dict[str, str]]] = [
+        (f"{base}/sku", {"sku": junk}),
+        ("/admin/capacities", {"q": junk}),
+        ("/admin/capacities/rows", {"q": junk}),
+        (
+            "/admin/capacities/audit",
+            {"capacity": junk, "since": junk, "until": junk, "page": junk},
+        ),
+        ("/admin/capacities/audit.csv", {"user": junk, "action": junk, "reason": junk}),
+        (f"/admin/capacities/{quote(junk, safe='') or 'none'}", {}),
+    ]
+    for path, params in gets:
+        assert reloaded.get(path, params=params).status_code < 500, (path, junk)
