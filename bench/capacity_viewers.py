@@ -5,20 +5,21 @@ What reaches the activity ledger follows what the portal's token API notes today
 design's heartbeat of an open viewer:
 
 - a page load notes ``opened`` (also the load that follows a "starting" screen);
-- a click notes ``interaction`` only when it makes the token keeper refresh its token, that
-  is when the token is at least 5 minutes old (the keeper's default); other clicks send
-  nothing;
+- a click notes ``interaction`` (the viewer's interaction telemetry, at most once a minute);
+  it also refreshes the token when that is at least 5 minutes old (the keeper's default);
 - a wall screen's timed token refresh ("Refresh token every X minutes") notes
   ``timed_refresh``; the keeper's refresh at its 10-minute margin (every 50 minutes) and its
   reload after an off screen note ``heartbeat``;
 - an open report sends a ``heartbeat`` every ``heartbeat_minutes``.
 
 Nothing is noted while the capacity does not run: the token API gives no token then. A token
-call made then by someone allowed to turn the capacity on (a page load, a click on the broken
-report, a timed refresh, a refresh at the margin) is a resume request, exactly as the token
-API's ``CapacityStarting`` path makes it; that viewer shows "starting the capacity" and keeps
-asking until it runs. Everyone else shows "the capacity is off" until it runs again. Both screens
-end, and the report reloads, once the capacity is running.
+call made then by a person allowed to turn the capacity on (a page load, a click on the broken
+report) is a resume request, exactly as the token API's ``CapacityStarting`` path makes it; that
+viewer shows "starting the capacity" and keeps asking until it runs. A call that only keeps an
+open report alive (a timed refresh, a refresh at the margin) starts nothing, as the token API
+answers it ``CapacityNotActive``: a forgotten tab does not undo the idle pause. Everyone else
+shows "the capacity is off" until it runs again. Both screens end, and the report reloads, once
+the capacity is running.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from embedportal.db.models import User
 # 10-minute margin; a click refreshes it only when it is at least 5 minutes old.
 TOKEN_REFRESH_AFTER = timedelta(minutes=50)
 INTERACTION_MIN_AGE = timedelta(minutes=5)
+# The viewer reports interaction telemetry at most once a minute per report (token-keeper.js).
+INTERACTION_REPORT_EVERY = timedelta(minutes=1)
 
 Note = Callable[[int, ActivityKind, bool, datetime], None]  # user id, kind, keeps on, at
 
@@ -108,6 +111,7 @@ class Viewer:
         self._next_heartbeat: datetime | None = None
         self._next_timed: datetime | None = None
         self._token_at: datetime | None = None
+        self._interaction_at: datetime | None = None
         self.asked: str | None = None  # why it asked for a start, this episode
 
     # -- screens ----------------------------------------------------------------------------
@@ -194,9 +198,14 @@ class Viewer:
                 self.asked = None
         elif self._open_tabs:  # a click
             if running and self.screen is Screen.REPORT:
-                if self._token_at is None or at - self._token_at >= INTERACTION_MIN_AGE:
+                if (
+                    self._interaction_at is None
+                    or at - self._interaction_at >= INTERACTION_REPORT_EVERY
+                ):
                     note(self.user.id, ActivityKind.INTERACTION, self.keeps_on, at)
-                    self._token_at = at
+                    self._interaction_at = at
+                if self._token_at is None or at - self._token_at >= INTERACTION_MIN_AGE:
+                    self._token_at = at  # the keeper's refresh on interaction
             elif not running:
                 self._ask("clicked a report", at, asks)
 
@@ -214,18 +223,15 @@ class Viewer:
                 note(self.user.id, ActivityKind.HEARTBEAT, self.keeps_on, self._next_heartbeat)
             self._next_heartbeat += self.heartbeat
         while self.timed is not None and self._next_timed is not None and self._next_timed <= now:
+            # Off, a refresh that keeps a report alive starts nothing (the token API's rule).
             if showing:
                 note(self.user.id, ActivityKind.TIMED_REFRESH, self.keeps_on, self._next_timed)
                 self._token_at = self._next_timed
-            else:
-                self._ask("timed token refresh", self._next_timed, asks)
             self._next_timed += self.timed
         if self._token_at is not None and now - self._token_at >= TOKEN_REFRESH_AFTER:
-            if showing:  # the keeper's refresh at its margin
+            if showing:  # the keeper's refresh at its margin (off: CapacityNotActive, no start)
                 note(self.user.id, ActivityKind.HEARTBEAT, self.keeps_on, now)
                 self._token_at = now
-            else:
-                self._ask("token refresh of an idle tab", now, asks)
         if running:
             if self.screen in (Screen.OFF, Screen.STARTING):
                 self._load(now, note)  # the keeper reloads the report by itself
