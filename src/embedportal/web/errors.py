@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedportal.i18n import _
 from embedportal.web.deps import NotAllowed, NotSignedIn
 from embedportal.web.templating import render
+
+logger = logging.getLogger("embedportal.web")
 
 
 def wants_json(request: Request) -> bool:
@@ -61,6 +65,18 @@ def install_error_handlers(app: FastAPI) -> None:
         for name, value in (error.headers or {}).items():
             response.headers[name] = value
         return response
+
+    @app.exception_handler(DataError)
+    async def unstorable_input(request: Request, error: DataError) -> Response:
+        # The database refused a value the request carried (PostgreSQL takes no NUL character
+        # in text; a number may be out of range): the caller's input, not the portal, is at
+        # fault, and the transaction was rolled back, so nothing is half saved.
+        logger.info("refused input the database cannot store: %s", error.orig)
+        message = _(
+            "The request holds a value that cannot be stored (a NUL character, or a number "
+            "out of range). Correct it and try again."
+        )
+        return error_response(request, 400, message, "InvalidInput")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
