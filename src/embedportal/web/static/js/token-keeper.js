@@ -69,6 +69,12 @@ const INTERACTION_REPORT_INTERVAL_MS = 60_000;
 const FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30;
 const FIRST_TOKEN_FLOOR_SECONDS = 1;
 const MAX_TIMER_DELAY_MS = 2147483647; // setTimeout overflows (fires at once) above 2^31-1
+// The longest Retry-After the keeper obeys. One 503 with a day-long (or clock-skewed) value
+// must not leave a report dead: the server can always ask again on the next answer.
+export const RETRY_AFTER_CEILING_SECONDS = 300;
+// While a token is alive, a Retry-After ends this long before its death, so the retry still
+// has time to fetch and install a new token without a reload.
+const RETRY_AFTER_SAFETY_SECONDS = 10;
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers (exported so they are tested directly)
@@ -172,6 +178,44 @@ export function classifyFailure(error) {
   }
   const detail = typeof error?.message === 'string' && error.message ? error.message : undefined;
   return { kind, status, code, retryAfterSeconds, detail };
+}
+
+/**
+ * The wait, in seconds, a `Retry-After` asks for, as the keeper obeys it; undefined when there
+ * is none (absent or malformed). `header` is the header's text (delta-seconds or an HTTP-date),
+ * or a number of seconds already read. An HTTP-date is measured against `dateHeader`, the same
+ * response's `Date`, because both come from the server's clock while the client's (`nowWall`,
+ * used only without a Date header) can be hours off. The result is capped by `ceilingSeconds`
+ * and, while the token is alive (`remainingMs` > 0), by its life left minus 10 s.
+ */
+export function retryAfterSeconds({
+  header,
+  dateHeader,
+  nowWall,
+  remainingMs,
+  ceilingSeconds = RETRY_AFTER_CEILING_SECONDS,
+} = {}) {
+  let seconds;
+  if (typeof header === 'number') {
+    if (isNonNegativeNumber(header)) seconds = header;
+  } else if (typeof header === 'string' && header.trim()) {
+    const text = header.trim();
+    const delta = Number(text);
+    if (Number.isFinite(delta)) {
+      if (delta >= 0) seconds = delta;
+    } else {
+      const at = Date.parse(text);
+      const serverNow = typeof dateHeader === 'string' ? Date.parse(dateHeader) : NaN;
+      const reference = Number.isFinite(serverNow) ? serverNow : Number(nowWall);
+      if (Number.isFinite(at) && Number.isFinite(reference)) seconds = Math.max(0, (at - reference) / 1000);
+    }
+  }
+  if (seconds === undefined) return undefined;
+  let limit = isNonNegativeNumber(ceilingSeconds) ? ceilingSeconds : RETRY_AFTER_CEILING_SECONDS;
+  if (typeof remainingMs === 'number' && remainingMs > 0) {
+    limit = Math.min(limit, Math.max(0, remainingMs / 1000 - RETRY_AFTER_SAFETY_SECONDS));
+  }
+  return Math.min(seconds, limit);
 }
 
 /** Validate the server's token answer; a malformed one is a failure like any other. */
@@ -353,22 +397,24 @@ export function timerTrigger({ now, dueAt, timings }) {
 /**
  * When to retry after failure number `failures` (1 = the first): {delayMs, retryAt,
  * retryAfterUntil}. `random` is called exactly once. A failure of `kind` 'capacityStarting'
- * caps the backoff at 5 s (a person is waiting for the capacity); Retry-After still wins.
+ * caps the backoff at 5 s (a person is waiting for the capacity); Retry-After still wins, once
+ * capped by retryAfterSeconds (`remainingMs`: the token's life left, when known).
  */
-export function retryPlan({ now, failures, retryAfterSeconds, timings, random, kind }) {
+export function retryPlan({ now, failures, retryAfterSeconds: askedSeconds, timings, random, kind, remainingMs }) {
+  const retryAfter = retryAfterSeconds({ header: askedSeconds, remainingMs });
   const cap = kind === 'capacityStarting'
     ? Math.min(timings.maxBackoffSeconds, STARTING_MAX_BACKOFF_SECONDS)
     : timings.maxBackoffSeconds;
   const delaySeconds = backoffDelaySeconds(failures - 1, {
     cap,
-    retryAfterSeconds,
+    retryAfterSeconds: retryAfter,
     random,
   });
   const delayMs = Math.max(MIN_RETRY_DELAY_MS, delaySeconds * 1000);
   return {
     delayMs,
     retryAt: now + delayMs,
-    retryAfterUntil: retryAfterSeconds ? now + retryAfterSeconds * 1000 : 0,
+    retryAfterUntil: retryAfter ? now + retryAfter * 1000 : 0,
   };
 }
 
@@ -408,7 +454,7 @@ export function firstTokenPlan({ attempt, error, random = Math.random }) {
   const starting = failure.kind === 'capacityStarting';
   const delay = backoffDelaySeconds(attempt, {
     cap: starting ? STARTING_MAX_BACKOFF_SECONDS : FIRST_TOKEN_MAX_BACKOFF_SECONDS,
-    retryAfterSeconds: failure.retryAfterSeconds,
+    retryAfterSeconds: retryAfterSeconds({ header: failure.retryAfterSeconds }),
     random,
   });
   return {
@@ -783,6 +829,7 @@ export function createTokenKeeper(options = {}) {
       timings: timings(),
       random: env.random,
       kind: failure.kind,
+      remainingMs: remainingMs(t),
     });
     const delayMs = plan.delayMs;
     retryAt = plan.retryAt;
