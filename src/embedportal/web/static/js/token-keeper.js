@@ -69,6 +69,12 @@ const INTERACTION_REPORT_INTERVAL_MS = 60_000;
 const FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30;
 const FIRST_TOKEN_FLOOR_SECONDS = 1;
 const MAX_TIMER_DELAY_MS = 2147483647; // setTimeout overflows (fires at once) above 2^31-1
+// A token whose server margin is longer than its life at receipt still runs this long (or a
+// third of its life, if shorter) before the next refresh: a refresh loop is worse than a
+// short margin.
+const MIN_RUN_BEFORE_REFRESH_SECONDS = 60;
+// A backed-off retry is due at least this long before the token dies, when that is ahead.
+const BACKOFF_BEFORE_DEATH_SECONDS = 5;
 // The longest Retry-After the keeper obeys. One 503 with a day-long (or clock-skewed) value
 // must not leave a report dead: the server can always ask again on the next answer.
 export const RETRY_AFTER_CEILING_SECONDS = 300;
@@ -112,18 +118,29 @@ export function normalizePolicy(policy, base = DEFAULT_POLICY) {
 
 /**
  * The timings actually used for a token that came with `lifetimeSeconds` of life.
- * Margin and minimum interaction age are capped at a third of the lifetime and the check
- * interval at a sixth, so that short test tokens (20-60 s) still get refreshed before they
- * die instead of being "always inside the margin" (which would refresh in a loop).
+ * Without `scaledByServer`, margin and minimum interaction age are capped at a third of the
+ * lifetime, so that short test tokens (20-60 s) still get refreshed before they die instead of
+ * being "always inside the margin" (which would refresh in a loop).
+ * With `scaledByServer` (the policy came with this token, so the server already scaled it to
+ * the token's whole life), they are applied as sent: scaling again by the life left at receipt
+ * would shrink the margin of every shared token. Only a margin that would leave the token less
+ * than a minute (or a third of its life, if shorter) before the next refresh is cut to that.
+ * The check interval is capped at a sixth of the lifetime either way (a cadence: harmless).
  */
-export function effectiveTimings(policy, lifetimeSeconds) {
+export function effectiveTimings(policy, lifetimeSeconds, { scaledByServer = false } = {}) {
   const p = normalizePolicy(policy);
   const life = typeof lifetimeSeconds === 'number' && !Number.isNaN(lifetimeSeconds)
     ? Math.max(0, lifetimeSeconds)
     : Infinity; // unknown lifetime: no scaling
+  const marginSeconds = scaledByServer
+    ? Math.min(p.marginSeconds, life - Math.min(MIN_RUN_BEFORE_REFRESH_SECONDS, life / 3))
+    : Math.min(p.marginSeconds, life / 3);
+  const minInteractionAgeSeconds = scaledByServer
+    ? p.minInteractionAgeSeconds
+    : Math.min(p.minInteractionAgeSeconds, life / 3);
   return {
-    marginSeconds: Math.min(p.marginSeconds, life / 3),
-    minInteractionAgeSeconds: Math.min(p.minInteractionAgeSeconds, life / 3),
+    marginSeconds,
+    minInteractionAgeSeconds,
     checkIntervalSeconds: Math.max(1, Math.min(p.checkIntervalSeconds, life / 6)),
     // Timed refresh is an admin choice in minutes; the 1 s floor only guards against a
     // malformed policy turning into a fetch loop.
@@ -402,9 +419,16 @@ export function timerTrigger({ now, dueAt, timings }) {
  */
 export function retryPlan({ now, failures, retryAfterSeconds: askedSeconds, timings, random, kind, remainingMs }) {
   const retryAfter = retryAfterSeconds({ header: askedSeconds, remainingMs });
-  const cap = kind === 'capacityStarting'
+  let cap = kind === 'capacityStarting'
     ? Math.min(timings.maxBackoffSeconds, STARTING_MAX_BACKOFF_SECONDS)
     : timings.maxBackoffSeconds;
+  // While the token has more than a few seconds left, the next retry comes before it dies
+  // (a token installed in time needs no reload). Closer to death the backoff is left alone,
+  // so a persistent failure cannot turn the last seconds into a burst of calls.
+  const aliveSeconds = typeof remainingMs === 'number' ? remainingMs / 1000 : 0;
+  if (aliveSeconds > BACKOFF_BEFORE_DEATH_SECONDS) {
+    cap = Math.min(cap, aliveSeconds - BACKOFF_BEFORE_DEATH_SECONDS);
+  }
   const delaySeconds = backoffDelaySeconds(failures - 1, {
     cap,
     retryAfterSeconds: retryAfter,
@@ -597,12 +621,14 @@ export function createTokenKeeper(options = {}) {
     lifetimeSeconds: isNonNegativeNumber(initial.expiresIn) ? initial.expiresIn : 0,
     issuedAt: clock(), // life counts from creation: earlier than start(), so conservative
     fromRefresh: false,
+    // The token API scales the policy it sends with a token to that token's whole life.
+    policyFromServer: Boolean(initial.policy && typeof initial.policy === 'object'),
   };
   let diedByError = false; // the iframe said TokenExpired before our clock did
   let deathReported = false; // `expired` telemetry sent for the current token
   let downSince = null; // keeper time the report stopped working (expiry or capacity off)
 
-  const timings = () => effectiveTimings(policy, token.lifetimeSeconds);
+  const timings = () => effectiveTimings(policy, token.lifetimeSeconds, { scaledByServer: token.policyFromServer });
   const expiresAt = () => token.issuedAt + token.lifetimeSeconds * 1000;
   const remainingMs = (t) => (diedByError ? 0 : expiresAt() - t);
   const isDead = (t) => remainingMs(t) <= 0;
@@ -787,6 +813,7 @@ export function createTokenKeeper(options = {}) {
       lifetimeSeconds: fresh.expiresIn,
       issuedAt: arrivedAt,
       fromRefresh: true,
+      policyFromServer: fresh.policy !== null,
     };
     if (fresh.policy) policy = normalizePolicy(fresh.policy, policy);
     diedByError = false;
