@@ -405,6 +405,16 @@ export function nextTimer({ now, issuedAt, expiresAt, timings, inFlight, failure
   return { dueAt, delayMs: Math.min(MAX_TIMER_DELAY_MS, Math.max(0, dueAt - now)) };
 }
 
+/**
+ * A `setAccessToken` call numbered `sequence` settled after a newer one (numbered
+ * `newestSettledSequence`) had already settled. powerbi-client writes the token into the
+ * report's config when a call resolves, however late, so the report may now hold the older
+ * token: the newer one has to be set again.
+ */
+export function isOutdatedSetAccessToken({ sequence, newestSettledSequence }) {
+  return sequence < newestSettledSequence;
+}
+
 /** What a timer firing at `now` for `dueAt` means: 'wake' when it is very late, else 'timer'. */
 export function timerTrigger({ now, dueAt, timings }) {
   const lateBy = now - dueAt;
@@ -648,6 +658,10 @@ export function createTokenKeeper(options = {}) {
   let timerDueAt = 0;
   const stepTimers = new Set();
   let abortController = null;
+  // setAccessToken calls are numbered, because one the keeper gave up on (SetTokenTimeout)
+  // can still resolve later and overwrite a newer token (see isOutdatedSetAccessToken).
+  let setAccessTokenCalls = 0;
+  let newestSettledSet = { sequence: 0, value: null };
 
   const isDown = (t) => isReportDown({ remainingMs: remainingMs(t), state });
 
@@ -740,6 +754,30 @@ export function createTokenKeeper(options = {}) {
   }
 
   // --- refreshing ---------------------------------------------------------------------------
+  /** report.setAccessToken, numbered; a synchronous throw propagates to the caller. */
+  function setReportToken(value) {
+    setAccessTokenCalls += 1;
+    const sequence = setAccessTokenCalls;
+    const call = Promise.resolve(report.setAccessToken(value));
+    call.then(() => onSetAccessTokenResolved(sequence, value), () => {});
+    return call;
+  }
+
+  function onSetAccessTokenResolved(sequence, value) {
+    if (!running) return;
+    if (!isOutdatedSetAccessToken({ sequence, newestSettledSequence: newestSettledSet.sequence })) {
+      newestSettledSet = { sequence, value };
+      return;
+    }
+    // A late, older call just wrote its token over the newer one: set the newer one again.
+    // This call is numbered too, so a late one of its own is corrected the same way.
+    try {
+      setReportToken(newestSettledSet.value).catch(() => {});
+    } catch (error) {
+      if (typeof console !== 'undefined') console.error('token-keeper: setAccessToken failed', error);
+    }
+  }
+
   function withTimeout(promise, code) {
     if (!(env.stepTimeoutMs > 0)) return promise;
     let id = null;
@@ -783,7 +821,7 @@ export function createTokenKeeper(options = {}) {
       if (gen !== generation) return false;
       const arrivedAt = clock();
       noticeDeath(arrivedAt, 'clock');
-      await withTimeout(Promise.resolve(report.setAccessToken(fresh.token)), 'SetTokenTimeout');
+      await withTimeout(setReportToken(fresh.token), 'SetTokenTimeout');
       if (gen !== generation) return false;
       // Before expiry setAccessToken is enough and keeps the user's page, filters and
       // selections. After expiry (or while the capacity was off) the visuals have already
