@@ -69,6 +69,18 @@ const INTERACTION_REPORT_INTERVAL_MS = 60_000;
 const FIRST_TOKEN_MAX_BACKOFF_SECONDS = 30;
 const FIRST_TOKEN_FLOOR_SECONDS = 1;
 const MAX_TIMER_DELAY_MS = 2147483647; // setTimeout overflows (fires at once) above 2^31-1
+// A token whose server margin is longer than its life at receipt still runs this long (or a
+// third of its life, if shorter) before the next refresh: a refresh loop is worse than a
+// short margin.
+const MIN_RUN_BEFORE_REFRESH_SECONDS = 60;
+// A backed-off retry is due at least this long before the token dies, when that is ahead.
+const BACKOFF_BEFORE_DEATH_SECONDS = 5;
+// The longest Retry-After the keeper obeys. One 503 with a day-long (or clock-skewed) value
+// must not leave a report dead: the server can always ask again on the next answer.
+export const RETRY_AFTER_CEILING_SECONDS = 300;
+// While a token is alive, a Retry-After ends this long before its death, so the retry still
+// has time to fetch and install a new token without a reload.
+const RETRY_AFTER_SAFETY_SECONDS = 10;
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers (exported so they are tested directly)
@@ -106,18 +118,29 @@ export function normalizePolicy(policy, base = DEFAULT_POLICY) {
 
 /**
  * The timings actually used for a token that came with `lifetimeSeconds` of life.
- * Margin and minimum interaction age are capped at a third of the lifetime and the check
- * interval at a sixth, so that short test tokens (20-60 s) still get refreshed before they
- * die instead of being "always inside the margin" (which would refresh in a loop).
+ * Without `scaledByServer`, margin and minimum interaction age are capped at a third of the
+ * lifetime, so that short test tokens (20-60 s) still get refreshed before they die instead of
+ * being "always inside the margin" (which would refresh in a loop).
+ * With `scaledByServer` (the policy came with this token, so the server already scaled it to
+ * the token's whole life), they are applied as sent: scaling again by the life left at receipt
+ * would shrink the margin of every shared token. Only a margin that would leave the token less
+ * than a minute (or a third of its life, if shorter) before the next refresh is cut to that.
+ * The check interval is capped at a sixth of the lifetime either way (a cadence: harmless).
  */
-export function effectiveTimings(policy, lifetimeSeconds) {
+export function effectiveTimings(policy, lifetimeSeconds, { scaledByServer = false } = {}) {
   const p = normalizePolicy(policy);
   const life = typeof lifetimeSeconds === 'number' && !Number.isNaN(lifetimeSeconds)
     ? Math.max(0, lifetimeSeconds)
     : Infinity; // unknown lifetime: no scaling
+  const marginSeconds = scaledByServer
+    ? Math.min(p.marginSeconds, life - Math.min(MIN_RUN_BEFORE_REFRESH_SECONDS, life / 3))
+    : Math.min(p.marginSeconds, life / 3);
+  const minInteractionAgeSeconds = scaledByServer
+    ? p.minInteractionAgeSeconds
+    : Math.min(p.minInteractionAgeSeconds, life / 3);
   return {
-    marginSeconds: Math.min(p.marginSeconds, life / 3),
-    minInteractionAgeSeconds: Math.min(p.minInteractionAgeSeconds, life / 3),
+    marginSeconds,
+    minInteractionAgeSeconds,
     checkIntervalSeconds: Math.max(1, Math.min(p.checkIntervalSeconds, life / 6)),
     // Timed refresh is an admin choice in minutes; the 1 s floor only guards against a
     // malformed policy turning into a fetch loop.
@@ -172,6 +195,44 @@ export function classifyFailure(error) {
   }
   const detail = typeof error?.message === 'string' && error.message ? error.message : undefined;
   return { kind, status, code, retryAfterSeconds, detail };
+}
+
+/**
+ * The wait, in seconds, a `Retry-After` asks for, as the keeper obeys it; undefined when there
+ * is none (absent or malformed). `header` is the header's text (delta-seconds or an HTTP-date),
+ * or a number of seconds already read. An HTTP-date is measured against `dateHeader`, the same
+ * response's `Date`, because both come from the server's clock while the client's (`nowWall`,
+ * used only without a Date header) can be hours off. The result is capped by `ceilingSeconds`
+ * and, while the token is alive (`remainingMs` > 0), by its life left minus 10 s.
+ */
+export function retryAfterSeconds({
+  header,
+  dateHeader,
+  nowWall,
+  remainingMs,
+  ceilingSeconds = RETRY_AFTER_CEILING_SECONDS,
+} = {}) {
+  let seconds;
+  if (typeof header === 'number') {
+    if (isNonNegativeNumber(header)) seconds = header;
+  } else if (typeof header === 'string' && header.trim()) {
+    const text = header.trim();
+    const delta = Number(text);
+    if (Number.isFinite(delta)) {
+      if (delta >= 0) seconds = delta;
+    } else {
+      const at = Date.parse(text);
+      const serverNow = typeof dateHeader === 'string' ? Date.parse(dateHeader) : NaN;
+      const reference = Number.isFinite(serverNow) ? serverNow : Number(nowWall);
+      if (Number.isFinite(at) && Number.isFinite(reference)) seconds = Math.max(0, (at - reference) / 1000);
+    }
+  }
+  if (seconds === undefined) return undefined;
+  let limit = isNonNegativeNumber(ceilingSeconds) ? ceilingSeconds : RETRY_AFTER_CEILING_SECONDS;
+  if (typeof remainingMs === 'number' && remainingMs > 0) {
+    limit = Math.min(limit, Math.max(0, remainingMs / 1000 - RETRY_AFTER_SAFETY_SECONDS));
+  }
+  return Math.min(seconds, limit);
 }
 
 /** Validate the server's token answer; a malformed one is a failure like any other. */
@@ -344,6 +405,16 @@ export function nextTimer({ now, issuedAt, expiresAt, timings, inFlight, failure
   return { dueAt, delayMs: Math.min(MAX_TIMER_DELAY_MS, Math.max(0, dueAt - now)) };
 }
 
+/**
+ * A `setAccessToken` call numbered `sequence` settled after a newer one (numbered
+ * `newestSettledSequence`) had already settled. powerbi-client writes the token into the
+ * report's config when a call resolves, however late, so the report may now hold the older
+ * token: the newer one has to be set again.
+ */
+export function isOutdatedSetAccessToken({ sequence, newestSettledSequence }) {
+  return sequence < newestSettledSequence;
+}
+
 /** What a timer firing at `now` for `dueAt` means: 'wake' when it is very late, else 'timer'. */
 export function timerTrigger({ now, dueAt, timings }) {
   const lateBy = now - dueAt;
@@ -353,22 +424,31 @@ export function timerTrigger({ now, dueAt, timings }) {
 /**
  * When to retry after failure number `failures` (1 = the first): {delayMs, retryAt,
  * retryAfterUntil}. `random` is called exactly once. A failure of `kind` 'capacityStarting'
- * caps the backoff at 5 s (a person is waiting for the capacity); Retry-After still wins.
+ * caps the backoff at 5 s (a person is waiting for the capacity); Retry-After still wins, once
+ * capped by retryAfterSeconds (`remainingMs`: the token's life left, when known).
  */
-export function retryPlan({ now, failures, retryAfterSeconds, timings, random, kind }) {
-  const cap = kind === 'capacityStarting'
+export function retryPlan({ now, failures, retryAfterSeconds: askedSeconds, timings, random, kind, remainingMs }) {
+  const retryAfter = retryAfterSeconds({ header: askedSeconds, remainingMs });
+  let cap = kind === 'capacityStarting'
     ? Math.min(timings.maxBackoffSeconds, STARTING_MAX_BACKOFF_SECONDS)
     : timings.maxBackoffSeconds;
+  // While the token has more than a few seconds left, the next retry comes before it dies
+  // (a token installed in time needs no reload). Closer to death the backoff is left alone,
+  // so a persistent failure cannot turn the last seconds into a burst of calls.
+  const aliveSeconds = typeof remainingMs === 'number' ? remainingMs / 1000 : 0;
+  if (aliveSeconds > BACKOFF_BEFORE_DEATH_SECONDS) {
+    cap = Math.min(cap, aliveSeconds - BACKOFF_BEFORE_DEATH_SECONDS);
+  }
   const delaySeconds = backoffDelaySeconds(failures - 1, {
     cap,
-    retryAfterSeconds,
+    retryAfterSeconds: retryAfter,
     random,
   });
   const delayMs = Math.max(MIN_RETRY_DELAY_MS, delaySeconds * 1000);
   return {
     delayMs,
     retryAt: now + delayMs,
-    retryAfterUntil: retryAfterSeconds ? now + retryAfterSeconds * 1000 : 0,
+    retryAfterUntil: retryAfter ? now + retryAfter * 1000 : 0,
   };
 }
 
@@ -408,7 +488,7 @@ export function firstTokenPlan({ attempt, error, random = Math.random }) {
   const starting = failure.kind === 'capacityStarting';
   const delay = backoffDelaySeconds(attempt, {
     cap: starting ? STARTING_MAX_BACKOFF_SECONDS : FIRST_TOKEN_MAX_BACKOFF_SECONDS,
-    retryAfterSeconds: failure.retryAfterSeconds,
+    retryAfterSeconds: retryAfterSeconds({ header: failure.retryAfterSeconds }),
     random,
   });
   return {
@@ -551,12 +631,14 @@ export function createTokenKeeper(options = {}) {
     lifetimeSeconds: isNonNegativeNumber(initial.expiresIn) ? initial.expiresIn : 0,
     issuedAt: clock(), // life counts from creation: earlier than start(), so conservative
     fromRefresh: false,
+    // The token API scales the policy it sends with a token to that token's whole life.
+    policyFromServer: Boolean(initial.policy && typeof initial.policy === 'object'),
   };
   let diedByError = false; // the iframe said TokenExpired before our clock did
   let deathReported = false; // `expired` telemetry sent for the current token
   let downSince = null; // keeper time the report stopped working (expiry or capacity off)
 
-  const timings = () => effectiveTimings(policy, token.lifetimeSeconds);
+  const timings = () => effectiveTimings(policy, token.lifetimeSeconds, { scaledByServer: token.policyFromServer });
   const expiresAt = () => token.issuedAt + token.lifetimeSeconds * 1000;
   const remainingMs = (t) => (diedByError ? 0 : expiresAt() - t);
   const isDead = (t) => remainingMs(t) <= 0;
@@ -576,6 +658,10 @@ export function createTokenKeeper(options = {}) {
   let timerDueAt = 0;
   const stepTimers = new Set();
   let abortController = null;
+  // setAccessToken calls are numbered, because one the keeper gave up on (SetTokenTimeout)
+  // can still resolve later and overwrite a newer token (see isOutdatedSetAccessToken).
+  let setAccessTokenCalls = 0;
+  let newestSettledSet = { sequence: 0, value: null };
 
   const isDown = (t) => isReportDown({ remainingMs: remainingMs(t), state });
 
@@ -668,6 +754,30 @@ export function createTokenKeeper(options = {}) {
   }
 
   // --- refreshing ---------------------------------------------------------------------------
+  /** report.setAccessToken, numbered; a synchronous throw propagates to the caller. */
+  function setReportToken(value) {
+    setAccessTokenCalls += 1;
+    const sequence = setAccessTokenCalls;
+    const call = Promise.resolve(report.setAccessToken(value));
+    call.then(() => onSetAccessTokenResolved(sequence, value), () => {});
+    return call;
+  }
+
+  function onSetAccessTokenResolved(sequence, value) {
+    if (!running) return;
+    if (!isOutdatedSetAccessToken({ sequence, newestSettledSequence: newestSettledSet.sequence })) {
+      newestSettledSet = { sequence, value };
+      return;
+    }
+    // A late, older call just wrote its token over the newer one: set the newer one again.
+    // This call is numbered too, so a late one of its own is corrected the same way.
+    try {
+      setReportToken(newestSettledSet.value).catch(() => {});
+    } catch (error) {
+      if (typeof console !== 'undefined') console.error('token-keeper: setAccessToken failed', error);
+    }
+  }
+
   function withTimeout(promise, code) {
     if (!(env.stepTimeoutMs > 0)) return promise;
     let id = null;
@@ -711,7 +821,7 @@ export function createTokenKeeper(options = {}) {
       if (gen !== generation) return false;
       const arrivedAt = clock();
       noticeDeath(arrivedAt, 'clock');
-      await withTimeout(Promise.resolve(report.setAccessToken(fresh.token)), 'SetTokenTimeout');
+      await withTimeout(setReportToken(fresh.token), 'SetTokenTimeout');
       if (gen !== generation) return false;
       // Before expiry setAccessToken is enough and keeps the user's page, filters and
       // selections. After expiry (or while the capacity was off) the visuals have already
@@ -741,6 +851,7 @@ export function createTokenKeeper(options = {}) {
       lifetimeSeconds: fresh.expiresIn,
       issuedAt: arrivedAt,
       fromRefresh: true,
+      policyFromServer: fresh.policy !== null,
     };
     if (fresh.policy) policy = normalizePolicy(fresh.policy, policy);
     diedByError = false;
@@ -783,6 +894,7 @@ export function createTokenKeeper(options = {}) {
       timings: timings(),
       random: env.random,
       kind: failure.kind,
+      remainingMs: remainingMs(t),
     });
     const delayMs = plan.delayMs;
     retryAt = plan.retryAt;

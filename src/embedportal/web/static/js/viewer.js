@@ -12,7 +12,7 @@
 // - The push channel names the page's reports, so the server can note each report's capacity
 //   as in use while the page is open (the activity ledger's heartbeat).
 
-import { createTokenKeeper, firstTokenPlan } from './token-keeper.js';
+import { createTokenKeeper, firstTokenPlan, retryAfterSeconds } from './token-keeper.js';
 
 // Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
 const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.windows-int\.net|analysis-df\.windows\.net|powerbigov\.us|powerbi\.cn|powerbi\.de|powerbi\.sovcloud-api\.fr)$/i;
@@ -26,14 +26,6 @@ window.embedportalViewers = viewers;
 
 function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]')?.content ?? '';
-}
-
-function parseRetryAfter(value) {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, (at - Date.now()) / 1000);
 }
 
 function tokenError(status, code, message, retryAfterSeconds) {
@@ -80,7 +72,13 @@ export async function requestToken(url, reason, signal) {
       response.status,
       typeof body?.code === 'string' ? body.code : fallbackCode,
       typeof body?.detail === 'string' ? body.detail : response.statusText,
-      parseRetryAfter(response.headers.get('Retry-After')),
+      // An HTTP-date is read against the response's own Date (the client clock may be off);
+      // the keeper caps the wait again by the token's life left.
+      retryAfterSeconds({
+        header: response.headers.get('Retry-After'),
+        dateHeader: response.headers.get('Date'),
+        nowWall: Date.now(),
+      }),
     );
   }
   return body;
