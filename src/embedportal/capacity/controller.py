@@ -26,6 +26,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from embedportal.access.audit_log import organization_zone
 from embedportal.access.capacity_rights import capacity_rights
 from embedportal.access.organization import get_organization
 from embedportal.capacity.control import (
@@ -196,14 +197,6 @@ def observe(
         if capacity.running_since is not None:
             capacity.running_since = None
             session.add(_event(capacity.id, "paused", "outside_portal", now))
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        logger.warning("unknown time zone %r: the schedule runs in UTC", name)
-        return ZoneInfo("UTC")
 
 
 class CapacityController:
@@ -383,7 +376,7 @@ class CapacityController:
                 operation_in_flight=capacity.operation is not None,
                 idle_minutes=capacity.idle_pause_minutes,
                 schedule=weekly_schedule_of(entries),
-                zone=_zone(organization.time_zone),
+                zone=organization_zone(session=session),
                 last_counted_activity=latest,
                 resume_requests=tuple(requests),
                 nobody_may_turn_on=organization.nobody_may_start_capacity,
