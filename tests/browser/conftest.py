@@ -72,6 +72,10 @@ def page(chromium: Browser, page_problems: PageProblems) -> Iterator[Page]:
     try:
         yield new_page
     finally:
+        # A routed request still in flight when the test ends (the report polls its data) would
+        # otherwise fail inside the next test's setup when its fetch finds the context gone.
+        context.unroute_all(behavior="ignoreErrors")
+        new_page.unroute_all(behavior="ignoreErrors")
         context.close()
     if page_problems.errors:
         pytest.fail("Errors in the page:\n" + "\n".join(page_problems.errors), pytrace=False)
