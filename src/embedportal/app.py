@@ -13,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
 from embedportal.access.organization import PowerBIClients
+from embedportal.access.read_cache import ReadCache
+from embedportal.access.viewer_health import TokenTally
 from embedportal.capacity.control import CapacityControl
 from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
@@ -20,6 +22,7 @@ from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
+from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
@@ -92,8 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup_notes = []
     app.state.powerbi_clients = PowerBIClients()
     app.state.token_service = TokenService(
-        cache=create_token_cache(settings.redis_url, prefix=f"{settings.redis_prefix}:tokens")
+        cache=create_token_cache(settings.redis_url, prefix=f"{settings.redis_prefix}:tokens"),
+        wait_seconds=settings.token_wait_seconds,
+        lock_seconds=settings.token_lock_seconds,
+        error_seconds=settings.token_error_seconds,
     )
+    # The token API's hot path (docs/token-api.md): bounded concurrency, reads through a cache
+    # that every commit touching access and every push event drop, tokens counted in memory.
+    app.state.token_gate = TokenGate(
+        limit=settings.token_concurrency, queue_seconds=settings.token_queue_seconds
+    )
+    app.state.read_cache = ReadCache(
+        ttl_seconds=settings.read_cache_seconds, max_entries=settings.read_cache_entries
+    )
+    app.state.read_cache.watch_commits(app.state.session_factory)
+    app.state.push_hub.add_listener(app.state.read_cache.invalidate)
+    app.state.token_tally = TokenTally(app.state.session_factory)
+    app.state.background.append(app.state.token_tally.run)
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
     app.state.capacity_probe = CapacityProbe()

@@ -77,6 +77,54 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key and channel the portal uses, so several portals "
         "can share one Redis server without seeing each other's tokens or pushes.",
     )
+    # --- the token API's hot path (docs/token-api.md) ---
+    token_concurrency: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Token requests one process works on at once; more wait their turn.",
+    )
+    token_queue_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="How long a token request waits for its turn before it is answered 503 "
+        "with Retry-After (code `Busy`).",
+    )
+    token_wait_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="How long a token request waits for Power BI (or another instance's mint "
+        "of the same token) before it is answered 503 with Retry-After; the mint goes on.",
+    )
+    token_lock_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=60,
+        description="Expiry of the Redis lock held while one instance mints a token: a minter "
+        "that died holds the next token back at most this long.",
+    )
+    token_error_seconds: float = Field(
+        5.0,
+        ge=0.5,
+        le=300,
+        description="How long a Power BI refusal without Retry-After is shared with every "
+        "request for the same token before Power BI is asked again.",
+    )
+    read_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Lifetime of the in-process cache of sessions, access decisions and "
+        "settings (changes made through the portal drop it at once; 0 turns it off).",
+    )
+    read_cache_entries: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Entries the in-process read cache holds at most.",
+    )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     emulator_port: int | None = Field(

@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from embedportal.db.models import Report
-from embedportal.powerbi import EffectiveIdentity, EmbedToken, PowerBIThrottledError
+from embedportal.powerbi import (
+    EffectiveIdentity,
+    EmbedToken,
+    PowerBIThrottledError,
+    PowerBIUnavailableError,
+)
 from embedportal.tokens.policy import TokenPolicy
 from embedportal.tokens.service import (
     MemoryTokenCache,
@@ -18,6 +23,7 @@ from embedportal.tokens.service import (
     RedisTokenCache,
     TokenCache,
     TokenService,
+    TokenWaitTimeoutError,
     cache_key,
 )
 
@@ -200,7 +206,7 @@ async def test_concurrent_requests_for_one_key_cause_one_mint(
     assert sum(not result.shared for result in results) == 1
 
 
-async def test_a_failed_mint_is_not_cached_and_the_next_caller_tries_again(
+async def test_a_refusal_is_remembered_until_its_retry_after_then_power_bi_is_asked_again(
     cache: TokenCache, clock: Clock
 ) -> None:
     minter = FakeMinter(clock)
@@ -208,11 +214,71 @@ async def test_a_failed_mint_is_not_cached_and_the_next_caller_tries_again(
     service = TokenService(cache=cache, clock=clock)
     with pytest.raises(PowerBIThrottledError):
         await service.issue(minter=minter, scope="s", report=report(), identity=None, policy=POLICY)
+    clock.advance(10)
+    with pytest.raises(PowerBIThrottledError) as again:
+        await service.issue(minter=minter, scope="s", report=report(), identity=None, policy=POLICY)
+    assert len(minter.calls) == 1  # told without asking Power BI again
+    assert again.value.retry_after_seconds == pytest.approx(20)
     minter.fail_with = None
+    clock.advance(21)
     issued = await service.issue(
         minter=minter, scope="s", report=report(), identity=None, policy=POLICY
     )
     assert issued.token == "token-2"
+
+
+async def test_concurrent_requests_share_one_failed_call_and_its_retry_after(
+    cache: TokenCache, clock: Clock
+) -> None:
+    minter = FakeMinter(clock, delay=0.05)
+    minter.fail_with = PowerBIThrottledError("slow down", status=429, retry_after_seconds=42)
+    service = TokenService(cache=cache, clock=clock)
+    results = await asyncio.gather(
+        *(
+            service.issue(minter=minter, scope="s", report=report(), identity=None, policy=POLICY)
+            for _ in range(20)
+        ),
+        return_exceptions=True,
+    )
+    assert len(minter.calls) == 1
+    assert all(isinstance(result, PowerBIThrottledError) for result in results)
+    assert {getattr(result, "retry_after_seconds", None) for result in results} == {42}
+
+
+async def test_a_still_valid_token_is_served_to_a_viewer_without_one_while_a_re_mint_fails(
+    cache: TokenCache, clock: Clock
+) -> None:
+    minter = FakeMinter(clock)
+    service = TokenService(cache=cache, clock=clock)
+    first = await service.issue(
+        minter=minter, scope="s", report=report(), identity=None, policy=POLICY
+    )
+    clock.advance(55 * 60)  # 5 minutes left: past the sharing threshold, still valid
+    minter.fail_with = PowerBIUnavailableError("Power BI is down")
+    stale = await service.issue(
+        minter=minter, scope="s", report=report(), identity=None, policy=POLICY, allow_stale=True
+    )
+    assert stale.token == first.token and stale.shared
+    # A viewer that holds a token keeps it and is told to retry.
+    with pytest.raises(PowerBIUnavailableError):
+        await service.issue(minter=minter, scope="s", report=report(), identity=None, policy=POLICY)
+    assert len(minter.calls) == 2  # the failure was remembered: one call for both
+
+
+async def test_a_slow_mint_answers_unavailable_in_bounded_time_and_the_retry_finds_its_token(
+    cache: TokenCache, clock: Clock
+) -> None:
+    minter = FakeMinter(clock, delay=0.5)
+    service = TokenService(cache=cache, clock=clock, wait_seconds=0.05)
+    with pytest.raises(TokenWaitTimeoutError) as waited:
+        await service.issue(minter=minter, scope="s", report=report(), identity=None, policy=POLICY)
+    assert waited.value.retry_after_seconds is not None
+    await asyncio.sleep(0.6)  # the mint went on without the request
+    issued = await service.issue(
+        minter=minter, scope="s", report=report(), identity=None, policy=POLICY
+    )
+    assert issued.token == "token-1" and issued.shared
+    assert len(minter.calls) == 1
 
 
 def test_the_cache_key_hides_the_identity_and_ignores_role_order() -> None:

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from embedportal.db.models import AuditEntry
+from embedportal.access.viewer_health import viewer_health
+from embedportal.db.models import AuditEntry, ViewerEventCount
 from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONAL_DATASET_ID
 from embedportal.emulator.tokens import unverified_claims
@@ -96,12 +97,45 @@ def test_a_granted_viewer_gets_a_token_in_the_documented_shape(
     assert [item["id"] for item in claims["reports"]] == [synced_reports[SALES]]
     assert claims["identities"] == []  # the Sales dataset has no RLS: no identity is sent
 
+    app.state.token_tally.flush()
     with session_scope(app.state.session_factory) as db:
         entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "token.issued")).one()
         assert entry.actor_email == "viewer@example.com"
         assert entry.target_id == synced_reports[SALES]
         assert entry.detail["tokenId"] == body["tokenId"]
         assert body["token"] not in str(entry.detail)
+
+
+def test_the_audit_log_keeps_the_first_token_of_the_day_and_the_counters_keep_every_one(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    for _ in range(5):
+        assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    with session_scope(app.state.session_factory) as db:
+        # Nothing was written on the request path.
+        assert db.scalars(select(AuditEntry).where(AuditEntry.action == "token.issued")).all() == []
+    assert app.state.token_tally.flush() == 5
+    with session_scope(app.state.session_factory) as db:
+        entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "token.issued")).all()
+        assert len(entries) == 1
+        assert entries[0].detail["firstToday"] is True
+        counters = {
+            row.event_type: row.count
+            for row in db.scalars(select(ViewerEventCount))
+            if row.report_id == synced_reports[SALES]
+        }
+        assert counters == {"tokenMinted": 1, "tokenShared": 4}
+        today = datetime.now(UTC).date()
+        health = viewer_health(session=db, first_day=today, last_day=today)
+        assert (health.totals.handed_out, health.totals.minted) == (5, 1)
 
 
 def test_signed_out_callers_get_401_json(client: TestClient, synced_reports: SyncedReports) -> None:

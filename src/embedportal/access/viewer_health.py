@@ -2,25 +2,31 @@
 tokens the portal handed out against how many it had Power BI mint.
 
 Viewers send telemetry in batches (`POST /api/telemetry`); each batch adds to one counter per
-(UTC day, report, event type, reason). The token side comes from the audit trail: every token
-the API hands out is a `token.issued` entry, whose `shared` says whether it came from the shared
-cache or was freshly minted, i.e. cost a GenerateToken call.
+(UTC day, report, event type, reason). The token side is counted the same way: the token API
+notes every token it hands out in a :class:`TokenTally` (in memory, no I/O on the request), which
+adds them to the day's `tokenShared` / `tokenMinted` counters every few seconds and writes one
+`token.issued` audit entry for the first token a user gets for a report each day. (Before that,
+every token was an audit entry; such entries are still counted.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.db.base import utcnow
-from embedportal.db.models import AuditEntry, Report, ViewerEventCount
+from embedportal.db.models import AuditEntry, Report, User, ViewerEventCount
+from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
 
@@ -29,6 +35,13 @@ from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
 # client cannot fill the table with made-up reasons.
 KNOWN_REASONS: tuple[str, ...] = (*REFRESH_REASONS, "clock")
 OTHER_REASON = "other"
+# The token API's own counters (not sent by viewers): tokens handed out from the shared cache,
+# and tokens freshly minted (one GenerateToken call each).
+TOKEN_SHARED = "tokenShared"
+TOKEN_MINTED = "tokenMinted"
+TOKEN_FLUSH_SECONDS = 5.0
+
+logger = logging.getLogger("embedportal.telemetry")
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,8 @@ class Figures:
             self.expiries += count
         elif event_type == "recovered":
             self.recoveries += count
+        elif event_type in (TOKEN_SHARED, TOKEN_MINTED):
+            self.add_tokens(shared=event_type == TOKEN_SHARED, count=count)
 
     def add_tokens(self, *, shared: bool, count: int) -> None:
         self.handed_out += count
@@ -277,6 +292,8 @@ def viewer_health(
         select(issued_day, AuditEntry.target_id, shared, func.count())
         .where(
             AuditEntry.action == "token.issued",
+            # Entries the tally writes (first of the day) are already in its counters.
+            AuditEntry.detail["firstToday"].as_boolean().is_(None),
             AuditEntry.at >= datetime.combine(first_day, time(), UTC),
             AuditEntry.at < datetime.combine(last_day + timedelta(days=1), time(), UTC),
         )
@@ -319,3 +336,135 @@ def viewer_health(
         totals=totals,
         reasons=sorted(totals.refreshes, key=_reason_order),
     )
+
+
+# --- the token API's tally ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FirstToken:
+    """What the audit entry for a user's first token of the day for a report says."""
+
+    at: datetime
+    user_id: int
+    user_email: str
+    report_id: str
+    token_id: str
+    shared: bool
+    expiration: str
+    reason: str
+
+
+class TokenTally:
+    """Tokens handed out, counted in memory (``note``: any thread, no I/O) and written by
+    ``flush`` in one transaction: the day's counters, and an audit entry for each user's first
+    token of the day for a report. The "first" is remembered per process, so a restart or a
+    second instance may write one more entry for the same day, never one per token."""
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[date, str, str, str]] = Counter()
+        self._firsts: list[_FirstToken] = []
+        self._seen_day: date | None = None
+        self._seen: set[tuple[int, str]] = set()
+
+    def note(
+        self,
+        *,
+        user_id: int,
+        user_email: str,
+        report_id: str,
+        token_id: str,
+        shared: bool,
+        expiration: str,
+        reason: str,
+    ) -> None:
+        now = self._clock()
+        day = now.astimezone(UTC).date()
+        kind = TOKEN_SHARED if shared else TOKEN_MINTED
+        with self._lock:
+            self._counts[(day, report_id, kind, stored_reason(reason))] += 1
+            if self._seen_day != day:
+                self._seen_day, self._seen = day, set()
+            if (user_id, report_id) in self._seen:
+                return
+            self._seen.add((user_id, report_id))
+            self._firsts.append(
+                _FirstToken(
+                    now, user_id, user_email, report_id, token_id, shared, expiration, reason
+                )
+            )
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def flush(self) -> int:
+        """Write what was noted; the number of tokens written. On a database error it stays
+        noted and goes with the next flush."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+            firsts, self._firsts = self._firsts, []
+        if not counts and not firsts:
+            return 0
+        try:
+            with session_scope(self._session_factory) as session:
+                known = set(
+                    session.scalars(
+                        select(Report.id).where(Report.id.in_({key[1] for key in counts}))
+                    )
+                )
+                # A user removed meanwhile keeps their entry, without the link to them.
+                users = set(
+                    session.scalars(
+                        select(User.id).where(User.id.in_({first.user_id for first in firsts}))
+                    )
+                )
+                for (day, report_id, kind, reason), count in sorted(counts.items()):
+                    _add(
+                        session, day, report_id if report_id in known else None, kind, reason, count
+                    )
+                session.add_all(
+                    AuditEntry(
+                        at=first.at,
+                        actor_user_id=first.user_id if first.user_id in users else None,
+                        actor_email=first.user_email,
+                        action="token.issued",
+                        target_type="report",
+                        target_id=first.report_id,
+                        detail={
+                            "tokenId": first.token_id,
+                            "shared": first.shared,
+                            "expiration": first.expiration,
+                            "reason": first.reason,
+                            "firstToday": True,
+                        },
+                    )
+                    for first in firsts
+                )
+        except Exception:
+            with self._lock:
+                self._counts.update(counts)
+                self._firsts[:0] = firsts
+            raise
+        return sum(counts.values())
+
+    async def run(self, *, interval_seconds: float = TOKEN_FLUSH_SECONDS) -> None:
+        """Flush every ``interval_seconds`` until cancelled, and once more on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(interval_seconds)
+                await self._flush_logged()
+        finally:
+            await asyncio.shield(self._flush_logged())
+
+    async def _flush_logged(self) -> None:
+        try:
+            await asyncio.to_thread(self.flush)
+        except Exception:  # noqa: BLE001 - the next flush tries again; nothing is lost
+            logger.warning("token tally: flush failed; kept for the next one", exc_info=True)

@@ -6,6 +6,7 @@ and speaks their language, and routes only declare what they require (see deps.p
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from embedportal import i18n
+from embedportal.access.read_cache import ReadCache
 from embedportal.access.sessions import SESSION_COOKIE, resolve_session
 from embedportal.db.models import Organization, User
 from embedportal.db.session import session_scope
@@ -60,6 +62,29 @@ def _load_identity(
         return _Identity(record.user, record.id, record.csrf_token, name)
 
 
+async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
+    """The request's identity, through the read cache: an open viewer's calls (the token API,
+    telemetry) then cost no database round trip. Signing out, blocking or removing a user
+    drops the cache (read_cache.py), and an entry lives seconds, far less than a session's
+    last-seen resolution (a minute), so idle expiry is unaffected."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    cache: ReadCache | None = getattr(request.app.state, "read_cache", None)
+    key = ("identity", hashlib.sha256(cookie.encode()).hexdigest() if cookie else None)
+    if cache is not None:
+        cached: _Identity | None = cache.get(key)
+        if cached is not None:
+            return cached
+    generation = cache.generation if cache is not None else 0
+    # The lookup blocks on the database: run it off the event loop, or a burst of requests
+    # that hold pooled connections while awaiting Power BI could starve the loop itself.
+    identity = await run_in_threadpool(
+        _load_identity, request.app.state.session_factory, cookie, idle_minutes
+    )
+    if cache is not None:
+        cache.put(key, identity, generation=generation)
+    return identity
+
+
 async def request_context_middleware(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
@@ -69,14 +94,7 @@ async def request_context_middleware(
     request.state.organization_name = "embedportal"
     new_anonymous_csrf: str | None = None
     if not request.url.path.startswith(("/static/", "/healthz")):
-        # The lookup blocks on the database: run it off the event loop, or a burst of requests
-        # that hold pooled connections while awaiting Power BI could starve the loop itself.
-        identity = await run_in_threadpool(
-            _load_identity,
-            request.app.state.session_factory,
-            request.cookies.get(SESSION_COOKIE),
-            settings.session_idle_minutes,
-        )
+        identity = await _identity_of(request, settings.session_idle_minutes)
         request.state.organization_name = identity.organization_name
         if identity.user is not None:
             request.state.user = identity.user

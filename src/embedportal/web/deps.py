@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access.grants import can_view
 from embedportal.access.organization import PowerBIClients
+from embedportal.access.read_cache import ReadCache
+from embedportal.access.viewer_health import TokenTally
 from embedportal.capacity.control import CapacityControl
 from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
@@ -26,6 +28,7 @@ from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
+from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService
 from embedportal.web.push import PushHub
 
@@ -61,6 +64,10 @@ get_push_hub = _app_service("push_hub")
 get_activity_ledger = _app_service("activity_ledger")
 get_capacity_control = _app_service("capacity_control")
 get_capacity_controller = _app_service("capacity_controller")
+get_read_cache = _app_service("read_cache")
+get_token_gate = _app_service("token_gate")
+get_token_tally = _app_service("token_tally")
+get_session_factory = _app_service("session_factory")
 
 
 def is_htmx(request: Request) -> bool:
@@ -77,6 +84,10 @@ PushHubDep = Annotated[PushHub, Depends(get_push_hub)]
 ActivityLedgerDep = Annotated[ActivityLedger, Depends(get_activity_ledger)]
 CapacityControlDep = Annotated[CapacityControl, Depends(get_capacity_control)]
 CapacityControllerDep = Annotated[CapacityController, Depends(get_capacity_controller)]
+ReadCacheDep = Annotated[ReadCache, Depends(get_read_cache)]
+TokenGateDep = Annotated[TokenGate, Depends(get_token_gate)]
+TokenTallyDep = Annotated[TokenTally, Depends(get_token_tally)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 
@@ -110,6 +121,16 @@ def require_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
     return user
 
 
+async def signed_in_user(request: Request) -> User:
+    """The signed-in user as the request context resolved them (read through the read cache),
+    without a database session: for hot paths that must not hold a pooled connection. The
+    object is shared and detached: read it, never change it."""
+    user: User | None = request.state.user
+    if user is None or user.is_blocked:
+        raise NotSignedIn()
+    return user
+
+
 def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
     if not user.is_admin:
         raise NotAllowed()
@@ -134,6 +155,7 @@ async def verify_csrf(request: Request) -> None:
 
 
 CurrentUser = Annotated[User, Depends(require_user)]
+SignedInUser = Annotated[User, Depends(signed_in_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CsrfProtected = Depends(verify_csrf)

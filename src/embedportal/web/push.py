@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,14 +80,29 @@ class PushHub:
         self._listener: asyncio.Task[None] | None = None
         # One publishing client (its own connection pool, thread-safe), made on first use.
         self._publisher: redis.Redis | None = None
+        # Called with every event, local or from Redis (e.g. the read cache's invalidation).
+        self._event_listeners: list[Callable[[PushEvent], None]] = []
 
     @property
     def connected(self) -> int:
         with self._lock:
             return len(self._subscribers)
 
+    def add_listener(self, listener: Callable[[PushEvent], None]) -> None:
+        """Call ``listener(event)`` for every event this process publishes or receives."""
+        self._event_listeners.append(listener)
+
+    def _notify_listeners(self, event: PushEvent) -> None:
+        for listener in self._event_listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - one listener must not keep events from viewers
+                logger.warning("push: an event listener failed", exc_info=True)
+
     def publish(self, event: PushEvent) -> None:
         if self._redis_url:
+            # This process learns at once, before (and whether or not) Redis carries it.
+            self._notify_listeners(event)
             with self._lock:
                 if self._publisher is None:
                     self._publisher = redis.Redis.from_url(self._redis_url)
@@ -97,6 +112,7 @@ class PushHub:
             self._deliver(event)
 
     def _deliver(self, event: PushEvent) -> None:
+        self._notify_listeners(event)
         with self._lock:
             targets = [
                 s for s in self._subscribers if event.user_id is None or s.user_id == event.user_id

@@ -1,6 +1,9 @@
 """`POST /api/reports/{reportId}/token`: an embed token for an open viewer (docs/token-api.md).
 
-Every call re-checks access, so a viewer whose access was removed gets no new token.
+Every call re-checks access, so a viewer whose access was removed gets no new token. Every open
+viewer calls it, often all at once, so a cache hit does no database I/O: who may see what is read
+through the read cache (dropped at once by any access or settings change), the tokens handed out
+are counted in memory (TokenTally), and no database session is held while Power BI is asked.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.capacity_rights import capacity_rights
-from embedportal.access.grants import RlsIdentityMissingError, effective_identity
+from embedportal.access.grants import RlsIdentityMissingError, can_view, effective_identity
 from embedportal.access.organization import (
     EffectiveConnection,
     effective_connection,
@@ -31,6 +34,7 @@ from embedportal.capacity.permissions import CapacityPermissions
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.base import utcnow
 from embedportal.db.models import Capacity, CapacityResumeRequest, Report, User
+from embedportal.db.session import session_scope
 from embedportal.i18n import N_, _
 from embedportal.powerbi import (
     EffectiveIdentity,
@@ -43,8 +47,9 @@ from embedportal.powerbi import (
     PowerBIUnavailableError,
 )
 from embedportal.settings import Settings
+from embedportal.tokens.gate import GateBusyError
 from embedportal.tokens.policy import TokenPolicy
-from embedportal.tokens.service import IssuedToken, policy_of, record_token_issued
+from embedportal.tokens.service import IssuedToken, TokenWaitTimeoutError, policy_of
 from embedportal.web.deps import (
     ActivityLedgerDep,
     AppSettings,
@@ -52,13 +57,16 @@ from embedportal.web.deps import (
     CapacityControllerDep,
     CapacityProbeDep,
     CsrfProtected,
-    CurrentUser,
-    DbSession,
     MetricsDep,
+    NotSignedIn,
     PowerBIClientsDep,
+    ReadCacheDep,
+    SessionFactoryDep,
+    SignedInUser,
+    TokenGateDep,
     TokenServiceDep,
-    ViewableReport,
-    require_user,
+    TokenTallyDep,
+    signed_in_user,
 )
 
 logger = logging.getLogger("embedportal.tokens")
@@ -79,6 +87,9 @@ ON_DEMAND_REASONS = frozenset({"load", "interaction"})
 STARTING_RETRY_SECONDS = 3
 # How soon a viewer should try again when Power BI is down and said nothing itself.
 DEFAULT_RETRY_SECONDS = 5
+# Viewers asking without a token to show (opening, or after theirs died): a still-valid cached
+# token beats a refusal while Power BI cannot mint. Viewers that hold a token keep it and retry.
+STALE_OK_REASONS = frozenset({"load", "recovery", "expired-error"})
 
 
 class TokenRequestBody(BaseModel):
@@ -117,24 +128,56 @@ class _TokenContext:
     capacity_known: bool
 
 
-def _token_context(
-    session: Session, settings: Settings, user: User, report: Report
-) -> _TokenContext:
-    organization = get_organization(session=session)
-    capacity = session.get(Capacity, report.capacity_id) if report.capacity_id else None
-    return _TokenContext(
-        policy=policy_of(organization),
-        connection=effective_connection(session=session, settings=settings),
-        identity=effective_identity(session=session, user=user, report=report),
-        capacity=_ReportCapacity(
-            capacity_id=capacity.id,
-            starting_message=capacity.starting_message,
-            rights=capacity_rights(session=session, user=user),
+@dataclass(frozen=True)
+class _Refusal:
+    """A decision not to mint, cached like a context: signed out, unknown report, no access."""
+
+    status: int
+    detail: str
+    code: str = ""
+
+
+def _load_token_context(
+    session_factory: sessionmaker[Session], settings: Settings, user_id: int, report_id: str
+) -> tuple[Report, _TokenContext] | _Refusal:
+    """Everything one token request needs from the database, in one short unit of work (its
+    connection goes back to the pool before Power BI is asked)."""
+    with session_scope(session_factory) as session:
+        user = session.get(User, user_id)
+        if user is None or user.is_blocked:
+            return _Refusal(401, "")
+        report = session.get(Report, report_id)
+        if report is None or not report.is_available:
+            return _Refusal(404, N_("There is no such report."))
+        if not can_view(session=session, user=user, report=report):
+            return _Refusal(
+                403,
+                N_(
+                    "You do not have access to this report. Ask an administrator to grant it "
+                    "to you."
+                ),
+            )
+        try:
+            identity = effective_identity(session=session, user=user, report=report)
+        except RlsIdentityMissingError as error:
+            return _Refusal(403, error.reason, "RlsIdentityMissing")
+        organization = get_organization(session=session)
+        capacity = session.get(Capacity, report.capacity_id) if report.capacity_id else None
+        context = _TokenContext(
+            policy=policy_of(organization),
+            connection=effective_connection(session=session, settings=settings),
+            identity=identity,
+            capacity=_ReportCapacity(
+                capacity_id=capacity.id,
+                starting_message=capacity.starting_message,
+                rights=capacity_rights(session=session, user=user),
+            )
+            if capacity is not None and capacity.is_configured
+            else None,
+            capacity_known=capacity is not None,
         )
-        if capacity is not None and capacity.is_configured
-        else None,
-        capacity_known=capacity is not None,
-    )
+        session.expunge(report)
+        return report, context
 
 
 # The token request's reason, as activity for the capacity's idle clock (activity.py says
@@ -146,18 +189,23 @@ _ACTIVITY_OF_REASON = {
 }
 
 
-def _start_pending(session: Session, capacity_id: str) -> bool:
+def _start_pending(session_factory: sessionmaker[Session], capacity_id: str) -> bool:
     """Whether someone's opening of a report is starting the capacity right now."""
-    capacity = session.get(Capacity, capacity_id)
-    if capacity is not None and capacity.operation == Action.RESUME.value:
-        return True
-    request = session.get(CapacityResumeRequest, capacity_id)
-    return request is not None and utcnow() - request.requested_at <= REQUEST_FRESH_FOR
+    with session_scope(session_factory) as session:
+        capacity = session.get(Capacity, capacity_id)
+        if capacity is not None and capacity.operation == Action.RESUME.value:
+            return True
+        request = session.get(CapacityResumeRequest, capacity_id)
+        return request is not None and utcnow() - request.requested_at <= REQUEST_FRESH_FOR
 
 
-def _note_resume_request(session: Session, capacity_id: str, user: User) -> None:
-    request_resume(session=session, capacity_id=capacity_id, user=user, now=utcnow())
-    session.commit()
+def _note_resume_request(
+    session_factory: sessionmaker[Session], capacity_id: str, user_id: int
+) -> None:
+    with session_scope(session_factory) as session:
+        user = session.get(User, user_id)
+        if user is not None:
+            request_resume(session=session, capacity_id=capacity_id, user=user, now=utcnow())
 
 
 def _error(
@@ -229,13 +277,16 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
         503: {"description": "Capacity off (code CapacityNotActive) or Power BI unreachable"},
     },
     # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
-    dependencies=[Depends(require_user), CsrfProtected],
+    dependencies=[Depends(signed_in_user), CsrfProtected],
 )
 async def issue_token(
-    user: CurrentUser,
-    report: ViewableReport,
-    db: DbSession,
+    report_id: str,
+    user: SignedInUser,
     settings: AppSettings,
+    session_factory: SessionFactoryDep,
+    read_cache: ReadCacheDep,
+    gate: TokenGateDep,
+    tally: TokenTallyDep,
     service: TokenServiceDep,
     clients: PowerBIClientsDep,
     probe: CapacityProbeDep,
@@ -245,11 +296,90 @@ async def issue_token(
     metrics: MetricsDep,
     body: Annotated[TokenRequestBody | None, Body()] = None,
 ) -> JSONResponse:
+    reason = body.reason if body is not None and body.reason else "load"
     try:
-        context = await run_in_threadpool(_token_context, db, settings, user, report)
-    except RlsIdentityMissingError as error:
-        metrics.token_requests.labels(outcome="forbidden").inc()
-        return _error(403, _(error.reason), "RlsIdentityMissing")
+        async with gate.turn():
+            return await _issue(
+                report_id=report_id,
+                user=user,
+                reason=reason,
+                settings=settings,
+                session_factory=session_factory,
+                read_cache=read_cache,
+                tally=tally,
+                service=service,
+                clients=clients,
+                probe=probe,
+                control=control,
+                controller=controller,
+                ledger=ledger,
+                metrics=metrics,
+            )
+    except GateBusyError as busy:
+        metrics.token_requests.labels(outcome="busy").inc()
+        return _error(
+            503,
+            _("The portal is busy. The viewer retries by itself."),
+            "Busy",
+            retry_after=busy.retry_after_seconds,
+        )
+
+
+async def _context_of(
+    *,
+    read_cache: ReadCacheDep,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    user: User,
+    report_id: str,
+) -> tuple[Report, _TokenContext] | _Refusal:
+    # The settings object is part of the key: a test (or a reload) may swap it.
+    key = ("token-context", user.id, report_id, id(settings))
+    cached: tuple[Report, _TokenContext] | _Refusal | None = read_cache.get(key)
+    if cached is not None:
+        return cached
+    generation = read_cache.generation
+    loaded = await run_in_threadpool(
+        _load_token_context, session_factory, settings, user.id, report_id
+    )
+    read_cache.put(key, loaded, generation=generation)
+    return loaded
+
+
+async def _issue(
+    *,
+    report_id: str,
+    user: User,
+    reason: str,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    read_cache: ReadCacheDep,
+    tally: TokenTallyDep,
+    service: TokenServiceDep,
+    clients: PowerBIClientsDep,
+    probe: CapacityProbe,
+    control: CapacityControl,
+    controller: CapacityController,
+    ledger: ActivityLedgerDep,
+    metrics: MetricsDep,
+) -> JSONResponse:
+    loaded = await _context_of(
+        read_cache=read_cache,
+        session_factory=session_factory,
+        settings=settings,
+        user=user,
+        report_id=report_id,
+    )
+    if isinstance(loaded, _Refusal):
+        if loaded.status == 401:
+            raise NotSignedIn()
+        if loaded.code:
+            metrics.token_requests.labels(outcome="forbidden").inc()
+            return _error(loaded.status, _(loaded.detail), loaded.code)
+        if loaded.status == 403:
+            metrics.token_requests.labels(outcome="forbidden").inc()
+        raise HTTPException(status_code=loaded.status, detail=_(loaded.detail))
+    report, context = loaded
     connection = context.connection
     if not connection.ready or connection.connection is None:
         metrics.token_requests.labels(outcome="not_connected").inc()
@@ -261,9 +391,8 @@ async def issue_token(
             ),
             "PowerBINotConnected",
         )
-    reason = body.reason if body is not None and body.reason else "load"
     refusal = await _capacity_refusal(
-        context, connection.connection, user, reason, db, probe, control, controller
+        context, connection.connection, user, reason, session_factory, probe, control, controller
     )
     if refusal is not None:
         metrics.token_requests.labels(outcome="capacity_off").inc()
@@ -275,7 +404,11 @@ async def issue_token(
             report=report,
             identity=context.identity,
             policy=context.policy,
+            allow_stale=reason in STALE_OK_REASONS,
         )
+    except TokenWaitTimeoutError as error:
+        metrics.token_requests.labels(outcome="powerbi_error").inc()
+        return _powerbi_failure(error)
     except PowerBIError as error:
         logger.warning("token for report %s refused: %s", report.id, error)
         metrics.token_requests.labels(outcome="powerbi_error").inc()
@@ -289,8 +422,17 @@ async def issue_token(
             kind=_ACTIVITY_OF_REASON.get(reason, ActivityKind.HEARTBEAT),
             keeps_capacity_on=context.capacity.rights.keeps_on.allowed,
         )
-    await run_in_threadpool(_audit, db, user, report, issued, reason)
-    return JSONResponse(issued.as_json(), headers={"Cache-Control": "no-store"})
+    answer = issued.as_json()
+    tally.note(
+        user_id=user.id,
+        user_email=user.email,
+        report_id=report.id,
+        token_id=issued.token_id,
+        shared=issued.shared,
+        expiration=answer["expiration"],
+        reason=reason,
+    )
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 async def _capacity_refusal(
@@ -298,7 +440,7 @@ async def _capacity_refusal(
     connection: PowerBIConnection,
     user: User,
     reason: str,
-    db: Session,
+    session_factory: sessionmaker[Session],
     probe: CapacityProbe,
     control: CapacityControl,
     controller: CapacityController,
@@ -329,9 +471,11 @@ async def _capacity_refusal(
     if not capacity.rights.turn_on_on_demand.allowed:
         return off
     if reason in ON_DEMAND_REASONS:
-        await run_in_threadpool(_note_resume_request, db, capacity.capacity_id, user)
+        await run_in_threadpool(
+            _note_resume_request, session_factory, capacity.capacity_id, user.id
+        )
         controller.wake()
-    elif not await run_in_threadpool(_start_pending, db, capacity.capacity_id):
+    elif not await run_in_threadpool(_start_pending, session_factory, capacity.capacity_id):
         # An open report nobody touches does not start a capacity that paused for being idle
         # (or a forgotten tab would undo every idle pause); it waits, and comes back with it.
         return off
@@ -341,8 +485,3 @@ async def _capacity_refusal(
         CAPACITY_STARTING,
         retry_after=STARTING_RETRY_SECONDS,
     )
-
-
-def _audit(session: Session, user: User, report: Report, issued: IssuedToken, reason: str) -> None:
-    record_token_issued(session=session, user=user, report=report, issued=issued, reason=reason)
-    session.commit()

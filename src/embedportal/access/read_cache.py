@@ -1,0 +1,146 @@
+"""A small in-process cache for what every request reads and almost nothing changes: sessions,
+access decisions and the organization's settings.
+
+The token API is called by every open viewer, often all at once; reading the same rows from the
+database for each call is what made a burst stall. Entries live a few seconds at most, and are
+dropped at once when something they depend on may have changed:
+
+* a push event (access changed, settings changed: see web/push.py), on this instance or, through
+  Redis, on any other;
+* a commit in this process that wrote to a table access depends on (``watch_commits``), so a
+  change made here is never served stale, pushed or not.
+
+The TTL bounds staleness for changes that reach neither (another instance writing without Redis).
+Invalidation drops everything: it is rare, and a miss only costs the read the cache saves.
+A load that started before an invalidation is not stored (the generation check), so a reader
+racing a writer cannot put the old state back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+from embedportal.db.models import AuditEntry, CapacityActivity, ViewerEventCount, WebSession
+
+DEFAULT_TTL_SECONDS = 5.0
+DEFAULT_MAX_ENTRIES = 10_000
+
+# Tables written on hot paths that no cached decision reads: writing them must not empty the
+# cache (the activity ledger and telemetry flush every few seconds).
+_UNWATCHED_TABLES = frozenset(
+    {
+        AuditEntry.__tablename__,
+        CapacityActivity.__tablename__,
+        ViewerEventCount.__tablename__,
+    }
+)
+_DIRTY = "embedportal.read_cache.dirty"
+
+Monotonic = Callable[[], float]
+
+
+class ReadCache:
+    """``get``/``put`` by key, bounded (least recently stored goes first), thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        monotonic: Monotonic = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._max_entries = max(1, max_entries)
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Take it before loading; ``put`` drops the value if an invalidation came between."""
+        return self._generation
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> Any | None:
+        if self.ttl_seconds <= 0:
+            return None
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            expires, value = item
+            if self._monotonic() >= expires:
+                del self._items[key]
+                return None
+            return value
+
+    def put(self, key: Hashable, value: Any, *, generation: int) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._items[key] = (self._monotonic() + self.ttl_seconds, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._max_entries:
+                self._items.popitem(last=False)
+
+    def invalidate(self, *_event: object) -> None:
+        """Forget everything (callable as a push listener: the event itself does not matter)."""
+        with self._lock:
+            self._generation += 1
+            self._items.clear()
+
+    def watch_commits(self, factory: sessionmaker[Session]) -> None:
+        """Invalidate after every commit of ``factory``'s sessions that wrote a watched table."""
+        event.listen(factory, "before_flush", _note_flush)
+        event.listen(factory, "do_orm_execute", _note_statement)
+        event.listen(factory, "after_commit", self._after_commit)
+        event.listen(factory, "after_soft_rollback", _forget)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(_DIRTY, False):
+            self.invalidate()
+
+
+def _watched(table_name: str | None) -> bool:
+    return table_name not in _UNWATCHED_TABLES
+
+
+def _note_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(_DIRTY):
+        return
+    for obj in (*session.new, *session.deleted):
+        if _watched(getattr(obj, "__tablename__", None)):
+            session.info[_DIRTY] = True
+            return
+    for obj in session.dirty:
+        # A session's last-seen stamp changes once a minute per viewer; nothing cached
+        # depends on it (a session's end is a delete, which is watched above).
+        if isinstance(obj, WebSession):
+            continue
+        if _watched(getattr(obj, "__tablename__", None)) and session.is_modified(obj):
+            session.info[_DIRTY] = True
+            return
+
+
+def _note_statement(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return
+    table = getattr(state.statement, "table", None)
+    if _watched(getattr(table, "name", None)):
+        state.session.info[_DIRTY] = True
+
+
+def _forget(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(_DIRTY, None)
