@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.capacity.activity import ActivityKind
@@ -117,3 +117,41 @@ def test_old_rows_are_pruned(factory: sessionmaker[Session]) -> None:
     with session_scope(factory) as db:
         assert prune_activity(session=db, older_than=timedelta(days=90), now=NOON) == 1
     assert [row.minute for row in rows(factory)] == [NOON.replace(second=0)]
+
+
+def test_a_flush_writes_many_rows_in_a_few_statements_merging_with_stored_ones(
+    factory: sessionmaker[Session],
+) -> None:
+    ana, bob = user_ids(factory)
+    first = ActivityLedger(factory)
+    first.note(
+        capacity_id=CAPACITY, user_id=ana, kind=ActivityKind.OPENED, keeps_capacity_on=True, at=NOON
+    )
+    first.flush()
+    ledger = ActivityLedger(factory)
+    for minute in range(450):  # more than one statement's worth
+        for user in (ana, bob):
+            ledger.note(
+                capacity_id=CAPACITY,
+                user_id=user,
+                kind=ActivityKind.HEARTBEAT,
+                keeps_capacity_on=True,
+                at=NOON + timedelta(minutes=minute),
+            )
+    statements: list[str] = []
+    engine = factory.kw["bind"]
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert ledger.flush() == 900
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    writes = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(writes) == 3  # 900 rows, 400 a statement
+    stored = rows(factory)
+    assert len(stored) == 900
+    noon_ana = next(r for r in stored if r.user_id == ana and r.minute == NOON.replace(second=0))
+    assert set(noon_ana.kinds.split(",")) == {"opened", "heartbeat"}

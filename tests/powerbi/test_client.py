@@ -153,16 +153,20 @@ async def test_429_with_short_retry_after_is_waited_out(closer: list[PowerBIClie
     assert h.sleep.calls == [2.0, 3.0]
 
 
-async def test_429_on_generate_token_is_retried(closer: list[PowerBIClient]) -> None:
+async def test_429_on_generate_token_is_raised_at_once_never_slept_on(
+    closer: list[PowerBIClient],
+) -> None:
+    # A viewer is waiting on GenerateToken: the token service passes the Retry-After on.
     h = await harness(
         closer,
         pbi_error(429, "TooManyRequests", **{"Retry-After": "1"}),
         json_response(200, EMBED),
     )
-    token = await h.client.generate_token(report_ids=["r1"], dataset_ids=["d1"])
-    assert token.token_id == "tid-1"
-    assert h.sleep.calls == [1.0]
-    assert len(h.recorder.requests) == 2
+    with pytest.raises(PowerBIThrottledError) as caught:
+        await h.client.generate_token(report_ids=["r1"], dataset_ids=["d1"])
+    assert caught.value.retry_after_seconds == 1.0
+    assert h.sleep.calls == []
+    assert len(h.recorder.requests) == 1
 
 
 async def test_429_with_long_retry_after_raises_at_once(closer: list[PowerBIClient]) -> None:
@@ -376,9 +380,9 @@ async def test_logs_never_contain_tokens_or_secrets(
     caplog.set_level(logging.DEBUG)  # every logger: ours, httpx, httpcore, msal
     h = await harness(
         closer,
+        pbi_error(429, "TooManyRequests", **{"Retry-After": "1"}),
         json_response(200, WORKSPACES),
         pbi_error(403, "TokenExpired"),
-        pbi_error(429, "TooManyRequests", **{"Retry-After": "1"}),
         json_response(200, EMBED, {"RequestId": "rq-gen"}),
     )
     await h.client.list_workspaces()

@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.capacity.activity import (
@@ -33,6 +34,8 @@ from embedportal.db.session import session_scope
 logger = logging.getLogger("embedportal.capacity")
 
 DEFAULT_FLUSH_SECONDS = 5.0
+# Rows per statement: well under SQLite's limit on bound parameters.
+_CHUNK_ROWS = 400
 
 
 def _kinds_text(kinds: Iterable[ActivityKind]) -> str:
@@ -105,9 +108,7 @@ class ActivityLedger:
                         select(Capacity.id).where(Capacity.id.in_({key.capacity for key in rows}))
                     )
                 )
-                for row in rows.values():
-                    if row.key.capacity in known:
-                        _merge(session, row)
+                _upsert(session, [row for row in rows.values() if row.key.capacity in known])
         except Exception:
             with self._lock:
                 for key, row in rows.items():
@@ -140,29 +141,60 @@ def _fold(first: LedgerRow, second: LedgerRow) -> LedgerRow:
     return LedgerRow(key=first.key, kinds=first.kinds | second.kinds, last_counted_at=latest)
 
 
-def _merge(session: Session, row: LedgerRow) -> None:
-    key = (row.key.capacity, row.key.user_id, row.key.minute)
-    stored = session.get(CapacityActivity, key)
-    if stored is None:
-        session.add(
-            CapacityActivity(
-                capacity_id=row.key.capacity,
-                user_id=row.key.user_id,
-                minute=row.key.minute,
-                kinds=_kinds_text(row.kinds),
-                last_counted_at=row.last_counted_at,
+def _upsert(session: Session, rows: list[LedgerRow]) -> None:
+    """Write the rows in a few statements: read what is stored for their keys (to merge the
+    kinds), then INSERT … ON CONFLICT DO UPDATE, which keeps the later ``last_counted_at`` of
+    what is stored and what is written, on SQLite and PostgreSQL alike."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        chunk = rows[start : start + _CHUNK_ROWS]
+        keys = [(row.key.capacity, row.key.user_id, row.key.minute) for row in chunk]
+        stored = {
+            (capacity_id, user_id, minute): kinds
+            for capacity_id, user_id, minute, kinds in session.execute(
+                select(
+                    CapacityActivity.capacity_id,
+                    CapacityActivity.user_id,
+                    CapacityActivity.minute,
+                    CapacityActivity.kinds,
+                ).where(
+                    tuple_(
+                        CapacityActivity.capacity_id,
+                        CapacityActivity.user_id,
+                        CapacityActivity.minute,
+                    ).in_(keys)
+                )
             )
+        }
+        values = []
+        for key, row in zip(keys, chunk, strict=True):
+            kinds = row.kinds | _kinds_of(stored.get(key, ""))
+            values.append(
+                {
+                    "capacity_id": row.key.capacity,
+                    "user_id": row.key.user_id,
+                    "minute": row.key.minute,
+                    "kinds": _kinds_text(kinds),
+                    "last_counted_at": row.last_counted_at,
+                }
+            )
+        statement = insert(CapacityActivity).values(values)
+        written = statement.excluded.last_counted_at
+        kept = CapacityActivity.last_counted_at
+        statement = statement.on_conflict_do_update(
+            index_elements=["capacity_id", "user_id", "minute"],
+            set_={
+                "kinds": statement.excluded.kinds,
+                "last_counted_at": case(
+                    (kept.is_(None), written),
+                    (written.is_(None), kept),
+                    (written > kept, written),
+                    else_=kept,
+                ),
+            },
         )
-        session.flush()
-        return
-    merged = _fold(
-        LedgerRow(
-            key=row.key, kinds=_kinds_of(stored.kinds), last_counted_at=stored.last_counted_at
-        ),
-        row,
-    )
-    stored.kinds = _kinds_text(merged.kinds)
-    stored.last_counted_at = merged.last_counted_at
+        session.execute(statement)
 
 
 def last_counted_activity(*, session: Session, capacity_id: str) -> datetime | None:

@@ -194,8 +194,11 @@ class ApiCore:
         json_payload: Any = None,
         params: Mapping[str, str] | None = None,
         min_token_seconds: float | None = None,
+        wait_on_throttle: bool = True,
     ) -> httpx.Response:
-        """Send until a 2xx arrives (returned) or the rules say stop (a PowerBIError)."""
+        """Send until a 2xx arrives (returned) or the rules say stop (a PowerBIError).
+        ``wait_on_throttle=False``: a 429 is raised at once with its Retry-After, for callers
+        answering a person (the token API) who must not be kept waiting for it."""
         min_seconds = (
             self.default_min_token_seconds if min_token_seconds is None else min_token_seconds
         )
@@ -249,7 +252,11 @@ class ApiCore:
 
             if status == 429:
                 wait = DEFAULT_THROTTLE_WAIT_SECONDS if retry_after is None else retry_after
-                if wait <= self.retry_after_cap_seconds and retries < self.max_retries:
+                if (
+                    wait_on_throttle
+                    and wait <= self.retry_after_cap_seconds
+                    and retries < self.max_retries
+                ):
                     logger.warning(
                         "%s %s %s throttled (429), retrying in %.1fs request_id=%s",
                         self.service,

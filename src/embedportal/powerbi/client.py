@@ -136,7 +136,9 @@ class PowerBIClient(ServiceClient):
         at least ``min_entra_remaining_seconds`` left (a fresh one is fetched otherwise). Pass
         the lifetime you want plus a margin; left unset it is ``lifetime_minutes * 60`` (or an
         hour) plus a minute. ``lifetime_minutes`` can only shorten the service's default.
-        Retried only on 429 (never on a timeout, which might have minted a token).
+        Never retried: not on a timeout (which might have minted a token), and not on a 429,
+        which is raised at once with its Retry-After (a viewer is waiting; the token service
+        remembers the refusal and tells every viewer when to come back).
         """
         if isinstance(report_ids, str) or isinstance(dataset_ids, str):
             raise TypeError("report_ids and dataset_ids are sequences of ids, not a string")
@@ -170,6 +172,7 @@ class PowerBIClient(ServiceClient):
             idempotent=False,
             json_payload=payload,
             min_token_seconds=min_entra_remaining_seconds,
+            wait_on_throttle=False,
         )
         token = EmbedToken.from_api(json_body(response, service=SERVICE, what=what))
         logger.info(
