@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
 
+from embedportal.access.sessions import SESSION_COOKIE, start_session
 from embedportal.access.viewer_health import viewer_health
-from embedportal.db.models import AuditEntry, ViewerEventCount
-from embedportal.db.session import session_scope
+from embedportal.db.models import AuditEntry, Group, User, ViewerEventCount
+from embedportal.db.session import create_db_engine, create_session_factory, session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONAL_DATASET_ID
 from embedportal.emulator.tokens import unverified_claims
 from embedportal.powerbi import (
+    EmbedToken,
     PowerBIAuthError,
     PowerBIError,
     PowerBIThrottledError,
     PowerBIUnavailableError,
 )
-from embedportal.tokens.service import RedisTokenCache, TokenService
+from embedportal.settings import Settings
+from embedportal.tokens.gate import TokenGate
+from embedportal.tokens.service import MemoryTokenCache, RedisTokenCache, TokenService
 from embedportal.web.deps import get_powerbi_clients, get_settings, get_token_service
+from embedportal.web.push import PushEvent
 from tests.emulator.harness import Emulator
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.servers import free_port
+from tests.support.threaded import serve_in_thread
 
 SALES = "Sales Overview"
 REGIONAL = "Regional Performance"
@@ -378,3 +386,226 @@ def test_without_a_power_bi_connection_the_answer_says_so(
     response = post_token(client, synced_reports[SALES])
     assert response.status_code == 503
     assert response.json()["code"] == "PowerBINotConnected"
+
+
+# --- the hot path: a burst of every open viewer at once ----------------------------------------
+
+
+def session_of(app: FastAPI, user: User) -> tuple[str, str]:
+    """(session cookie, CSRF token) of a new session for the user."""
+    with session_scope(app.state.session_factory) as db:
+        found = db.get(User, user.id)
+        assert found is not None
+        new = start_session(session=db, user=found)
+        return new.cookie_value, new.record.csrf_token
+
+
+def test_a_cache_hit_touches_no_database_at_all(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(app.state.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(3):
+            assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", count)
+    assert statements == []
+
+
+def test_access_changed_on_another_instance_is_seen_once_its_push_event_arrives(
+    app: FastAPI,
+    settings: Settings,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], group="Team", members=[viewer])
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    # "Another instance": its own engine, so this process sees no commit of its own.
+    elsewhere = create_db_engine(settings.resolved_database_url)
+    try:
+        with session_scope(create_session_factory(elsewhere)) as db:
+            db.execute(delete(Group).where(Group.name == "Team"))
+    finally:
+        elsewhere.dispose()
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 200  # cached
+    app.state.push_hub.publish(PushEvent(kind="access", user_id=viewer.id))
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 403
+
+
+class SlowClients:
+    """Stands in for PowerBIClients: GenerateToken takes ``delay`` seconds, or fails."""
+
+    def __init__(self, delay: float = 0.0, error: PowerBIError | None = None) -> None:
+        self.delay = delay
+        self.error = error
+        self.calls = 0
+
+    def get(self, connection: object) -> SlowClients:
+        return self
+
+    async def generate_token(self, **_kwargs: object) -> EmbedToken:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return EmbedToken(
+            token=f"token-{self.calls}",
+            token_id=f"id-{self.calls}",
+            expiration=datetime.now(UTC) + timedelta(hours=1),
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_power_bi_hung_is_answered_503_with_retry_after_and_one_call(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    hung = SlowClients(delay=60)
+    app.dependency_overrides[get_powerbi_clients] = lambda: hung
+    app.dependency_overrides[get_token_service] = lambda: patient
+    patient = TokenService(cache=MemoryTokenCache(), wait_seconds=0.2)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        responses = list(
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(10))
+        )
+    assert {response.status_code for response in responses} == {503}
+    assert {response.json()["code"] for response in responses} == {"PowerBIUnavailable"}
+    assert all(response.headers.get("retry-after") for response in responses)
+    assert hung.calls == 1
+
+
+def test_power_bi_throttling_costs_one_call_and_every_viewer_gets_its_retry_after(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    throttled = SlowClients(
+        delay=0.1, error=PowerBIThrottledError("slow down", status=429, retry_after_seconds=30)
+    )
+    app.dependency_overrides[get_powerbi_clients] = lambda: throttled
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(20))
+        )
+    assert {response.status_code for response in responses} == {429}
+    assert {int(response.headers["retry-after"]) for response in responses} <= set(range(25, 31))
+    assert post_token(client, synced_reports[SALES], csrf).status_code == 429
+    assert throttled.calls == 1
+
+
+def test_a_saturated_token_api_answers_busy_with_retry_after_never_hangs(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    csrf = csrf_of(client, "/reports")
+    app.state.token_gate = TokenGate(limit=1, queue_seconds=0.05)
+    app.dependency_overrides[get_powerbi_clients] = lambda: SlowClients(delay=0.5)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(4))
+        )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses[0] == 200 and 503 in statuses
+    busy = [response for response in responses if response.status_code == 503]
+    assert {response.json()["code"] for response in busy} == {"Busy"}
+    assert all(response.headers["retry-after"] == "1" for response in busy)
+
+
+@pytest.mark.parametrize("redis", ["none", "gone"])
+def test_a_burst_of_256_viewers_is_answered_and_healthz_answers_throughout(
+    redis: str,
+    app: FastAPI,
+    settings: Settings,
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    grant: Grant,
+) -> None:
+    if redis == "gone":  # a Redis URL nothing listens on: the token API falls back to memory
+        service = TokenService(
+            cache=RedisTokenCache(f"redis://127.0.0.1:{free_port()}/0", prefix="gone")
+        )
+        app.dependency_overrides[get_token_service] = lambda: service
+        app.state.on_shutdown.append(service.aclose)
+    viewers = [make_user(f"viewer{n}@example.com") for n in range(8)]
+    grant(synced_reports[SALES], group="Wall", members=viewers)
+    sessions = [session_of(app, viewer) for viewer in viewers]
+    report_id = synced_reports[SALES]
+
+    async def burst(base_url: str) -> tuple[list[httpx.Response], list[int]]:
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+
+            async def ask(n: int) -> httpx.Response:
+                cookie, csrf = sessions[n % len(sessions)]
+                return await http.post(
+                    f"/api/reports/{report_id}/token",
+                    headers={"X-CSRF-Token": csrf, "Cookie": f"{SESSION_COOKIE}={cookie}"},
+                    json={"reason": "load"},
+                )
+
+            health: list[int] = []
+            done = asyncio.Event()
+
+            async def watch_health() -> None:
+                async with httpx.AsyncClient(base_url=base_url, timeout=10) as other:
+                    while not done.is_set():
+                        health.append((await other.get("/healthz")).status_code)
+                        await asyncio.sleep(0.02)
+
+            watcher = asyncio.create_task(watch_health())
+            try:
+                answers = await asyncio.gather(*(ask(n) for n in range(256)))
+            finally:
+                done.set()
+                await watcher
+            return list(answers), health
+
+    with serve_in_thread(app) as base_url:
+        answers, health = asyncio.run(burst(base_url))
+    statuses = {response.status_code for response in answers}
+    assert statuses <= {200, 503}, statuses
+    assert 200 in statuses
+    for response in answers:
+        if response.status_code == 503:
+            assert response.headers.get("retry-after"), response.text
+    assert health and set(health) == {200}
