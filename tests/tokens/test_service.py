@@ -303,3 +303,13 @@ def test_a_minted_token_round_trips_through_json_and_never_shows_in_repr() -> No
     assert MintedToken.from_json(minted.to_json()) == minted
     assert "secret-token" not in repr(minted)
     assert MintedToken.from_json("not json") is None
+
+
+async def test_the_in_process_cache_stays_bounded_dropping_the_token_closest_to_its_end(
+    clock: Clock,
+) -> None:
+    memory = MemoryTokenCache(clock=clock, max_entries=2)
+    for n, hours in ((1, 3), (2, 1), (3, 2)):
+        token = MintedToken(f"t{n}", f"id{n}", NOW + timedelta(hours=hours), NOW)
+        await memory.put(f"k{n}", token, ttl_seconds=hours * 3600)
+    assert [memory.peek(k) is not None for k in ("k1", "k2", "k3")] == [True, False, True]

@@ -40,6 +40,8 @@ OTHER_REASON = "other"
 TOKEN_SHARED = "tokenShared"
 TOKEN_MINTED = "tokenMinted"
 TOKEN_FLUSH_SECONDS = 5.0
+# Why a token was asked for: a refresh reason, or opening the report.
+TOKEN_REASONS: tuple[str, ...] = (*KNOWN_REASONS, "load")
 
 logger = logging.getLogger("embedportal.telemetry")
 
@@ -387,7 +389,8 @@ class TokenTally:
         day = now.astimezone(UTC).date()
         kind = TOKEN_SHARED if shared else TOKEN_MINTED
         with self._lock:
-            self._counts[(day, report_id, kind, stored_reason(reason))] += 1
+            stored = reason if reason in TOKEN_REASONS else OTHER_REASON
+            self._counts[(day, report_id, kind, stored)] += 1
             if self._seen_day != day:
                 self._seen_day, self._seen = day, set()
             if (user_id, report_id) in self._seen:

@@ -32,10 +32,13 @@ class TokenGate:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limit)
         semaphore = self._semaphore
-        try:
-            await asyncio.wait_for(semaphore.acquire(), timeout=self.queue_seconds)
-        except TimeoutError:
-            raise GateBusyError(retry_after_seconds=max(1.0, self.queue_seconds)) from None
+        if semaphore.locked():
+            try:
+                await asyncio.wait_for(semaphore.acquire(), timeout=self.queue_seconds)
+            except TimeoutError:
+                raise GateBusyError(retry_after_seconds=max(1.0, self.queue_seconds)) from None
+        else:
+            await semaphore.acquire()  # a free turn: taken without suspending
         try:
             yield
         finally:

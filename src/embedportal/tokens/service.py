@@ -267,10 +267,14 @@ class MemoryTokenCache:
         self.put_now(key, token)
 
     def put_now(self, key: str, token: MintedToken) -> None:
-        if len(self._items) >= self._max_entries or key not in self._items:
+        if key not in self._items:
             now = self._clock()
             for stale in [k for k, v in self._items.items() if v.expiration <= now]:
                 del self._items[stale]
+            if len(self._items) >= self._max_entries:
+                # Still full of live tokens: the one closest to its end goes (its viewers
+                # refresh soon anyway, and a miss costs one mint).
+                del self._items[min(self._items, key=lambda k: self._items[k].expiration)]
         self._items[key] = token
         self._errors.pop(key, None)
 

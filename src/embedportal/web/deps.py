@@ -47,7 +47,9 @@ class NotAllowed(Exception):
 def _app_service(name: str) -> Callable[[Request], Any]:
     """The dependency that hands a route the app's ``name`` service (built in create_app)."""
 
-    def service(request: Request) -> Any:
+    # Async on purpose: FastAPI runs a plain function dependency in the threadpool, a hop per
+    # service per request that the token API's hot path cannot afford.
+    async def service(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     service.__name__ = f"get_{name}"
