@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Telemetry a viewer may report, and the reasons a refresh may have; anything else is refused.
 VIEWER_EVENT_TYPES = ("refreshed", "refreshFailed", "expired", "recovered")
@@ -20,6 +21,10 @@ REFRESH_REASONS = (
     "policy",
     "capacity",
 )
+
+# Seconds; the token API's target is tens of milliseconds, a Power BI call hundreds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TOKEN_OUTCOMES = ("hit", "miss", "stale", "error")
 
 
 @dataclass
@@ -59,6 +64,80 @@ class PortalMetrics:
             "Viewers connected to this instance's push channel.",
             registry=self.registry,
         )
+
+        # --- Fleet and hot path (docs/operations.md lists them) ---------------------------
+        self.request_latency = Histogram(
+            "embedportal_request_seconds",
+            "Time to the response's start, by route template, method and status class.",
+            ("route", "method", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.token_latency = Histogram(
+            "embedportal_token_request_seconds",
+            "Token API requests' time to answer, by outcome (hit, miss, stale, error).",
+            ("outcome",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.generate_token_latency = Histogram(
+            "embedportal_generate_token_seconds",
+            "GenerateToken calls to Power BI, by result (ok, error).",
+            ("result",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.push_local_fallbacks = Gauge(
+            "embedportal_push_local_fallbacks",
+            "Push events delivered on this instance only because Redis could not carry them "
+            "(a running count since the process started).",
+            registry=self.registry,
+        )
+        self.database_unavailable = self._counter(
+            "embedportal_database_unavailable",
+            "Requests answered 503 because the database failed (restart, cut connection, "
+            "pool timeout).",
+        )
+        self.db_pool_checked_out = Gauge(
+            "embedportal_db_pool_checked_out",
+            "Database connections in use from this process's pool.",
+            registry=self.registry,
+        )
+        self.db_pool_size = Gauge(
+            "embedportal_db_pool_size",
+            "Connections this process's pool keeps (its overflow comes on top).",
+            registry=self.registry,
+        )
+        self.redis_live = Gauge(
+            "embedportal_push_redis_live",
+            "1 while push events travel through Redis, 0 while delivered locally only.",
+            registry=self.registry,
+        )
+
+    def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
+        self.request_latency.labels(
+            route=route, method=method, status=f"{status // 100}xx"
+        ).observe(seconds)
+
+    def observe_token_request(self, *, outcome: str, seconds: float) -> None:
+        """One token API answer; `outcome` one of TOKEN_OUTCOMES (anything else: error)."""
+        label = outcome if outcome in TOKEN_OUTCOMES else "error"
+        self.token_latency.labels(outcome=label).observe(seconds)
+
+    def observe_generate_token(self, *, ok: bool, seconds: float) -> None:
+        """One GenerateToken call to Power BI and how long it took."""
+        self.generate_token_latency.labels(result="ok" if ok else "error").observe(seconds)
+
+    def track_pool(self, *, checked_out: Callable[[], float], size: Callable[[], float]) -> None:
+        """Read the pool's figures when scraped (the pool owns them; no copy to keep fresh)."""
+        self.db_pool_checked_out.set_function(checked_out)
+        self.db_pool_size.set_function(size)
+
+    def track_push(
+        self, *, redis_live: Callable[[], float], fallbacks: Callable[[], float]
+    ) -> None:
+        self.redis_live.set_function(redis_live)
+        self.push_local_fallbacks.set_function(fallbacks)
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         """A counter in this app's registry (never the process-wide default one)."""
