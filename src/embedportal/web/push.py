@@ -215,7 +215,13 @@ class PushHub:
         backoff = Backoff(self._max_backoff)
         try:
             while True:
-                event = self._outbox.get()
+                try:
+                    # While Redis is down, wake up to see whether it is back, events or not.
+                    event = self._outbox.get(timeout=None if self._publisher_up else 0.5)
+                except queue.Empty:
+                    if time.monotonic() >= self._publish_retry_at:
+                        self._probe_publisher(client, backoff)
+                    continue
                 if event is None:
                     return
                 if not self._publisher_up and time.monotonic() < self._publish_retry_at:
@@ -234,15 +240,26 @@ class PushHub:
                     self._publish_retry_at = time.monotonic() + backoff.next()
                     self._fall_back(event)
                     continue
-                if not self._publisher_up:
-                    logger.warning("push: Redis reachable again for publishing")
-                    self._publisher_up = True
-                    backoff.reset()
+                self._publisher_recovered(backoff)
                 if not self._subscribed:
                     # Published, but our own subscription cannot echo it back yet.
                     self._fall_back(event)
         finally:
             client.close()
+
+    def _probe_publisher(self, client: redis.Redis, backoff: Backoff) -> None:
+        try:
+            client.ping()
+        except Exception:  # noqa: BLE001 - still down: try again later
+            self._publish_retry_at = time.monotonic() + backoff.next()
+            return
+        self._publisher_recovered(backoff)
+
+    def _publisher_recovered(self, backoff: Backoff) -> None:
+        if not self._publisher_up:
+            logger.warning("push: Redis reachable again for publishing")
+            self._publisher_up = True
+            backoff.reset()
 
     # --- Listening -----------------------------------------------------------------------
 
