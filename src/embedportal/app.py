@@ -31,6 +31,7 @@ from embedportal.web.routes import (
     admin_audit,
     admin_capacities,
     admin_groups,
+    admin_health,
     admin_reports,
     admin_settings,
     admin_users,
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)
     app.include_router(admin_viewers.router, include_in_schema=False)
+    app.include_router(admin_health.router, include_in_schema=False)
     app.include_router(admin_capacities.router)
     return app
 

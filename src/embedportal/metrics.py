@@ -152,3 +152,63 @@ class PortalMetrics:
             self.viewer_expiry_screens.inc()
         elif event_type == "recovered":
             self.viewer_recoveries.inc()
+
+
+def quantile_from_buckets(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """The ``q`` quantile estimated from a histogram's cumulative buckets [(upper bound, count)],
+    as Prometheus' histogram_quantile does (linear within a bucket). None without observations;
+    the highest finite bound when the quantile falls in the +Inf bucket."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            share = (rank - lower_count) / (count - lower_count)
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def snapshot(metrics: PortalMetrics) -> dict[str, float | None]:
+    """This process's figures at a glance, for Admin → Health (totals since the process
+    started; the page turns successive snapshots into rates)."""
+    totals: dict[str, float] = {}
+    histograms: dict[str, dict[float, float]] = {}
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                base = sample.name.removesuffix("_bucket")
+                bound = float(sample.labels["le"])
+                per_bound = histograms.setdefault(base, {})
+                per_bound[bound] = per_bound.get(bound, 0.0) + sample.value
+            elif sample.name.endswith("_created"):
+                continue
+            else:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+
+    def quantile(name: str, q: float) -> float | None:
+        return quantile_from_buckets(sorted(histograms.get(name, {}).items()), q)
+
+    return {
+        "requests": totals.get("embedportal_request_seconds_count", 0.0),
+        "request_p50": quantile("embedportal_request_seconds", 0.5),
+        "request_p99": quantile("embedportal_request_seconds", 0.99),
+        "token_requests": totals.get("embedportal_token_requests_total", 0.0),
+        "token_p99": quantile("embedportal_token_request_seconds", 0.99),
+        "cache_hits": totals.get("embedportal_token_cache_hits_total", 0.0),
+        "generate_token_calls": totals.get("embedportal_generate_token_calls_total", 0.0),
+        "open_viewers": totals.get("embedportal_open_viewers", 0.0),
+        "refresh_failures": totals.get("embedportal_viewer_refresh_failures_total", 0.0),
+        "expiry_screens": totals.get("embedportal_viewer_expiry_screens_total", 0.0),
+        "pool_checked_out": totals.get("embedportal_db_pool_checked_out", 0.0),
+        "pool_size": totals.get("embedportal_db_pool_size", 0.0),
+        "push_redis_live": totals.get("embedportal_push_redis_live", 0.0),
+        "push_local_fallbacks": totals.get("embedportal_push_local_fallbacks", 0.0),
+        "database_unavailable": totals.get("embedportal_database_unavailable_total", 0.0),
+    }

@@ -362,3 +362,43 @@ def open_stream(viewer: Viewer, base_url: str, timeout: float = 10.0) -> EventSt
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def new_demo_viewer(fleet: Fleet) -> Viewer:
+    """A new member of the demo viewers' group, signed in on instance `a`: an identity whose
+    row-level-security tokens nobody has minted yet."""
+    from sqlalchemy import select
+
+    from embedportal.access.users import create_user
+    from embedportal.db.models import Group, GroupMembership, Role
+    from embedportal.demo import GROUP_NAME
+
+    email = f"{unique_name('viewer')}@example.com"
+    password = "fleet-viewer-password"
+    engine = fleet.engine()
+    try:
+        with session_scope(create_session_factory(engine)) as session:
+            user = create_user(
+                session=session, email=email, password=password, role=Role.VIEWER, actor=None
+            )
+            group = session.scalar(select(Group).where(Group.name == GROUP_NAME))
+            assert group is not None
+            session.add(GroupMembership(group_id=group.id, user_id=user.id))
+    finally:
+        engine.dispose()
+    return sign_in(fleet.instances["a"].base_url, email, password)
+
+
+def rls_report_id(fleet: Fleet) -> str:
+    from sqlalchemy import select
+
+    from embedportal.db.models import Report
+
+    engine = fleet.engine()
+    try:
+        with engine.connect() as connection:
+            found = connection.scalar(select(Report.id).where(Report.rls_required.is_(True)))
+    finally:
+        engine.dispose()
+    assert found is not None
+    return str(found)
