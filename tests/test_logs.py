@@ -65,3 +65,8 @@ def test_json_lines_carry_the_request_id_and_extras(json_log: io.StringIO) -> No
 def test_json_lines_are_scrubbed_too(json_log: io.StringIO) -> None:
     logging.getLogger("embedportal.test").warning("leaked %s", JWT)
     assert JWT not in json_log.getvalue()
+
+
+def test_scrub_leaves_tracebacks_readable() -> None:
+    line = "    issued: IssuedToken = await token_service.issue("
+    assert scrub(line) == line

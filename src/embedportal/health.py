@@ -151,7 +151,13 @@ class HealthChecker:
                 socket_connect_timeout=self._timeout,
             )
         client: aioredis.Redis = self._redis  # type: ignore[assignment]
-        await client.ping()
+        try:
+            await client.ping()
+        except aioredis.ConnectionError:
+            # A pooled connection from before a Redis restart fails once; a fresh one tells.
+            self._redis = None
+            await client.aclose()
+            return await self._check_redis()
         return ""
 
     async def _check_powerbi(self) -> str:

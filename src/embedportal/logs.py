@@ -24,8 +24,10 @@ REDACTED = "[redacted]"
 _SECRETS = (
     re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
     re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    # Lower-case keys (settings, form fields, cookies) and the two headers; not class names
+    # such as `IssuedToken = await ...` in a traceback.
     re.compile(
-        r"(?i)\b([a-z_]*(?:token|secret|password|cookie|session|csrf|authorization)[a-z_]*)"
+        r"\b([a-z_]*(?:token|secret|password|cookie|session|csrf)[a-z_]*|Authorization|Cookie)"
         r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]{4,})"
     ),
 )

@@ -6,10 +6,12 @@ before they end (the `healthy_fleet` fixture checks), so they can share one flee
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -94,6 +96,20 @@ def healthy_fleet(fleet: Fleet) -> Iterator[Fleet]:
     for process in fleet.instances.values():
         if process.process is None or process.process.poll() is not None:
             process.start()
+    # Mended means every instance says so; the next test starts from a healthy fleet.
+    for process in fleet.instances.values():
+        deadline = time.monotonic() + 30
+        while _down(process.base_url) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _down(base_url: str) -> list[str] | None:
+    try:
+        answer = httpx.get(base_url + "/healthz", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    down = answer.get("down")
+    return down if isinstance(down, list) else None
 
 
 def logs_of(fleet: Fleet) -> str:
