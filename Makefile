@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install install-test run test test-python test-postgres test-browser test-js lint format bench chromium clean
+.PHONY: install install-test run test test-python test-postgres test-browser test-fleet test-js lint format bench chromium clean
 
 install: $(VENV)/.installed node_modules/.installed ## venv with the package, npm packages, compiled translations
 
@@ -38,20 +38,26 @@ chromium:
 # The SQLite and PostgreSQL runs and the JavaScript tests run side by side (each prints when it
 # ends); the browser tests follow on their own, so their real-time waits are not starved of CPU.
 # They are separate pytest runs anyway: Playwright's sync loop must not outlive them into
-# asyncio tests.
-test: install-test ## the whole suite: Python (SQLite), again on PostgreSQL, browser, JavaScript
+# asyncio tests. The fleet tests (real portal processes on PostgreSQL and a Redis of their own)
+# come last, alone, for the same reason as the browser tests.
+test: install-test ## the whole suite: Python (SQLite), again on PostgreSQL, browser, JavaScript, fleet
 	$(MAKE) --no-print-directory -j3 --output-sync=target test-python test-postgres test-js
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-fleet
 
 test-python:
-	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m "not browser" -q
+	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m "not browser and not fleet" -q
 
 test-postgres:
 	EMBEDPORTAL_TEST_DATABASE_URL=$(PG_TEST_URL) EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) \
-	  $(BIN)/pytest -m "not browser" -q -p no:cacheprovider
+	  $(BIN)/pytest -m "not browser and not fleet" -q -p no:cacheprovider
 
 test-browser:
 	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m browser
+
+# Two instances and a `--workers 2` one, the emulator and a redis-server of the tests' own.
+test-fleet:
+	EMBEDPORTAL_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m fleet -q -p no:cacheprovider tests/fleet
 
 test-js: node_modules/.installed
 	node --test tests/js/

@@ -1,4 +1,4 @@
-"""`embedportal users create`, run in-process: clear messages and exit codes, no tracebacks."""
+"""The `embedportal` command run in-process: clear messages and exit codes, no tracebacks."""
 
 from __future__ import annotations
 
@@ -97,3 +97,74 @@ def test_invalid_settings_are_reported_not_raised(env: dict[str, str]) -> None:
     )
     assert code == 2
     assert "EMBEDPORTAL_SECRET_KEY must be set" in output
+
+
+# --- serve --workers: refused clearly where several processes cannot work ---------------------
+
+
+def _serve(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["serve", *args], env=env)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_workers_without_redis_are_refused_with_the_reason(env: dict[str, str]) -> None:
+    code, output = _serve(env, "--workers", "2")
+    assert code == 2
+    assert "EMBEDPORTAL_REDIS_URL" in output
+    assert "token cache" in output
+
+
+def test_workers_on_an_in_memory_database_are_refused(env: dict[str, str]) -> None:
+    code, output = _serve(
+        {
+            **env,
+            "EMBEDPORTAL_DATABASE_URL": "sqlite://",
+            "EMBEDPORTAL_REDIS_URL": "redis://127.0.0.1:1/0",
+        },
+        "--workers",
+        "3",
+    )
+    assert code == 2
+    assert "in-memory SQLite" in output
+
+
+def test_zero_workers_are_refused(env: dict[str, str]) -> None:
+    code, output = _serve(env, "--workers", "0")
+    assert code == 2
+    assert "at least 1" in output
+
+
+def test_workers_inherit_the_parents_settings_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pydantic import SecretStr
+
+    from embedportal.server import worker_environment
+    from embedportal.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    parent = base.model_copy(
+        update={
+            "port": 9100,
+            "powerbi_client_secret": SecretStr("emulator-secret"),
+            "powerbi_api_url": "http://127.0.0.1:9101",
+            "capacity_controller": False,
+        }
+    )
+    variables = worker_environment(parent, base)
+    assert variables == {
+        "EMBEDPORTAL_PORT": "9100",
+        "EMBEDPORTAL_POWERBI_CLIENT_SECRET": "emulator-secret",
+        "EMBEDPORTAL_POWERBI_API_URL": "http://127.0.0.1:9101",
+        "EMBEDPORTAL_CAPACITY_CONTROLLER": "False",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    worker = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert worker.port == 9100
+    assert worker.capacity_controller is False
+    assert worker.powerbi_client_secret is not None
+    assert worker.powerbi_client_secret.get_secret_value() == "emulator-secret"

@@ -20,18 +20,21 @@ from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.session import create_db_engine, create_session_factory
+from embedportal.health import HealthChecker
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
+from embedportal.web.observability import RequestObservability
 from embedportal.web.push import PushHub
 from embedportal.web.routes import (
     account,
     admin_audit,
     admin_capacities,
     admin_groups,
+    admin_health,
     admin_reports,
     admin_settings,
     admin_users,
@@ -114,6 +117,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.background.append(app.state.token_tally.run)
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
+    app.state.health = HealthChecker(
+        engine=engine,
+        redis_url=settings.redis_url,
+        powerbi_url=settings.powerbi_url_to_check,
+        timeout_seconds=settings.health_timeout_seconds,
+        cache_seconds=settings.health_cache_seconds,
+    )
+    app.state.on_shutdown.append(app.state.health.aclose)
     app.state.capacity_probe = CapacityProbe()
     app.state.on_shutdown.append(app.state.capacity_probe.aclose)
     app.state.activity_ledger = ActivityLedger(app.state.session_factory)
@@ -131,7 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.background.append(app.state.capacity_controller.run)
 
     app.middleware("http")(request_context_middleware)
+    # Added last, so outermost: it sees every request, and the context middleware's errors.
+    app.add_middleware(RequestObservability, metrics=app.state.metrics)
     install_error_handlers(app)
+    _track_shared_state(app)
 
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(health.router)
@@ -150,5 +164,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)
     app.include_router(admin_viewers.router, include_in_schema=False)
+    app.include_router(admin_health.router, include_in_schema=False)
     app.include_router(admin_capacities.router)
     return app
+
+
+def _track_shared_state(app: FastAPI) -> None:
+    """/metrics reads the pool's and the push hub's figures when scraped."""
+    pool = app.state.engine.pool
+    hub: PushHub = app.state.push_hub
+    metrics: PortalMetrics = app.state.metrics
+    metrics.track_pool(
+        checked_out=lambda: float(getattr(pool, "checkedout", lambda: 0)()),
+        size=lambda: float(getattr(pool, "size", lambda: 0)()),
+    )
+    metrics.track_push(
+        redis_live=lambda: float(hub.redis_live), fallbacks=lambda: float(hub.fallbacks)
+    )

@@ -45,6 +45,13 @@ def serve(
     emulator_port: Annotated[
         int | None, typer.Option(help="Built-in emulator's port (default: port + 1).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on the one port (more than 1 needs EMBEDPORTAL_REDIS_URL "
+            "and a database shared by processes, e.g. PostgreSQL)."
+        ),
+    ] = 1,
 ) -> None:
     """Migrate the database and serve the portal (with the built-in emulator when no Power BI
     credentials are configured)."""
@@ -56,9 +63,16 @@ def serve(
     if emulator_port is not None:
         overrides["emulator_port"] = emulator_port
     settings = load_settings(**overrides)
-    from embedportal.server import run_portal
+    from embedportal.server import run_portal, run_workers, workers_refusal
 
-    asyncio.run(run_portal(settings, console=console))
+    refusal = workers_refusal(settings, workers)
+    if refusal is not None:
+        err_console.print(f"[red]Cannot serve with {workers} workers:[/red] {refusal}")
+        raise typer.Exit(code=2)
+    if workers > 1:
+        run_workers(settings, workers=workers, console=console)
+    else:
+        asyncio.run(run_portal(settings, console=console))
 
 
 @app.command()

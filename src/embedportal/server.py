@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import uvicorn
@@ -20,12 +21,22 @@ logger = logging.getLogger("embedportal")
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
+# The worker processes' app factory, as uvicorn imports it.
+WORKER_APP_FACTORY = "embedportal.server:create_worker_app"
+
+
+def setup_logging(settings: Settings) -> None:
+    from embedportal.logs import configure_logging
+
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+
+
 def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,  # our handler (setup_logging) formats and scrubs uvicorn's lines too
         access_log=False,  # access logs would carry report ids in URLs; we log what matters
         proxy_headers=True,
         lifespan="on",
@@ -63,6 +74,7 @@ async def run_portal(settings: Settings, *, console: Console) -> None:
     from embedportal.app import create_app
     from embedportal.db.migrate import upgrade_database
 
+    setup_logging(settings)
     upgrade_database(settings.resolved_database_url)
     servers: list[uvicorn.Server] = []
     with_emulator = not settings.has_powerbi_credentials
@@ -91,6 +103,128 @@ async def run_portal(settings: Settings, *, console: Console) -> None:
     for line in getattr(portal_app.state, "startup_notes", []):
         console.print(f"  {line}")
     await _serve_all(servers)
+
+
+def workers_refusal(settings: Settings, workers: int) -> str | None:
+    """Why ``workers`` processes cannot serve with these settings, or None when they can."""
+    from sqlalchemy.engine import make_url
+
+    if workers < 1:
+        return "--workers must be at least 1."
+    if workers == 1:
+        return None
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return (
+            "An in-memory SQLite database lives inside one process: each worker would have a "
+            "database of its own. Set EMBEDPORTAL_DATABASE_URL to PostgreSQL (or a SQLite file)."
+        )
+    if not settings.redis_url:
+        return (
+            "Several workers need EMBEDPORTAL_REDIS_URL: the token cache and the push channel "
+            "must be shared between the processes, or each worker mints its own tokens and a "
+            "settings change reaches only the viewers of the worker that saved it."
+        )
+    return None
+
+
+def worker_environment(settings: Settings, base: Settings) -> dict[str, str]:
+    """EMBEDPORTAL_* variables that make a worker's `Settings()` equal ``settings``: the fields
+    that differ from ``base`` (what the environment alone gives)."""
+    changed: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value == getattr(base, name) or value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        changed[f"EMBEDPORTAL_{name.upper()}"] = "" if value is None else str(value)
+    return changed
+
+
+def create_worker_app() -> object:
+    """One worker's portal, built from the environment the parent prepared."""
+    from embedportal.app import create_app
+
+    settings = Settings()
+    setup_logging(settings)
+    return create_app(settings)
+
+
+def run_workers(settings: Settings, *, workers: int, console: Console) -> None:
+    """Serve with ``workers`` uvicorn processes on one port. The parent migrates the database,
+    runs the built-in emulator (when it is the default) and prepares the demo once; each
+    worker then builds its app from the same settings, passed down in the environment."""
+    from embedportal.db.migrate import upgrade_database
+
+    setup_logging(settings)
+    upgrade_database(settings.resolved_database_url)
+    base = Settings()
+    with_emulator = not settings.has_powerbi_credentials
+    with _parent_emulator(settings, enabled=with_emulator, console=console) as portal_settings:
+        _prepare_demo_once(portal_settings, with_emulator=with_emulator)
+        _export(worker_environment(portal_settings, base))
+        console.print(
+            f"[bold green]embedportal[/bold green] on "
+            f"http://{portal_settings.host}:{portal_settings.port} with {workers} workers"
+        )
+        uvicorn.run(
+            WORKER_APP_FACTORY,
+            factory=True,
+            host=portal_settings.host,
+            port=portal_settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+
+
+@contextmanager
+def _parent_emulator(settings: Settings, *, enabled: bool, console: Console) -> Iterator[Settings]:
+    if not enabled:
+        yield settings
+        return
+    from embedportal.emulator.app import create_emulator_app
+
+    portal_settings, emulator_settings = embedded_default_settings(settings)
+    emulator_app = create_emulator_app(emulator_settings)  # type: ignore[arg-type]
+    with serve_in_thread(
+        emulator_app, host=settings.host, port=settings.resolved_emulator_port
+    ) as url:
+        console.print(f"[bold]Built-in Power BI emulator[/bold] on {url}")
+        for line in emulator_settings.describe():  # type: ignore[attr-defined]
+            console.print(f"  {line}")
+        yield portal_settings
+
+
+def _prepare_demo_once(settings: Settings, *, with_emulator: bool) -> None:
+    from embedportal.demo import demo_wanted, prepare_demo
+
+    if not demo_wanted(settings, with_emulator=with_emulator):
+        return
+    from embedportal.app import create_app
+
+    app = create_app(settings)
+
+    async def seed() -> None:
+        for start in app.state.on_startup:
+            await start()
+        for close in reversed(app.state.on_shutdown):
+            await close()
+
+    try:
+        prepare_demo(app)
+        asyncio.run(seed())
+    finally:
+        app.state.engine.dispose()
+
+
+def _export(variables: Mapping[str, str]) -> None:
+    # Spawned workers inherit the parent's environment.
+    os.environ.update(variables)
 
 
 async def run_emulator_only(*, host: str, port: int, console: Console) -> None:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 MIN_SECRET_KEY_LENGTH = 32
+DEFAULT_POWERBI_API_URL = "https://api.powerbi.com"
 
 
 class UnsafeSettingsError(ValueError):
@@ -157,7 +158,7 @@ class Settings(BaseSettings):
     powerbi_authority_host: str = Field(
         "https://login.microsoftonline.com", description="Entra authority host."
     )
-    powerbi_api_url: str = Field("https://api.powerbi.com", description="Power BI REST base URL.")
+    powerbi_api_url: str = Field(DEFAULT_POWERBI_API_URL, description="Power BI REST base URL.")
     arm_url: str = Field(
         "https://management.azure.com", description="Azure Resource Manager base URL."
     )
@@ -193,6 +194,29 @@ class Settings(BaseSettings):
         description="With the built-in emulator in development, create the demo accounts and "
         "grants at start so the quick start shows reports at once.",
     )
+    # --- Fleet, faults and observability -------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text` for people at a terminal; `json` writes one JSON object per line "
+        "(with the request id) for a log collector. Tokens, cookies and secrets are never logged.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="The least severe log level written."
+    )
+    health_timeout_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="How long `/healthz` waits for each dependency (database, Redis, Power BI) "
+        "before naming it down.",
+    )
+    health_cache_seconds: float = Field(
+        1.5,
+        ge=0,
+        le=60,
+        description="`/healthz` reuses its last check for this long, so a flood of probes "
+        "costs one check.",
+    )
 
     @field_validator("metrics_token", mode="before")
     @classmethod
@@ -224,6 +248,14 @@ class Settings(BaseSettings):
     @property
     def resolved_emulator_port(self) -> int:
         return self.emulator_port or self.port + 1
+
+    @property
+    def powerbi_url_to_check(self) -> str | None:
+        """The Power BI base URL `/healthz` probes: only when this instance is pointed at one
+        (credentials in the environment, or a base URL of its own, such as an emulator)."""
+        if self.has_powerbi_credentials or self.powerbi_api_url != DEFAULT_POWERBI_API_URL:
+            return self.powerbi_api_url
+        return None
 
     @property
     def has_powerbi_credentials(self) -> bool:

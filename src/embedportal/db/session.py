@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+
 
 def create_db_engine(database_url: str) -> Engine:
     url = make_url(database_url)
@@ -20,7 +22,13 @@ def create_db_engine(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A pooled connection is checked before use, so one the server dropped (a restart,
+    # pg_terminate_backend) is replaced instead of failing the request; a server that does not
+    # answer at all fails a connect within seconds (then 503, web/errors.py), not minutes.
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

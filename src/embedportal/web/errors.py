@@ -9,7 +9,8 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedportal.i18n import _
@@ -17,6 +18,11 @@ from embedportal.web.deps import NotAllowed, NotSignedIn
 from embedportal.web.templating import render
 
 logger = logging.getLogger("embedportal.web")
+
+# The database is restarting, a connection was cut, or the pool had none free in time: the
+# request failed as a whole (its transaction rolled back) and may simply be sent again.
+DATABASE_ERRORS = (OperationalError, DisconnectionError, PoolTimeoutError)
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def wants_json(request: Request) -> bool:
@@ -34,6 +40,24 @@ def error_response(request: Request, status: int, message: str, code: str) -> Re
         {"status": status, "message": message, "title": HTTPStatus(status).phrase},
         status_code=status,
     )
+
+
+def database_unavailable_response(request: Request) -> Response:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.database_unavailable.inc()
+    message = _("The database is not answering at the moment. Try again in a few seconds.")
+    if wants_json(request):
+        response: Response = JSONResponse(
+            {"detail": message, "code": "DatabaseUnavailable"}, status_code=503
+        )
+    else:
+        try:
+            response = error_response(request, 503, message, "DatabaseUnavailable")
+        except Exception:  # noqa: BLE001 - the page itself may need what is failing
+            response = Response(message, status_code=503, media_type="text/plain")
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -77,6 +101,13 @@ def install_error_handlers(app: FastAPI) -> None:
             "out of range). Correct it and try again."
         )
         return error_response(request, 400, message, "InvalidInput")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DisconnectionError)
+    @app.exception_handler(PoolTimeoutError)
+    async def database_unavailable(request: Request, error: Exception) -> Response:
+        logger.warning("database unavailable: %s", type(error).__name__)
+        return database_unavailable_response(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:

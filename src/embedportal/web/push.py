@@ -9,9 +9,13 @@ change made on one instance reaches viewers connected to any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import queue
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +26,12 @@ import redis
 logger = logging.getLogger("embedportal.push")
 
 DEFAULT_REDIS_CHANNEL = "embedportal:push"
+# Every Redis call of the hub is bounded by this: a hung server costs seconds, never a stall.
+REDIS_TIMEOUT_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 5.0
+PING_AFTER_QUIET_SECONDS = 5.0
+# Events waiting for the publisher thread; beyond this they are delivered on this instance only.
+OUTBOX_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,15 @@ class _Subscriber:
 
 
 class PushHub:
-    """Fans events out to the subscribers of this process. `publish` is safe from any thread."""
+    """Fans events out to the subscribers of this process. `publish` is safe from any thread and
+    never blocks: events are handed to a publisher thread, so a hung Redis cannot stall the event
+    loop or turn a committed change into an error.
+
+    With Redis, an event reaches local viewers through the subscription (the same way it reaches
+    every other instance). While Redis is down or hung, or the subscription is not live, events
+    are delivered locally as well, so this instance's viewers never miss one; a repeat is
+    harmless (events say "apply this policy" or "re-check access"), a loss would not be.
+    """
 
     def __init__(
         self,
@@ -71,15 +89,25 @@ class PushHub:
         *,
         channel: str = DEFAULT_REDIS_CHANNEL,
         queue_size: int = 100,
+        redis_timeout_seconds: float = REDIS_TIMEOUT_SECONDS,
+        max_backoff_seconds: float = MAX_BACKOFF_SECONDS,
     ) -> None:
         self._channel = channel
         self._subscribers: set[_Subscriber] = set()
         self._lock = threading.Lock()
         self._queue_size = queue_size
         self._redis_url = redis_url
+        self._timeout = redis_timeout_seconds
+        self._max_backoff = max_backoff_seconds
         self._listener: asyncio.Task[None] | None = None
-        # One publishing client (its own connection pool, thread-safe), made on first use.
-        self._publisher: redis.Redis | None = None
+        self._outbox: queue.Queue[PushEvent | None] = queue.Queue(maxsize=OUTBOX_SIZE)
+        self._publisher_thread: threading.Thread | None = None
+        # True while the subscription is live: only then do local viewers hear our own events
+        # through Redis, and local delivery can be skipped.
+        self._subscribed = False
+        self._publisher_up = True
+        self._publish_retry_at = 0.0
+        self.fallbacks = 0  # events delivered locally because Redis could not carry them
         # Called with every event, local or from Redis (e.g. the read cache's invalidation).
         self._event_listeners: list[Callable[[PushEvent], None]] = []
 
@@ -99,26 +127,44 @@ class PushHub:
             except Exception:  # noqa: BLE001 - one listener must not keep events from viewers
                 logger.warning("push: an event listener failed", exc_info=True)
 
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self._redis_url)
+
+    @property
+    def redis_live(self) -> bool:
+        """Whether events currently travel through Redis (subscription live, publishing works)."""
+        return self.uses_redis and self._subscribed and self._publisher_up
+
     def publish(self, event: PushEvent) -> None:
-        if self._redis_url:
-            # This process learns at once, before (and whether or not) Redis carries it.
-            self._notify_listeners(event)
-            with self._lock:
-                if self._publisher is None:
-                    self._publisher = redis.Redis.from_url(self._redis_url)
-                publisher = self._publisher
-            publisher.publish(self._channel, event.to_json())
-        else:
+        if not self._redis_url:
             self._deliver(event)
+            return
+        # This process learns at once, before (and whether or not) Redis carries it.
+        self._notify_listeners(event)
+        self._ensure_publisher()
+        try:
+            self._outbox.put_nowait(event)
+        except queue.Full:
+            # Redis has been slow for a while: this instance's viewers still hear it.
+            self._fall_back(event)
 
     def _deliver(self, event: PushEvent) -> None:
+        """Every event, local or from Redis, passes through here."""
         self._notify_listeners(event)
         with self._lock:
             targets = [
                 s for s in self._subscribers if event.user_id is None or s.user_id == event.user_id
             ]
         for subscriber in targets:
-            subscriber.loop.call_soon_threadsafe(self._offer, subscriber.queue, event)
+            try:
+                subscriber.loop.call_soon_threadsafe(self._offer, subscriber.queue, event)
+            except RuntimeError:  # that viewer's loop has closed; it is leaving anyway
+                continue
+
+    def _fall_back(self, event: PushEvent) -> None:
+        self.fallbacks += 1
+        self._deliver(event)
 
     @staticmethod
     def _offer(queue: asyncio.Queue[PushEvent], event: PushEvent) -> None:
@@ -159,29 +205,160 @@ class PushHub:
                 pass
             self._listener = None
         with self._lock:
-            publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
+            thread, self._publisher_thread = self._publisher_thread, None
+        if thread is not None:
+            self._outbox.put(None)
+            # The thread's Redis calls are bounded by the timeout; wait a little longer.
+            await asyncio.to_thread(thread.join, self._timeout * 3 + 1)
+
+    # --- Publishing (a thread of its own: redis-py's blocking client, bounded by timeouts) --
+
+    def _ensure_publisher(self) -> None:
+        with self._lock:
+            if self._publisher_thread is None:
+                self._publisher_thread = threading.Thread(
+                    target=self._publish_loop, name="push-publisher", daemon=True
+                )
+                self._publisher_thread.start()
+
+    def _publish_loop(self) -> None:
+        assert self._redis_url is not None
+        client = redis.Redis.from_url(
+            self._redis_url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+        )
+        backoff = Backoff(self._max_backoff)
+        try:
+            while True:
+                try:
+                    # While Redis is down, wake up to see whether it is back, events or not.
+                    event = self._outbox.get(timeout=None if self._publisher_up else 0.5)
+                except queue.Empty:
+                    if time.monotonic() >= self._publish_retry_at:
+                        self._probe_publisher(client, backoff)
+                    continue
+                if event is None:
+                    return
+                if not self._publisher_up and time.monotonic() < self._publish_retry_at:
+                    self._fall_back(event)  # Redis is down: do not wait on it per event
+                    continue
+                try:
+                    client.publish(self._channel, event.to_json())
+                except Exception as error:  # noqa: BLE001 - Redis down or hung: deliver locally
+                    if self._publisher_up:
+                        logger.warning(
+                            "push: Redis unreachable for publishing (%s); delivering on this "
+                            "instance only until it is back",
+                            type(error).__name__,
+                        )
+                    self._publisher_up = False
+                    self._publish_retry_at = time.monotonic() + backoff.next()
+                    self._fall_back(event)
+                    continue
+                self._publisher_recovered(backoff)
+                if not self._subscribed:
+                    # Published, but our own subscription cannot echo it back yet.
+                    self._fall_back(event)
+        finally:
+            client.close()
+
+    def _probe_publisher(self, client: redis.Redis, backoff: Backoff) -> None:
+        try:
+            client.ping()
+        except Exception:  # noqa: BLE001 - still down: try again later
+            self._publish_retry_at = time.monotonic() + backoff.next()
+            return
+        self._publisher_recovered(backoff)
+
+    def _publisher_recovered(self, backoff: Backoff) -> None:
+        if not self._publisher_up:
+            logger.warning("push: Redis reachable again for publishing")
+            self._publisher_up = True
+            backoff.reset()
+
+    # --- Listening -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
         import redis.asyncio as aioredis
 
         assert self._redis_url is not None
+        backoff = Backoff(self._max_backoff)
+        lost_logged = False
         while True:
-            client = aioredis.Redis.from_url(self._redis_url)
+            client = aioredis.Redis.from_url(
+                self._redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+            )
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._deliver(PushEvent.from_json(message["data"]))
+                    async with asyncio.timeout(self._timeout):
+                        await pubsub.subscribe(self._channel)
+                        # A server that accepts and never answers must not pass for live.
+                        while await pubsub.get_message(timeout=self._timeout) is None:
+                            pass
+                    self._subscribed = True
+                    backoff.reset()
+                    if lost_logged:
+                        logger.warning("push: Redis subscription restored")
+                        lost_logged = False
+                    await self._pump(pubsub)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a lost Redis connection must not end pushes
-                logger.warning("push: Redis subscription lost; reconnecting", exc_info=True)
-                await asyncio.sleep(1.0)
+            except Exception as error:  # noqa: BLE001 - a lost Redis connection must not end pushes
+                if not lost_logged:
+                    logger.warning(
+                        "push: Redis subscription lost (%s); delivering on this instance only "
+                        "and retrying with backoff",
+                        type(error).__name__,
+                    )
+                    lost_logged = True
             finally:
-                await client.aclose()
+                self._subscribed = False
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(backoff.next())
+
+    async def _pump(self, pubsub: Any) -> None:
+        """Deliver messages; ping when quiet, so a hung server is noticed within seconds."""
+        quiet_since = time.monotonic()
+        pinged_at: float | None = None
+        while True:
+            message = await pubsub.get_message(timeout=min(1.0, self._timeout))
+            now = time.monotonic()
+            if message is not None:
+                quiet_since, pinged_at = now, None
+                if message.get("type") == "message":
+                    try:
+                        event = PushEvent.from_json(message["data"])
+                    except (ValueError, KeyError, TypeError):
+                        logger.warning("push: ignored a malformed event on the channel")
+                        continue
+                    self._deliver(event)
+                continue
+            if pinged_at is not None and now - pinged_at > self._timeout:
+                raise TimeoutError("Redis did not answer a ping")
+            if pinged_at is None and now - quiet_since > PING_AFTER_QUIET_SECONDS:
+                await pubsub.ping()
+                pinged_at = now
+
+
+class Backoff:
+    """Capped exponential backoff with jitter, for reconnecting to Redis."""
+
+    def __init__(self, cap: float, *, first: float = 0.25) -> None:
+        self._cap = cap
+        self._first = first
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._cap, self._next * 2)
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self._next = self._first
 
 
 def notify_access_changed(hub: PushHub, user_ids: Iterable[int]) -> None:

@@ -1,0 +1,183 @@
+"""What the portal depends on, and whether each answers: the database, Redis, Power BI.
+
+`/healthz` and Admin → Health read one cached report: each check has a short timeout, the
+checks run concurrently, and a flood of probes within the cache window costs one check. A
+dependency that hangs costs a probe its timeout, never a stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import Engine, text
+
+DATABASE = "database"
+REDIS = "redis"
+POWERBI = "powerbi"
+
+
+@dataclass(frozen=True)
+class DependencyState:
+    name: str
+    ok: bool
+    # A critical dependency down means the portal cannot serve (503); others degrade it.
+    critical: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    dependencies: tuple[DependencyState, ...]
+    checked_at: float
+
+    @property
+    def serving(self) -> bool:
+        return all(state.ok for state in self.dependencies if state.critical)
+
+    @property
+    def down(self) -> list[str]:
+        return [state.name for state in self.dependencies if not state.ok]
+
+    @property
+    def status(self) -> str:
+        if not self.serving:
+            return "unavailable"
+        return "degraded" if self.down else "ok"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "down": self.down,
+            "dependencies": {
+                state.name: {
+                    "ok": state.ok,
+                    "critical": state.critical,
+                    "detail": state.detail,
+                    "seconds": round(state.seconds, 4),
+                }
+                for state in self.dependencies
+            },
+        }
+
+
+Probe = Callable[[], Awaitable[str]]
+
+
+class HealthChecker:
+    """Checks the dependencies at most once per ``cache_seconds``; callers share the answer."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        redis_url: str | None,
+        powerbi_url: str | None,
+        timeout_seconds: float = 1.0,
+        cache_seconds: float = 1.5,
+    ) -> None:
+        self._engine = engine
+        self._redis_url = redis_url
+        self._powerbi_url = powerbi_url
+        self._timeout = timeout_seconds
+        self._cache_seconds = cache_seconds
+        self._report: HealthReport | None = None
+        self._checking: asyncio.Task[HealthReport] | None = None
+        # A database probe stuck in its thread is not started again until it ends, so a hung
+        # server cannot pile up threads.
+        self._database_probe: asyncio.Future[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._redis: object | None = None
+
+    async def report(self) -> HealthReport:
+        cached = self._report
+        if cached is not None and time.monotonic() - cached.checked_at < self._cache_seconds:
+            return cached
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check_all())
+        # Shielded: a probe whose client went away must not cancel everyone's check.
+        report = await asyncio.shield(self._checking)
+        self._report = report
+        return report
+
+    async def _check_all(self) -> HealthReport:
+        checks: list[tuple[str, bool, Probe]] = [(DATABASE, True, self._check_database)]
+        if self._redis_url:
+            checks.append((REDIS, False, self._check_redis))
+        if self._powerbi_url:
+            checks.append((POWERBI, False, self._check_powerbi))
+        states = await asyncio.gather(
+            *(self._run(name, critical, probe) for name, critical, probe in checks)
+        )
+        return HealthReport(dependencies=tuple(states), checked_at=time.monotonic())
+
+    async def _run(self, name: str, critical: bool, probe: Probe) -> DependencyState:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout):
+                detail = await probe()
+        except TimeoutError:
+            return DependencyState(
+                name, False, critical, f"no answer within {self._timeout:g}s", self._timeout
+            )
+        except Exception as error:  # noqa: BLE001 - any failure is the dependency's state
+            return DependencyState(
+                name, False, critical, _describe(error), time.monotonic() - started
+            )
+        return DependencyState(name, True, critical, detail, time.monotonic() - started)
+
+    async def _check_database(self) -> str:
+        if self._database_probe is None or self._database_probe.done():
+            loop = asyncio.get_running_loop()
+            self._database_probe = loop.run_in_executor(None, self._select_one)
+        await asyncio.shield(self._database_probe)
+        return ""
+
+    def _select_one(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    async def _check_redis(self) -> str:
+        import redis.asyncio as aioredis
+
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(
+                self._redis_url or "",
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+            )
+        client: aioredis.Redis = self._redis  # type: ignore[assignment]
+        try:
+            await client.ping()
+        except aioredis.ConnectionError:
+            # A pooled connection from before a Redis restart fails once; a fresh one tells.
+            self._redis = None
+            await client.aclose()
+            return await self._check_redis()
+        return ""
+
+    async def _check_powerbi(self) -> str:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._timeout)
+        # Any HTTP answer means the service is reachable; credentials are the token API's job.
+        response = await self._http.get(self._powerbi_url or "")
+        return f"HTTP {response.status_code}"
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()  # type: ignore[attr-defined]
+
+
+def _describe(error: BaseException) -> str:
+    """The error's kind and first line, never more (messages may hold a connection URL)."""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    # Connection URLs may carry a password; keep only the kind when one shows.
+    if "://" in first_line or "password" in first_line.lower():
+        first_line = ""
+    return f"{type(error).__name__}: {first_line}"[:200].rstrip(": ")

@@ -1,0 +1,114 @@
+"""Logging: text for people at a terminal, or one JSON object per line for a log collector.
+
+Every record carries the id of the request it was written in (`request_id`), and every message
+passes through a scrubber on its way out: an embed or Entra token, a bearer credential, a
+cookie or a password that slipped into a message is replaced before it is written anywhere.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "embedportal_request_id", default=None
+)
+
+REDACTED = "[redacted]"
+# JWTs (embed and Entra tokens), bearer credentials, and key=value pairs whose key names a secret.
+_SECRETS = (
+    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    # Lower-case keys (settings, form fields, cookies) and the two headers; not class names
+    # such as `IssuedToken = await ...` in a traceback.
+    re.compile(
+        r"\b([a-z_]*(?:token|secret|password|cookie|session|csrf)[a-z_]*|Authorization|Cookie)"
+        r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]{4,})"
+    ),
+)
+
+# The standard attributes of a LogRecord; anything else was passed in `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "request_id",
+    "request_suffix",
+    "color_message",  # uvicorn's copy of its message with terminal colours
+}
+
+LogFormat = Literal["text", "json"]
+
+
+def scrub(text: str) -> str:
+    """``text`` without anything that looks like a credential."""
+    text = _SECRETS[0].sub(REDACTED, text)
+    text = _SECRETS[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _SECRETS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(request_suffix)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None)
+        record.request_suffix = f" [{request_id}]" if request_id else ""
+        return scrub(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                entry[key] = value if isinstance(value, int | float | bool) else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(entry, ensure_ascii=False))
+
+
+def configure_logging(
+    *, log_format: LogFormat = "text", level: str = "info", stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every logger (uvicorn's included) to one handler on ``stream`` (stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_embedportal", False):
+            root.removeHandler(existing)
+    handler._embedportal = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        # uvicorn's loggers write through ours, so its lines are formatted and scrubbed too.
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # Its access log carries raw paths (report ids); embedportal.request logs route templates.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    # One line per outgoing HTTP call, with its full URL, is noise at info.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    return handler

@@ -1,0 +1,103 @@
+"""Per request: an id (the caller's X-Request-ID when sane, else a new one) echoed in the
+response and written with every log line, the latency by route template and status class, one
+log line, and a clean 503 when the database fails before a response has begun."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from embedportal.logs import request_id_var
+from embedportal.metrics import PortalMetrics
+from embedportal.web.errors import DATABASE_ERRORS, database_unavailable_response
+
+logger = logging.getLogger("embedportal.request")
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Load balancers probe these many times a second: counted, not logged.
+_QUIET_PATHS = ("/healthz", "/metrics", "/static/")
+
+
+def request_id_of(raw: str | None) -> str:
+    """The caller's id when it is short and plain (it lands in logs), else a fresh one."""
+    if raw and _SANE_REQUEST_ID.match(raw):
+        return raw
+    return uuid.uuid4().hex
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/api/reports/{report_id}/token`): ids stay out of labels
+    and logs. Unmatched requests share one label, so a scan cannot grow the metrics."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<unmatched>"
+
+
+class RequestObservability:
+    def __init__(self, app: ASGIApp, *, metrics: PortalMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = request_id_of(incoming)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "began": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start" and not state["began"]:
+                state["began"] = True
+                state["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+                # Time to the response's start: a push stream's open life is not latency.
+                self.metrics.observe_request(
+                    route=route_template(scope),
+                    method=scope["method"],
+                    status=message["status"],
+                    seconds=time.perf_counter() - started,
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except DATABASE_ERRORS as error:
+            # Raised where no exception handler sees it (the request context middleware).
+            if state["began"]:
+                raise
+            logger.warning("database unavailable: %s", type(error).__name__)
+            response = database_unavailable_response(Request(scope))
+            await response(scope, receive, send_with_id)
+        finally:
+            path = scope.get("path", "")
+            if not path.startswith(_QUIET_PATHS):
+                logger.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    route_template(scope),
+                    state["status"],
+                    (time.perf_counter() - started) * 1000,
+                    extra={
+                        "method": scope["method"],
+                        "route": route_template(scope),
+                        "status": state["status"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)
