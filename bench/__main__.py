@@ -7,6 +7,10 @@
 3. The capacity's bill over a simulated week (simulated time, the real ledger, capacity control and
    controller against a simulated ARM): billed capacity-hours, estimated cost, off and starting
    screens for always on, Power Embedded's rule and ours. bench/capacity_week.py.
+4. Load: the token API (cache hits and misses, 64 and 256 callers; 1 worker, N workers, two
+   instances) and open viewers on the push channel, against real `embedportal serve` processes
+   and the emulator's own process, beside a bare FastAPI endpoint signing a JWT (the anchor) in
+   the same run. bench/load.py. `--only load` runs it alone.
 
 Exit status 0 whenever the benchmarks ran; nothing here asserts a timing. bench/README.md explains
 the model and every figure.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -88,8 +93,74 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--capacity-no-schedule", action="store_true", help='skip the "ours + schedule" policy'
     )
     capacity.add_argument("--skip-capacity", action="store_true", help="skip the capacity week")
+    load = parser.add_argument_group("load: token API and open viewers (bench/load.py)")
+    load.add_argument(
+        "--load-concurrency", type=_ints, default=(64, 256), help="callers, comma-separated"
+    )
+    load.add_argument(
+        "--load-duration", type=float, default=5.0, help="seconds of cache hits per run"
+    )
+    load.add_argument(
+        "--load-miss-viewers",
+        type=int,
+        default=256,
+        help="signed-in viewers with their own RLS identity; each asks once per miss run",
+    )
+    load.add_argument(
+        "--load-viewers",
+        type=_ints,
+        default=(1000, 10000),
+        help="open push streams to hold, comma-separated (0: skip)",
+    )
+    load.add_argument(
+        "--load-viewers-seconds",
+        type=float,
+        default=90.0,
+        help="most seconds spent opening the streams of each count",
+    )
+    load.add_argument(
+        "--load-workers", type=int, default=0, help="N of `serve --workers N` (0: cores)"
+    )
+    load.add_argument(
+        "--load-database-url",
+        default=os.environ.get("EMBEDPORTAL_BENCH_DATABASE_URL"),
+        help="PostgreSQL server to create a temporary database on (default "
+        "$EMBEDPORTAL_BENCH_DATABASE_URL; unset: a temporary SQLite file)",
+    )
+    load.add_argument(
+        "--load-redis-url",
+        default=os.environ.get("EMBEDPORTAL_BENCH_REDIS_URL"),
+        help="Redis for the token cache and push (default $EMBEDPORTAL_BENCH_REDIS_URL); "
+        "with the database URL it enables the two-instance run",
+    )
+    load.add_argument("--load-skip-fleet", action="store_true", help="skip the two instances")
+    load.add_argument("--skip-load", action="store_true", help="skip the load part")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        help="run this part alone (the --skip-* flags are then ignored)",
+    )
     parser.add_argument("--json-out", type=Path, help="also write every figure to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.only is not None:
+        for part in PARTS:
+            setattr(args, f"skip_{part}", part != args.only)
+    return args
+
+
+PARTS = ("policies", "http", "capacity", "load")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}"
+        ) from None
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError(f"negative number in {text!r}")
+    return tuple(value for value in values if value > 0)
 
 
 # --- part 1: the policy simulation ---------------------------------------------------------------
@@ -320,6 +391,26 @@ def main(argv: list[str] | None = None) -> int:
             schedule=not args.capacity_no_schedule,
         )
         figures["capacity"] = capacity_week.run(console, params)
+
+    if not args.skip_load:
+        from bench import load
+
+        console.rule("Part 4: load (real server processes, the anchor beside them)")
+        figures["load"] = load.run(
+            console,
+            load.LoadParams(
+                concurrency=args.load_concurrency,
+                duration_seconds=args.load_duration,
+                miss_viewers=args.load_miss_viewers,
+                viewers=args.load_viewers,
+                viewers_seconds=args.load_viewers_seconds,
+                workers=args.load_workers,
+                database_url=args.load_database_url,
+                redis_url=args.load_redis_url,
+                skip_viewers=not args.load_viewers,
+                skip_fleet=args.load_skip_fleet,
+            ),
+        )
 
     elapsed = time.perf_counter() - started
     figures["runtimeSeconds"] = round(elapsed, 2)

@@ -2,7 +2,8 @@
 expiry screen in the simulated day and recovers from the outage by itself, the token API over
 HTTP mints one token per (report, identity), and over a simulated day our capacity rules bill
 fewer hours than always-on and Power Embedded's without an off screen for the screen entitled to
-keep the capacity on. Behaviour only: nothing here looks at timings."""
+keep the capacity on; and the load part runs end to end against real server processes and
+produces its figures. Behaviour only: nothing here looks at timings."""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ TINY = [
     "--outage-viewers", "12", "--outage-start-hour", "10", "--outage-hours", "4",
     "--outage-at-hour", "11", "--outage-minutes", "60",
     "--http-requests", "30", "--http-concurrency", "4", "--http-probe", "0",
-    "--skip-capacity",
+    "--skip-capacity", "--skip-load",
 ]  # fmt: skip
 # Part 3 alone: one simulated Monday, a few office users, the three wall TVs and the lobby TV.
 TINY_CAPACITY = [
-    "--skip-policies", "--skip-http",
+    "--skip-policies", "--skip-http", "--skip-load",
     "--capacity-days", "1", "--capacity-office-users", "6", "--capacity-seed", "3",
 ]  # fmt: skip
 
@@ -161,3 +162,41 @@ def test_ours_bills_less_and_shows_no_off_screen_to_the_keeps_on_tv(
     # The target is the counted users' hours plus the idle tail, and ours is close to it.
     assert 0 < week["countedActiveHours"] < week["targetHours"] < 24
     assert week["target"]["met"] is True
+
+
+# Part 4 alone at a tiny size: a few callers for a second, a handful of viewers and streams.
+TINY_LOAD = [
+    "--only", "load",
+    "--load-concurrency", "3", "--load-duration", "0.5", "--load-miss-viewers", "4",
+    "--load-viewers", "6",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def load_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    return _run_bench(tmp_path_factory.mktemp("bench") / "load.json", *TINY_LOAD)
+
+
+def test_load_part_produces_its_figures(load_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, figures = load_run
+    assert "Part 4: load" in stdout and "Part 1: token refresh" not in stdout
+    assert "bench finished" in stdout
+    rows = {(row["config"], row["kind"]): row for row in figures["load"]["tokens"]}
+    assert set(rows) >= {
+        ("anchor (1 process)", "anchor"),
+        ("1 worker", "miss"),
+        ("1 worker", "hit"),
+    }
+    for row in rows.values():
+        assert row["callers"] == 3
+        assert row["calls"] > 0 and row["p50Ms"] is not None and row["p99Ms"] is not None
+    # Figures only, no timing: each miss is a different viewer's identity, so each one minted.
+    assert rows[("1 worker", "miss")]["calls"] == 4
+    assert rows[("1 worker", "miss")]["generateTokenCalls"] == 4
+    assert "x anchor" in stdout
+    # Without PostgreSQL + Redis given, the two instances say why they did not run.
+    if not figures["load"]["backend"].startswith("PostgreSQL"):
+        assert any("two instances: skipped" in line for line in figures["load"]["skipped"])
+    (level,) = figures["load"]["viewers"]["levels"]
+    assert level["viewers"] == 6 and level["held"] + sum(level["failures"].values()) == 6
+    assert level["rssMiB"] > 0

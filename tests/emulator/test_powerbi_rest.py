@@ -437,3 +437,79 @@ def test_expiration_is_the_smallest_of_the_three_limits() -> None:
             response = emu.http.post(path, headers=headers, json=body)
             # The Entra token's remaining life caps the embed token, call after call.
             assert expiration_epoch(response.json()["expiration"]) == entra_expiry
+
+
+# --- fidelity: the media type and the code-only error bodies ----------------------------------
+
+CODE_ONLY_PBI_ERROR = {"parameters": {}, "details": [], "exceptionCulprit": 1}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "json"],
+)
+def test_a_post_not_declared_json_is_415(
+    shared_emulator: Emulator, pbi_headers: dict[str, str], content_type: str | None
+) -> None:
+    headers = {"Authorization": pbi_headers["Authorization"]}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    body = b'{"reports": [{"id": "%s"}]}' % SALES_OVERVIEW.encode()
+    before = shared_emulator.http.get("/emulator/api/stats").json()["generateTokenCalls"]
+    for path in (V2, v1_path()):
+        response = shared_emulator.http.post(path, headers=headers, content=body)
+        assert_error(response, 415, "UnsupportedMediaType")
+    # Refused at the door: no GenerateToken call was counted.
+    assert shared_emulator.http.get("/emulator/api/stats").json()["generateTokenCalls"] == before
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+def test_json_with_parameters_or_any_case_is_accepted(
+    shared_emulator: Emulator, pbi_headers: dict[str, str], content_type: str
+) -> None:
+    headers = {"Authorization": pbi_headers["Authorization"], "Content-Type": content_type}
+    body = b'{"reports": [{"id": "%s"}]}' % SALES_OVERVIEW.encode()
+    response = shared_emulator.http.post(V2, headers=headers, content=body)
+    assert response.status_code == 200, response.text
+
+
+def test_entity_not_found_carries_the_code_alone(
+    shared_emulator: Emulator, pbi_headers: dict[str, str]
+) -> None:
+    expected = {
+        "error": {
+            "code": "PowerBIEntityNotFound",
+            "pbi.error": {"code": "PowerBIEntityNotFound", **CODE_ONLY_PBI_ERROR},
+        }
+    }
+    unknown = str(uuid.uuid4())
+    for response in (
+        shared_emulator.http.get(f"/v1.0/myorg/groups/{unknown}/reports", headers=pbi_headers),
+        shared_emulator.http.get(
+            f"/v1.0/myorg/groups/{GROUP}/reports/{unknown}", headers=pbi_headers
+        ),
+        shared_emulator.http.post(V2, headers=pbi_headers, json={"reports": [{"id": unknown}]}),
+        shared_emulator.http.post(v1_path(unknown), headers=pbi_headers, json={}),
+    ):
+        assert response.status_code == 404
+        assert response.json() == expected
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic abc", "Bearer not-a-token"])
+def test_not_authorized_carries_the_code_alone(
+    shared_emulator: Emulator, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for response in (
+        shared_emulator.http.get("/v1.0/myorg/groups", headers=headers),
+        shared_emulator.http.post(V2, headers=headers, json={"reports": [{"id": SALES_OVERVIEW}]}),
+    ):
+        assert response.status_code == 403
+        assert response.json() == {
+            "error": {
+                "code": "PowerBINotAuthorizedException",
+                "pbi.error": {"code": "PowerBINotAuthorizedException", **CODE_ONLY_PBI_ERROR},
+            }
+        }

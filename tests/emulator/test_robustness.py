@@ -20,6 +20,8 @@ from tests.emulator.harness import (
     running_emulator,
 )
 
+CODE_ONLY = frozenset({"PowerBIEntityNotFound", "PowerBINotAuthorizedException"})
+
 
 @pytest.fixture(scope="module")
 def fuzzed() -> Iterator[tuple[Emulator, dict[str, str]]]:
@@ -145,6 +147,8 @@ def test_no_request_makes_it_fail(
         answer = response.json()
         assert "error" in answer
         error = answer["error"]
+        if isinstance(error, dict) and error.get("code") in CODE_ONLY and "message" not in error:
+            return  # the REST API's captured bodies of these carry the code alone
         reason = error.get("message") if isinstance(error, dict) else answer["error_description"]
         assert reason
 

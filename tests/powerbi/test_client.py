@@ -398,3 +398,58 @@ async def test_logs_never_contain_tokens_or_secrets(
     for secret in (SECRET, token.token, "entra-token-1", "entra-token-2", "Bearer entra"):
         assert secret not in text, secret
     assert "alice@example.com" not in text
+
+
+# --- fidelity: the media type Power BI demands and its code-only error bodies ---------------------
+
+
+async def test_generate_token_declares_its_body_json(closer: list[PowerBIClient]) -> None:
+    # Power BI answers 415 to a POST whose body is not declared application/json.
+    h = await harness(closer, json_response(200, EMBED))
+    await h.client.generate_token(report_ids=["r1"], dataset_ids=["d1"])
+    request = h.recorder.requests[0]
+    assert request.method == "POST"
+    assert request.headers["content-type"].split(";")[0].strip() == "application/json"
+
+
+def _code_only(status: int, code: str) -> httpx.Response:
+    """A body as captured from the real service: the code twice, no message."""
+    pbi = {"code": code, "parameters": {}, "details": [], "exceptionCulprit": 1}
+    return json_response(status, {"error": {"code": code, "pbi.error": pbi}}, {"RequestId": "r9"})
+
+
+@pytest.mark.parametrize(
+    ("response", "error_type"),
+    [
+        (_code_only(404, "PowerBIEntityNotFound"), PowerBINotFoundError),
+        (_code_only(403, "PowerBINotAuthorizedException"), PowerBIForbiddenError),
+        (_code_only(401, "PowerBINotAuthorizedException"), PowerBIAuthError),
+    ],
+)
+async def test_code_only_error_bodies_are_parsed(
+    closer: list[PowerBIClient], response: httpx.Response, error_type: type[PowerBIError]
+) -> None:
+    for call in ("get_report", "generate_token"):
+        h = await harness(closer, response)
+        with pytest.raises(error_type) as caught:
+            if call == "get_report":
+                await h.client.get_report("w1", "r1")
+            else:
+                await h.client.generate_token(report_ids=["r1"], dataset_ids=["d1"])
+        error = caught.value
+        code = response.json()["error"]["code"]
+        assert error.code == code and error.request_id == "r9"
+        assert error.status == response.status_code
+        # Without a message from the service the error still reads as a sentence.
+        assert error.message and code in str(error)
+        assert len(h.recorder.requests) == 1  # a refusal, not retried
+
+
+async def test_unsupported_media_type_is_an_error_with_its_code(
+    closer: list[PowerBIClient],
+) -> None:
+    h = await harness(closer, pbi_error(415, "UnsupportedMediaType", "send application/json"))
+    with pytest.raises(PowerBIError) as caught:
+        await h.client.generate_token(report_ids=["r1"], dataset_ids=["d1"])
+    assert caught.value.status == 415 and caught.value.code == "UnsupportedMediaType"
+    assert "send application/json" in caught.value.message

@@ -1,7 +1,9 @@
 """Error answers in the shape each real service uses, raised as one exception type.
 
 * Power BI REST and the private data API: `{"error": {"code", "message"}}` (Power BI adds a
-  `pbi.error` object to some).
+  `pbi.error` object to some). The REST API's entity-not-found and not-authorized answers carry
+  the code and `pbi.error` only, no `message`, as captured real ones do; a POST whose body is not
+  declared `application/json` gets 415 `UnsupportedMediaType`.
 * Azure Resource Manager: `{"error": {"code", "message"}}`.
 * Entra ID: the OAuth 2.0 error object (`error`, `error_description`, `error_codes`, …).
 """
@@ -37,19 +39,45 @@ class EmulatorError(Exception):
 def powerbi_error(
     status_code: int,
     code: str,
-    message: str,
+    message: str | None,
     *,
     headers: Mapping[str, str] | None = None,
     pbi_error: bool = False,
 ) -> EmulatorError:
-    error: dict[str, Any] = {"code": code, "message": message}
+    """Power BI's error body; ``message=None`` leaves the member out, as Power BI does for the
+    codes that speak for themselves."""
+    error: dict[str, Any] = {"code": code}
+    if message is not None:
+        error["message"] = message
     if pbi_error:
         error["pbi.error"] = {"code": code, "parameters": {}, "details": [], "exceptionCulprit": 1}
     return EmulatorError(status_code, {"error": error}, headers)
 
 
 def not_found(what: str) -> EmulatorError:
+    """The private data API's 404, which says what was missing (the iframe shows it)."""
     return powerbi_error(404, "PowerBIEntityNotFound", f"{what} was not found", pbi_error=True)
+
+
+def entity_not_found() -> EmulatorError:
+    """The REST API's 404 for an unknown workspace, report or dataset: the captured body is
+    `{"error": {"code": "PowerBIEntityNotFound", "pbi.error": {...}}}`, with no message."""
+    return powerbi_error(404, "PowerBIEntityNotFound", None, pbi_error=True)
+
+
+def not_authorized() -> EmulatorError:
+    """The REST API's 403 for a missing, malformed or foreign bearer token: like the 404, the
+    captured body names the code and nothing else."""
+    return powerbi_error(403, "PowerBINotAuthorizedException", None, pbi_error=True)
+
+
+def unsupported_media_type(content_type: str | None) -> EmulatorError:
+    shown = content_type if content_type else "none"
+    return powerbi_error(
+        415,
+        "UnsupportedMediaType",
+        f"The request's Content-Type ({shown}) is not supported: send application/json",
+    )
 
 
 def invalid_request(message: str) -> EmulatorError:

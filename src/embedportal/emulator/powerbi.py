@@ -8,6 +8,7 @@ effective identity and non-RLS datasets refuse one, at most 50 items of each kin
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,14 +23,17 @@ from embedportal.emulator.capacity import Capacity
 from embedportal.emulator.demo import Dataset, DemoContent, Report, Workspace
 from embedportal.emulator.errors import (
     EmulatorError,
+    entity_not_found,
     invalid_request,
-    not_found,
+    not_authorized,
     powerbi_error,
+    unsupported_media_type,
 )
 from embedportal.emulator.state import EmulatorState, get_state, retry_after_header
 from embedportal.emulator.tokens import POWERBI_AUDIENCE, EntraToken, InvalidTokenError
 
 router = APIRouter(prefix="/v1.0/myorg")
+logger = logging.getLogger("embedportal.emulator")
 
 MAX_ITEMS = 50
 MAX_USERNAME_LENGTH = 256
@@ -44,8 +48,25 @@ WorkspaceItem = TypeVar("WorkspaceItem", Report, Dataset)
 # --- authentication and the request budget -------------------------------------------------------
 
 
-def _not_authorized(message: str) -> EmulatorError:
-    return powerbi_error(403, "PowerBINotAuthorizedException", message, pbi_error=True)
+def _not_authorized(reason: str) -> EmulatorError:
+    # Power BI's body says nothing more than the code; the reason goes to the emulator's log,
+    # where whoever debugs a refusal can find it.
+    logger.info("Power BI REST refused: %s", reason)
+    return not_authorized()
+
+
+def not_found(what: str) -> EmulatorError:
+    logger.info("Power BI REST: %s was not found", what)
+    return entity_not_found()
+
+
+def require_json_body(request: Request) -> None:
+    """Power BI answers 415 to a POST whose body is not declared JSON (charset and other
+    parameters are fine)."""
+    content_type = request.headers.get("content-type")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise unsupported_media_type(content_type)
 
 
 def authenticate(request: Request) -> EntraToken:
@@ -488,6 +509,7 @@ def _mint(
 async def generate_token(request: Request) -> JSONResponse:
     """GenerateToken (V2): any reports, datasets and target workspaces, with identities."""
     caller = authenticate(request)
+    require_json_body(request)
     state = get_state(request)
     state.counters.generate_token_calls += 1
     body = await _parse(request, GenerateTokenRequestV2)
@@ -537,6 +559,7 @@ async def generate_token_for_report(
 ) -> JSONResponse:
     """Reports GenerateTokenInGroup (V1): one report, View or Edit."""
     caller = authenticate(request)
+    require_json_body(request)
     state = get_state(request)
     state.counters.generate_token_calls += 1
     workspace = _workspace(state, group_id)
