@@ -1,13 +1,15 @@
 """What the portal depends on, and whether each answers: the database, Redis, Power BI.
 
 `/healthz` and Admin → Health read one cached report: each check has a short timeout, the
-checks run concurrently, and a flood of probes within the cache window costs one check. A
-dependency that hangs costs a probe its timeout, never a stall.
+checks run concurrently, and a flood of probes within the cache window costs one check. Past
+that window a recent report is still given at once while a fresh check runs, so a probe waits
+on a check only when the last answer is too old to stand for the present.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,30 +81,43 @@ class HealthChecker:
         powerbi_url: str | None,
         timeout_seconds: float = 1.0,
         cache_seconds: float = 1.5,
+        stale_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self._redis_url = redis_url
         self._powerbi_url = powerbi_url
         self._timeout = timeout_seconds
         self._cache_seconds = cache_seconds
+        self._stale_seconds = max(stale_seconds, cache_seconds)
         self._report: HealthReport | None = None
         self._checking: asyncio.Task[HealthReport] | None = None
         # A database probe stuck in its thread is not started again until it ends, so a hung
         # server cannot pile up threads.
         self._database_probe: asyncio.Future[None] | None = None
+        # Its own thread: a burst of requests filling the shared pools must not make a
+        # database that answers look down.
+        self._database_thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="healthz-database"
+        )
         self._http: httpx.AsyncClient | None = None
         self._redis: object | None = None
 
     async def report(self) -> HealthReport:
         cached = self._report
-        if cached is not None and time.monotonic() - cached.checked_at < self._cache_seconds:
+        age = None if cached is None else time.monotonic() - cached.checked_at
+        if cached is not None and age is not None and age < self._cache_seconds:
             return cached
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._check_all())
+            self._checking.add_done_callback(self._keep)
+        if cached is not None and age is not None and age < self._stale_seconds:
+            return cached
         # Shielded: a probe whose client went away must not cancel everyone's check.
-        report = await asyncio.shield(self._checking)
-        self._report = report
-        return report
+        return await asyncio.shield(self._checking)
+
+    def _keep(self, checking: asyncio.Task[HealthReport]) -> None:
+        if not checking.cancelled() and checking.exception() is None:
+            self._report = checking.result()
 
     async def _check_all(self) -> HealthReport:
         checks: list[tuple[str, bool, Probe]] = [(DATABASE, True, self._check_database)]
@@ -133,7 +148,7 @@ class HealthChecker:
     async def _check_database(self) -> str:
         if self._database_probe is None or self._database_probe.done():
             loop = asyncio.get_running_loop()
-            self._database_probe = loop.run_in_executor(None, self._select_one)
+            self._database_probe = loop.run_in_executor(self._database_thread, self._select_one)
         await asyncio.shield(self._database_probe)
         return ""
 
@@ -168,6 +183,8 @@ class HealthChecker:
         return f"HTTP {response.status_code}"
 
     async def aclose(self) -> None:
+        # A probe stuck on a hung database must not hold up shutdown.
+        self._database_thread.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
             await self._http.aclose()
         if self._redis is not None:
