@@ -230,7 +230,6 @@ def _export(variables: Mapping[str, str]) -> None:
 async def run_emulator_only(*, host: str, port: int, console: Console) -> None:
     from embedportal.emulator.app import create_emulator_app
     from embedportal.emulator.settings import EmulatorSettings
-
     from embedportal.logs import configure_logging
 
     # The emulator reads no portal settings (no secret key needed): the format comes from the
