@@ -230,7 +230,12 @@ def _export(variables: Mapping[str, str]) -> None:
 async def run_emulator_only(*, host: str, port: int, console: Console) -> None:
     from embedportal.emulator.app import create_emulator_app
     from embedportal.emulator.settings import EmulatorSettings
+    from embedportal.logs import configure_logging
 
+    # The emulator reads no portal settings (no secret key needed): the format comes from the
+    # same variable, when it names one.
+    log_format = os.environ.get("EMBEDPORTAL_LOG_FORMAT", "text")
+    configure_logging(log_format="json" if log_format == "json" else "text")
     emulator_settings = EmulatorSettings()
     console.print(f"[bold]embedportal Power BI emulator[/bold] on http://{host}:{port}")
     for line in emulator_settings.describe():

@@ -36,7 +36,7 @@ def test_a_dependency_down_is_named_on_the_page(app: FastAPI, admin: TestClient)
         engine=app.state.engine,
         redis_url=None,
         powerbi_url=f"http://127.0.0.1:{free_port()}",
-        timeout_seconds=0.5,
+        timeout_seconds=2.0,
     )
     page = admin.get("/admin/health")
     assert 'data-status="degraded"' in page.text

@@ -207,7 +207,8 @@ class PushHub:
         with self._lock:
             thread, self._publisher_thread = self._publisher_thread, None
         if thread is not None:
-            self._outbox.put(None)
+            with contextlib.suppress(queue.Full):  # a full outbox: the daemon thread is dropped
+                self._outbox.put_nowait(None)
             # The thread's Redis calls are bounded by the timeout; wait a little longer.
             await asyncio.to_thread(thread.join, self._timeout * 3 + 1)
 
