@@ -487,6 +487,19 @@ async def measure_config(ctx: Context, config: str, *, count: int, workers: int 
             ctx.add(Row(config, "miss", callers, miss.summary(), mints=minted))
 
 
+async def _measure_or_say_why(
+    ctx: Context, config: str, *, count: int, workers: int | None
+) -> None:
+    """The configurations beyond one worker are new: one that does not start is reported, and
+    the rest of the run goes on."""
+    try:
+        await measure_config(ctx, config, count=count, workers=workers)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        said = " ... ".join(lines[:1] + lines[-1:]) if lines else type(error).__name__
+        ctx.skipped.append(f"{config}: failed: {said}")
+
+
 async def measure_anchor(ctx: Context) -> None:
     port = free_port()
     command = [
@@ -679,7 +692,7 @@ async def _measure(ctx: Context, console: Console) -> dict[str, Any]:
     await measure_config(ctx, "1 worker", count=1, workers=None)
     if serve_has_workers():
         workers = params.workers or (os.cpu_count() or 2)
-        await measure_config(ctx, f"{workers} workers", count=1, workers=workers)
+        await _measure_or_say_why(ctx, f"{workers} workers", count=1, workers=workers)
     else:
         ctx.skipped.append("N workers: skipped: serve has no --workers yet")
     if params.skip_fleet:
@@ -691,7 +704,7 @@ async def _measure(ctx: Context, console: Console) -> dict[str, Any]:
             "--load-database-url / --load-redis-url)"
         )
     else:
-        await measure_config(ctx, "2 instances", count=2, workers=None)
+        await _measure_or_say_why(ctx, "2 instances", count=2, workers=None)
     viewers: dict[str, Any] | None = None
     if params.skip_viewers or not params.viewers:
         ctx.skipped.append("open viewers: skipped")
