@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.loadgen import Call, Target, each_once, repeat, run_closed_loop
+from bench.loadgen import Call, Result, Target, each_once, repeat, run_closed_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_PASSWORD = "bench-password-long-enough"
 TOKEN_BODY = b'{"reason":"load"}'
 START_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 10.0
+HEALTHZ_TIMEOUT_SECONDS = 5.0
 GIB = 1024**3
 # Streams opened at once while filling up to a count: a steady stream of arrivals, not a burst
 # (the token runs measure bursts); the figure wanted here is memory per open viewer.
@@ -379,7 +380,7 @@ class Row:
     callers: int
     result: dict[str, Any]
     mints: int | None = None
-    note: str = ""
+    healthz: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -388,7 +389,7 @@ class Row:
             "callers": self.callers,
             **self.result,
             "generateTokenCalls": self.mints,
-            "note": self.note,
+            "healthz": self.healthz,
         }
 
 
@@ -412,6 +413,7 @@ class Context:
         self.console.print(
             f"  {row.config}, {row.kind}, {row.callers} callers: {_fmt(r['okPerSecond'])} ok/s, "
             f"p99 {_fmt(r['p99Ms'])} ms, {r['failures']} failed"
+            + (f"; /healthz {_healthz_text(row.healthz)}" if row.healthz else "")
         )
 
 
@@ -465,26 +467,84 @@ async def measure_config(ctx: Context, config: str, *, count: int, workers: int 
             )
             # Hits first: a portal that stalls under the misses' burst would spoil them.
             before = await generate_token_calls(ctx.emulator_url)
-            hits = await run_closed_loop(
-                targets=targets,
-                calls=repeat(hit),
-                callers=callers,
-                duration_seconds=params.duration_seconds,
-                timeout_seconds=CALL_TIMEOUT_SECONDS,
+            hits, health = await while_probing_health(
+                servers[0],
+                run_closed_loop(
+                    targets=targets,
+                    calls=repeat(hit),
+                    callers=callers,
+                    duration_seconds=params.duration_seconds,
+                    timeout_seconds=CALL_TIMEOUT_SECONDS,
+                ),
             )
             minted = await generate_token_calls(ctx.emulator_url) - before
-            ctx.add(Row(config, "hit", callers, hits.summary(), mints=minted))
+            ctx.add(Row(config, "hit", callers, hits.summary(), mints=minted, healthz=health))
             before = await generate_token_calls(ctx.emulator_url)
             miss_callers = min(callers, len(misses))
-            miss = await run_closed_loop(
-                targets=targets,
-                calls=each_once(misses, miss_callers),
-                callers=miss_callers,
-                duration_seconds=None,
-                timeout_seconds=CALL_TIMEOUT_SECONDS,
+            miss, health = await while_probing_health(
+                servers[0],
+                run_closed_loop(
+                    targets=targets,
+                    calls=each_once(misses, miss_callers),
+                    callers=miss_callers,
+                    duration_seconds=None,
+                    timeout_seconds=CALL_TIMEOUT_SECONDS,
+                ),
             )
             minted = await generate_token_calls(ctx.emulator_url) - before
-            ctx.add(Row(config, "miss", callers, miss.summary(), mints=minted))
+            ctx.add(Row(config, "miss", callers, miss.summary(), mints=minted, healthz=health))
+
+
+async def while_probing_health(
+    server: Server, run: Coroutine[Any, Any, Result]
+) -> tuple[Result, dict[str, Any]]:
+    """Run ``run`` while asking the first portal's `/healthz` every half second (the issue
+    wants it answering throughout a burst); its answers and their worst latency."""
+    probes = Result()
+    done = asyncio.Event()
+    call = Call(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+
+    async def probe() -> None:
+        while not done.is_set():
+            once = await run_closed_loop(
+                targets=[server.target], calls=repeat(call, 1), callers=1,
+                duration_seconds=None, timeout_seconds=HEALTHZ_TIMEOUT_SECONDS,
+            )  # fmt: skip
+            probes.latencies_ms += once.latencies_ms
+            for outcome, n in once.outcomes.items():
+                probes.outcomes[outcome] = probes.outcomes.get(outcome, 0) + n
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.5)
+
+    prober = asyncio.create_task(probe())
+    try:
+        result = await run
+    finally:
+        done.set()
+        await prober
+    return result, {
+        "probes": probes.calls,
+        "answered": probes.calls - probes.failures,
+        "outcomes": dict(sorted(probes.outcomes.items())),
+        "maxMs": None if not probes.latencies_ms else round(max(probes.latencies_ms), 1),
+    }
+
+
+def _healthz_text(health: dict[str, Any]) -> str:
+    return f"{health['answered']}/{health['probes']} answered, max {_fmt(health['maxMs'])} ms"
+
+
+async def _measure_or_say_why(
+    ctx: Context, config: str, *, count: int, workers: int | None
+) -> None:
+    """The configurations beyond one worker are new: one that does not start is reported, and
+    the rest of the run goes on."""
+    try:
+        await measure_config(ctx, config, count=count, workers=workers)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        said = " ... ".join(lines[:1] + lines[-1:]) if lines else type(error).__name__
+        ctx.skipped.append(f"{config}: failed: {said}")
 
 
 async def measure_anchor(ctx: Context) -> None:
@@ -679,7 +739,7 @@ async def _measure(ctx: Context, console: Console) -> dict[str, Any]:
     await measure_config(ctx, "1 worker", count=1, workers=None)
     if serve_has_workers():
         workers = params.workers or (os.cpu_count() or 2)
-        await measure_config(ctx, f"{workers} workers", count=1, workers=workers)
+        await _measure_or_say_why(ctx, f"{workers} workers", count=1, workers=workers)
     else:
         ctx.skipped.append("N workers: skipped: serve has no --workers yet")
     if params.skip_fleet:
@@ -691,7 +751,7 @@ async def _measure(ctx: Context, console: Console) -> dict[str, Any]:
             "--load-database-url / --load-redis-url)"
         )
     else:
-        await measure_config(ctx, "2 instances", count=2, workers=None)
+        await _measure_or_say_why(ctx, "2 instances", count=2, workers=None)
     viewers: dict[str, Any] | None = None
     if params.skip_viewers or not params.viewers:
         ctx.skipped.append("open viewers: skipped")
@@ -728,10 +788,11 @@ def print_figures(console: Console, figures: dict[str, Any], params: LoadParams)
             "p99 ms",
             "max ms",
             "Generate\nToken",
+            "/healthz\nanswered",
             "target",
         ]
     ):
-        table.add_column(column, justify="left" if n in (0, 10) else "right", no_wrap=n == 0)
+        table.add_column(column, justify="left" if n in (0, 11) else "right", no_wrap=n == 0)
     for r in rows:
         base = anchor.get(r["callers"])
         ratio = (
@@ -750,6 +811,7 @@ def print_figures(console: Console, figures: dict[str, Any], params: LoadParams)
             _fmt(r["p99Ms"]),
             _fmt(r["maxMs"]),
             "-" if r["generateTokenCalls"] is None else str(r["generateTokenCalls"]),
+            "-" if not r["healthz"] else f"{r['healthz']['answered']}/{r['healthz']['probes']}",
             _verdict(r, ratio),
         )
     console.print(table)
@@ -757,7 +819,9 @@ def print_figures(console: Console, figures: dict[str, Any], params: LoadParams)
         "  req/s counts answered calls (2xx) per second; 'x anchor' is that against the bare "
         "endpoint at the same number of callers. Misses: each of "
         f"{params.miss_viewers} viewers once (a different RLS identity each, so each call mints); "
-        f"hits: the demo viewer, one report, for {params.duration_seconds:g} s. Backend: "
+        f"hits: the demo viewer, one report, for {params.duration_seconds:g} s. /healthz: "
+        f"asked every 0.5 s during each run ({HEALTHZ_TIMEOUT_SECONDS:g} s time-out), answered "
+        "of asked. Backend: "
         f"{figures['backend']}; {figures['cpuCount']} cores shared by the load generator and "
         "the servers."
     )

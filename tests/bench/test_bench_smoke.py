@@ -193,6 +193,7 @@ def test_load_part_produces_its_figures(load_run: tuple[str, dict[str, Any]]) ->
     # Figures only, no timing: each miss is a different viewer's identity, so each one minted.
     assert rows[("1 worker", "miss")]["calls"] == 4
     assert rows[("1 worker", "miss")]["generateTokenCalls"] == 4
+    assert rows[("1 worker", "hit")]["healthz"]["probes"] >= 1
     assert "x anchor" in stdout
     # Without PostgreSQL + Redis given, the two instances say why they did not run.
     if not figures["load"]["backend"].startswith("PostgreSQL"):
