@@ -490,8 +490,9 @@ def test_power_bi_hung_is_answered_503_with_retry_after_and_one_call(
     csrf = csrf_of(client, "/reports")
     hung = SlowClients(delay=60)
     app.dependency_overrides[get_powerbi_clients] = lambda: hung
-    app.dependency_overrides[get_token_service] = lambda: patient
     patient = TokenService(cache=MemoryTokenCache(), wait_seconds=0.2)
+    app.dependency_overrides[get_token_service] = lambda: patient
+    app.state.on_shutdown.append(patient.aclose)  # cancels the mint still waiting on Power BI
     with ThreadPoolExecutor(max_workers=10) as pool:
         responses = list(
             pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(10))

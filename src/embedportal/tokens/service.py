@@ -480,6 +480,8 @@ Mint = Callable[[], Awaitable[EmbedToken]]
 
 # A stale token served while a re-mint fails must leave the viewer time to load the report.
 STALE_MIN_REMAINING_SECONDS = 60.0
+# A refusal is remembered at most this long, whatever Retry-After said.
+MAX_ERROR_SECONDS = 600.0
 # How often a process waiting for another instance's mint looks for its outcome.
 FLEET_POLL_SECONDS = 0.05
 
@@ -638,7 +640,7 @@ class TokenService:
         try:
             embed = await mint()
         except PowerBIError as error:
-            wait = error.retry_after_seconds or self.error_seconds
+            wait = min(error.retry_after_seconds or self.error_seconds, MAX_ERROR_SECONDS)
             until = self._clock() + timedelta(seconds=wait)
             await self.cache.put_error(key, SharedError.of(error, until=until), wait)
             raise
