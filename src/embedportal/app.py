@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_service = TokenService(
         cache=create_token_cache(settings.redis_url, prefix=f"{settings.redis_prefix}:tokens"),
         wait_seconds=settings.token_wait_seconds,
+        first_wait_seconds=settings.token_first_wait_seconds,
         lock_seconds=settings.token_lock_seconds,
         error_seconds=settings.token_error_seconds,
     )

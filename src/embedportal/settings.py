@@ -96,8 +96,16 @@ class Settings(BaseSettings):
         2.0,
         gt=0,
         le=30,
-        description="How long a token request waits for Power BI (or another instance's mint "
-        "of the same token) before it is answered 503 with Retry-After; the mint goes on.",
+        description="How long a token request from a viewer that holds a token waits for Power "
+        "BI (or another instance's mint of the same token) before it is answered 503 with "
+        "Retry-After; the mint goes on.",
+    )
+    token_first_wait_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=30,
+        description="The same for a viewer with no token to show yet (opening a report, "
+        "recovering from an expiry).",
     )
     token_lock_seconds: float = Field(
         10.0,

@@ -4,6 +4,7 @@ access depends on drops it at once (a commit in this process, a push event from 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -180,3 +181,48 @@ def test_a_listener_that_fails_does_not_stop_the_event() -> None:
     hub.add_listener(seen.append)
     hub.publish(PushEvent(kind="policy"))
     assert [event.kind for event in seen] == ["policy"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_burst_that_finds_an_entry_missing_reads_it_once(anyio_backend: str) -> None:
+    cache = ReadCache(ttl_seconds=60)
+    loads: list[int] = []
+
+    def load() -> str:
+        loads.append(1)
+        time.sleep(0.05)  # the database, in a worker thread
+        return "value"
+
+    values = await asyncio.gather(*(cache.get_or_load("k", load) for _ in range(50)))
+    assert values == ["value"] * 50
+    assert len(loads) == 1
+    assert await cache.get_or_load("k", load) == "value" and len(loads) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_load_overtaken_by_a_change_answers_its_callers_but_is_not_kept(
+    anyio_backend: str,
+) -> None:
+    cache = ReadCache(ttl_seconds=60)
+
+    def load() -> str:
+        cache.invalidate()  # a commit lands while the old state is being read
+        return "old"
+
+    assert await cache.get_or_load("k", load) == "old"
+    assert cache.get("k") is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_failed_load_is_raised_to_its_callers_and_not_kept(anyio_backend: str) -> None:
+    cache = ReadCache(ttl_seconds=60)
+
+    def load() -> str:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await cache.get_or_load("k", load)
+    assert await cache.get_or_load("k", lambda: "back") == "back"

@@ -490,8 +490,9 @@ def test_power_bi_hung_is_answered_503_with_retry_after_and_one_call(
     csrf = csrf_of(client, "/reports")
     hung = SlowClients(delay=60)
     app.dependency_overrides[get_powerbi_clients] = lambda: hung
+    patient = TokenService(cache=MemoryTokenCache(), wait_seconds=0.2, first_wait_seconds=0.2)
     app.dependency_overrides[get_token_service] = lambda: patient
-    patient = TokenService(cache=MemoryTokenCache(), wait_seconds=0.2)
+    app.state.on_shutdown.append(patient.aclose)  # cancels the mint still waiting on Power BI
     with ThreadPoolExecutor(max_workers=10) as pool:
         responses = list(
             pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(10))
@@ -587,7 +588,10 @@ def test_a_burst_of_256_viewers_is_answered_and_healthz_answers_throughout(
             done = asyncio.Event()
 
             async def watch_health() -> None:
-                async with httpx.AsyncClient(base_url=base_url, timeout=10) as other:
+                # A new connection each time: under the burst a kept-alive one may sit idle
+                # past the server's keep-alive time and be closed as it is reused.
+                fresh = httpx.Limits(max_keepalive_connections=0)
+                async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=fresh) as other:
                     while not done.is_set():
                         health.append((await other.get("/healthz")).status_code)
                         await asyncio.sleep(0.02)

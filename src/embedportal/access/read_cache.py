@@ -18,12 +18,14 @@ racing a writer cannot put the old state back.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
@@ -44,6 +46,7 @@ _UNWATCHED_TABLES = frozenset(
 _DIRTY = "embedportal.read_cache.dirty"
 
 Monotonic = Callable[[], float]
+T = TypeVar("T")
 
 
 class ReadCache:
@@ -62,6 +65,8 @@ class ReadCache:
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
         self._generation = 0
+        # Loads under way, so a burst that finds an entry expired waits for one read of it.
+        self._loading: dict[Hashable, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
 
     @property
     def generation(self) -> int:
@@ -94,6 +99,31 @@ class ReadCache:
             self._items.move_to_end(key)
             while len(self._items) > self._max_entries:
                 self._items.popitem(last=False)
+
+    async def get_or_load(self, key: Hashable, load: Callable[[], T]) -> T:
+        """The cached value, or ``load()`` run in a worker thread (it blocks on the database)
+        once for every caller that asks for ``key`` meanwhile. ``load`` must not return None."""
+        cached: T | None = self.get(key)
+        if cached is not None:
+            return cached
+        loop = asyncio.get_running_loop()
+        pending = self._loading.get(key)
+        if pending is not None and pending[0] is loop and not pending[1].done():
+            shared: T = await asyncio.shield(pending[1])
+            return shared
+        generation = self._generation
+        task: asyncio.Task[T] = loop.create_task(anyio.to_thread.run_sync(load))
+        self._loading[key] = (loop, task)
+
+        def landed(done: asyncio.Task[T]) -> None:
+            if self._loading.get(key, (None, None))[1] is done:
+                del self._loading[key]
+            if not done.cancelled() and done.exception() is None:
+                self.put(key, done.result(), generation=generation)
+
+        task.add_done_callback(landed)
+        value: T = await asyncio.shield(task)
+        return value
 
     def invalidate(self, *_event: object) -> None:
         """Forget everything (callable as a push listener: the event itself does not matter)."""

@@ -480,6 +480,8 @@ Mint = Callable[[], Awaitable[EmbedToken]]
 
 # A stale token served while a re-mint fails must leave the viewer time to load the report.
 STALE_MIN_REMAINING_SECONDS = 60.0
+# A refusal is remembered at most this long, whatever Retry-After said.
+MAX_ERROR_SECONDS = 600.0
 # How often a process waiting for another instance's mint looks for its outcome.
 FLEET_POLL_SECONDS = 0.05
 
@@ -488,6 +490,7 @@ class TokenService:
     """Issue tokens for (report, identity), from the cache while fresh, else by one mint."""
 
     DEFAULT_WAIT_SECONDS = 2.0
+    DEFAULT_FIRST_WAIT_SECONDS = 5.0
     DEFAULT_LOCK_SECONDS = 10.0
     DEFAULT_ERROR_SECONDS = 5.0
 
@@ -497,12 +500,14 @@ class TokenService:
         cache: TokenCache,
         clock: Clock = _utcnow,
         wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        first_wait_seconds: float = DEFAULT_FIRST_WAIT_SECONDS,
         lock_seconds: float = DEFAULT_LOCK_SECONDS,
         error_seconds: float = DEFAULT_ERROR_SECONDS,
     ) -> None:
         self.cache = cache
         self._clock = clock
         self.wait_seconds = wait_seconds
+        self.first_wait_seconds = first_wait_seconds
         self.lock_seconds = lock_seconds
         self.error_seconds = error_seconds
         self._flights: dict[str, asyncio.Task[tuple[MintedToken, bool]]] = {}
@@ -541,9 +546,10 @@ class TokenService:
         allow_stale: bool = False,
     ) -> IssuedToken:
         """A token for the report (with the RLS identity when given). Raises PowerBIError
-        (TokenWaitTimeoutError when it is not ready within ``wait_seconds``). ``allow_stale``:
-        the caller has no token, so a cached one past its sharing threshold but still valid is
-        better than a refusal while Power BI cannot mint."""
+        (TokenWaitTimeoutError when it is not ready in time). ``allow_stale``: the caller has
+        no token to show, so a cached one past its sharing threshold but still valid is better
+        than a refusal while Power BI cannot mint, and it waits ``first_wait_seconds`` rather
+        than ``wait_seconds`` (a caller with a token keeps showing it and just retries)."""
         key = cache_key(
             scope=scope, report=report, identity=identity, lifetime_minutes=policy.lifetime_minutes
         )
@@ -575,14 +581,15 @@ class TokenService:
             flight = asyncio.create_task(self._fly(key, policy, mint))
             self._flights[key] = flight
             flight.add_done_callback(functools.partial(self._landed, key))
+        patience = self.first_wait_seconds if allow_stale else self.wait_seconds
         try:
-            minted, minted_here = await asyncio.wait_for(asyncio.shield(flight), self.wait_seconds)
+            minted, minted_here = await asyncio.wait_for(asyncio.shield(flight), patience)
         except TimeoutError:
             if stale is not None:
                 return self._issued(stale, policy, shared=True)
             raise TokenWaitTimeoutError(
                 "the token was not ready in time; it is still being minted",
-                retry_after_seconds=max(1.0, self.wait_seconds),
+                retry_after_seconds=max(1.0, min(patience, self.wait_seconds)),
             ) from None
         except PowerBIError:
             if stale is not None:
@@ -638,7 +645,7 @@ class TokenService:
         try:
             embed = await mint()
         except PowerBIError as error:
-            wait = error.retry_after_seconds or self.error_seconds
+            wait = min(error.retry_after_seconds or self.error_seconds, MAX_ERROR_SECONDS)
             until = self._clock() + timedelta(seconds=wait)
             await self.cache.put_error(key, SharedError.of(error, until=until), wait)
             raise

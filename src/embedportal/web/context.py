@@ -6,6 +6,7 @@ and speaks their language, and routes only declare what they require (see deps.p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
@@ -70,19 +71,14 @@ async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
     cookie = request.cookies.get(SESSION_COOKIE)
     cache: ReadCache | None = getattr(request.app.state, "read_cache", None)
     key = ("identity", hashlib.sha256(cookie.encode()).hexdigest() if cookie else None)
-    if cache is not None:
-        cached: _Identity | None = cache.get(key)
-        if cached is not None:
-            return cached
-    generation = cache.generation if cache is not None else 0
     # The lookup blocks on the database: run it off the event loop, or a burst of requests
     # that hold pooled connections while awaiting Power BI could starve the loop itself.
-    identity = await run_in_threadpool(
+    load = functools.partial(
         _load_identity, request.app.state.session_factory, cookie, idle_minutes
     )
-    if cache is not None:
-        cache.put(key, identity, generation=generation)
-    return identity
+    if cache is None:
+        return await run_in_threadpool(load)
+    return await cache.get_or_load(key, load)
 
 
 async def request_context_middleware(

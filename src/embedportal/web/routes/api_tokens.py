@@ -8,6 +8,7 @@ are counted in memory (TokenTally), and no database session is held while Power 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -335,15 +336,9 @@ async def _context_of(
 ) -> tuple[Report, _TokenContext] | _Refusal:
     # The settings object is part of the key: a test (or a reload) may swap it.
     key = ("token-context", user.id, report_id, id(settings))
-    cached: tuple[Report, _TokenContext] | _Refusal | None = read_cache.get(key)
-    if cached is not None:
-        return cached
-    generation = read_cache.generation
-    loaded = await run_in_threadpool(
-        _load_token_context, session_factory, settings, user.id, report_id
+    return await read_cache.get_or_load(
+        key, functools.partial(_load_token_context, session_factory, settings, user.id, report_id)
     )
-    read_cache.put(key, loaded, generation=generation)
-    return loaded
 
 
 async def _issue(
