@@ -134,34 +134,3 @@ def test_report_status_follows_critical_dependencies() -> None:
     assert HealthReport((up, side), 0).status == "degraded"
     assert HealthReport((down, side), 0).status == "unavailable"
     assert HealthReport((down,), 0).down == ["database"]
-
-
-def test_a_recent_answer_is_given_at_once_while_a_fresh_check_runs(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A burst that keeps the database busy must not hold /healthz on a slow fresh check."""
-    import threading
-
-    checker = HealthChecker(
-        engine=app.state.engine,
-        redis_url=None,
-        powerbi_url=None,
-        timeout_seconds=5,
-        cache_seconds=0,
-        stale_seconds=60,
-    )
-    release = threading.Event()
-
-    async def first_then_slow() -> tuple[HealthReport, HealthReport]:
-        first = await checker.report()
-        monkeypatch.setattr(checker, "_select_one", lambda: release.wait(10))
-        second = await checker.report()
-        release.set()
-        return first, second
-
-    try:
-        first, second = asyncio.run(first_then_slow())
-    finally:
-        release.set()
-    # The same report, not a fresh check's: the probe did not wait on the slow database.
-    assert second is first

@@ -1,9 +1,8 @@
 """What the portal depends on, and whether each answers: the database, Redis, Power BI.
 
 `/healthz` and Admin → Health read one cached report: each check has a short timeout, the
-checks run concurrently, and a flood of probes within the cache window costs one check. Past
-that window a recent report is still given at once while a fresh check runs, so a probe waits
-on a check only when the last answer is too old to stand for the present.
+checks run concurrently, and a flood of probes within the cache window costs one check. A
+dependency that hangs costs a probe its timeout, never a stall.
 """
 
 from __future__ import annotations
@@ -81,14 +80,12 @@ class HealthChecker:
         powerbi_url: str | None,
         timeout_seconds: float = 1.0,
         cache_seconds: float = 1.5,
-        stale_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self._redis_url = redis_url
         self._powerbi_url = powerbi_url
         self._timeout = timeout_seconds
         self._cache_seconds = cache_seconds
-        self._stale_seconds = max(stale_seconds, cache_seconds)
         self._report: HealthReport | None = None
         self._checking: asyncio.Task[HealthReport] | None = None
         # A database probe stuck in its thread is not started again until it ends, so a hung
@@ -104,20 +101,15 @@ class HealthChecker:
 
     async def report(self) -> HealthReport:
         cached = self._report
-        age = None if cached is None else time.monotonic() - cached.checked_at
-        if cached is not None and age is not None and age < self._cache_seconds:
+        if cached is not None and time.monotonic() - cached.checked_at < self._cache_seconds:
             return cached
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._check_all())
-            self._checking.add_done_callback(self._keep)
-        if cached is not None and age is not None and age < self._stale_seconds:
-            return cached
-        # Shielded: a probe whose client went away must not cancel everyone's check.
-        return await asyncio.shield(self._checking)
-
-    def _keep(self, checking: asyncio.Task[HealthReport]) -> None:
-        if not checking.cancelled() and checking.exception() is None:
-            self._report = checking.result()
+        # Shielded: a probe whose client went away must not cancel everyone's check. Never a
+        # stale answer past the window: a load balancer must see a database that went down.
+        report = await asyncio.shield(self._checking)
+        self._report = report
+        return report
 
     async def _check_all(self) -> HealthReport:
         checks: list[tuple[str, bool, Probe]] = [(DATABASE, True, self._check_database)]
