@@ -345,6 +345,10 @@ function showOverlay(slot, name, info = {}) {
     const signIn = overlay.querySelector('[data-sign-in]');
     if (signIn) signIn.href = `/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
   }
+  // Signed out, the report stays under its screen (it resumes without a reload after a sign-in)
+  // but must not be reachable with the keyboard either.
+  const frame = slot.querySelector('[data-frame]');
+  if (frame) frame.inert = name === 'signedOut';
   slot.dataset.state = name ?? 'live';
 }
 
