@@ -39,6 +39,7 @@ from embedportal.web.routes import (
     admin_settings,
     admin_users,
     admin_viewers,
+    api_session,
     api_tokens,
     auth,
     events,
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports.router, include_in_schema=False)
     app.include_router(viewer.router, include_in_schema=False)
     app.include_router(api_tokens.router)
+    app.include_router(api_session.router)
     app.include_router(tv.router, include_in_schema=False)
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)

@@ -276,10 +276,6 @@ def test_the_emulator_slowed_healthz_stays_fast_and_names_it(healthy_fleet: Flee
         fleet.proxy.delay = 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs hotpath: every wait on Power BI bounded (about 5 s, then 503 + Retry-After)",
-)
 def test_the_emulator_slowed_a_token_miss_answers_503_with_retry_after(
     healthy_fleet: Fleet,
 ) -> None:
@@ -361,10 +357,6 @@ def test_redis_stopped_and_restarted(healthy_fleet: Fleet) -> None:
     assert lost <= len(fleet.instances) * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs hotpath: the token API answering from the local cache while Redis is down",
-)
 def test_with_redis_down_the_token_api_answers_from_the_local_cache(healthy_fleet: Fleet) -> None:
     fleet = healthy_fleet
     a = fleet.instances["a"].base_url
@@ -375,10 +367,6 @@ def test_with_redis_down_the_token_api_answers_from_the_local_cache(healthy_flee
     assert answers == [200, 200, 200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs hotpath: the token cache's Redis connections recover from a Redis restart",
-)
 def test_after_a_redis_restart_the_token_api_never_answers_500(healthy_fleet: Fleet) -> None:
     fleet = healthy_fleet
     viewer = fleet.viewer("a")

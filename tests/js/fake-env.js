@@ -19,6 +19,9 @@ export class FakeClock {
   constructor({ mono = 5_000, wall = Date.UTC(2025, 0, 6, 8, 0, 0) } = {}) {
     this.mono = mono;
     this.wall = wall;
+    // The server's clock: real time, which sleeps move and a change of the client's clock
+    // does not (what a Date header says).
+    this.server = wall;
     this.timers = new Map();
     this.nextId = 1;
     this.now = () => this.mono;
@@ -56,6 +59,7 @@ export class FakeClock {
       if (!timer) break;
       if (timer.at > this.mono) {
         this.wall += timer.at - this.mono;
+        this.server += timer.at - this.mono;
         this.mono = timer.at;
       }
       this.timers.delete(timer.id);
@@ -63,6 +67,7 @@ export class FakeClock {
     }
     if (target > this.mono) {
       this.wall += target - this.mono;
+      this.server += target - this.mono;
       this.mono = target;
     }
     await flush();
@@ -79,6 +84,7 @@ export class FakeClock {
    */
   sleep(ms, { monotonicTicks = true } = {}) {
     this.wall += ms;
+    this.server += ms;
     if (monotonicTicks) this.mono += ms;
   }
 
@@ -177,8 +183,9 @@ export function httpError(status, extra = {}) {
  * or 'hold' (stays pending until release()). With an empty queue, `fallback` decides.
  */
 export class FakeTokenServer {
-  constructor(clock, { lifetime = 3600, policy = undefined } = {}) {
+  constructor(clock, { lifetime = 3600, policy = undefined, withServerDate = false } = {}) {
     this.clock = clock;
+    this.withServerDate = withServerDate;
     this.lifetime = lifetime;
     this.policy = policy;
     this.calls = [];
@@ -194,6 +201,7 @@ export class FakeTokenServer {
     this.issued += 1;
     const answer = { token: `token-${this.issued}`, tokenId: `id-${this.issued}`, expiresIn: this.lifetime };
     if (this.policy !== undefined) answer.policy = this.policy;
+    if (this.withServerDate) answer.serverDate = Math.floor(this.clock.server / 1000) * 1000;
     return answer;
   }
 
@@ -227,10 +235,15 @@ export class FakeTokenServer {
  * Build a keeper wired to fakes. Returns everything a test needs to drive and observe it.
  * `overrides` are passed through to createTokenKeeper (e.g. random, policy via initial).
  */
-export function setup({ lifetime = 3600, policy, serverPolicy, initial, start = true, ...overrides } = {}) {
+export function setup({ lifetime = 3600, policy, serverPolicy, initial, start = true, withSession = false, ...overrides } = {}) {
   const clock = new FakeClock();
+  // withSession: the keeper gets checkSession and serverNow (the viewer's /api/session), and
+  // every token answer carries the server's Date, as in the browser.
+  const session = withSession ? new FakeSession(clock) : null;
+  const sessionOptions = session ? { checkSession: session.check, serverNow: session.serverNow } : {};
+  const serverDate = () => (session ? { serverDate: Math.floor(clock.server / 1000) * 1000 } : {});
   const report = new FakeReport(clock);
-  const server = new FakeTokenServer(clock, { lifetime, policy: serverPolicy });
+  const server = new FakeTokenServer(clock, { lifetime, policy: serverPolicy, withServerDate: withSession });
   const documentTarget = new FakeTarget();
   const windowTarget = new FakeTarget();
   const states = [];
@@ -239,7 +252,7 @@ export function setup({ lifetime = 3600, policy, serverPolicy, initial, start = 
   const keeper = createTokenKeeper({
     report,
     fetchToken: server.fetchToken,
-    initial: initial ?? { token: 'token-0', tokenId: 'id-0', expiresIn: lifetime, policy },
+    initial: initial ?? { token: 'token-0', tokenId: 'id-0', expiresIn: lifetime, policy, ...serverDate() },
     now: clock.now,
     wallNow: clock.wallNow,
     setTimeout: clock.setTimeout,
@@ -253,6 +266,7 @@ export function setup({ lifetime = 3600, policy, serverPolicy, initial, start = 
       stateInfos.push({ state, info, at: clock.mono });
     },
     onTelemetry: (event) => telemetry.push({ ...event, at: clock.mono, wallAt: clock.wall }),
+    ...sessionOptions,
     ...overrides,
   });
   if (start) keeper.start();
@@ -262,6 +276,7 @@ export function setup({ lifetime = 3600, policy, serverPolicy, initial, start = 
     clock,
     report,
     server,
+    session,
     documentTarget,
     windowTarget,
     states,
@@ -273,6 +288,29 @@ export function setup({ lifetime = 3600, policy, serverPolicy, initial, start = 
     elapsed: () => (clock.wall - wall0) / 1000,
     events: (type) => telemetry.filter((e) => e.type === type),
   };
+}
+
+/**
+ * The portal's /api/session as the keeper's checkSession sees it. `signedIn` is flipped by the
+ * test; `down` makes every call reject (portal unreachable). Calls are recorded.
+ */
+export class FakeSession {
+  constructor(clock) {
+    this.clock = clock;
+    this.signedIn = true;
+    this.down = false;
+    this.calls = [];
+    this.check = () => {
+      this.calls.push(this.clock.mono);
+      if (this.down) return Promise.reject(new TypeError('Failed to fetch'));
+      return Promise.resolve({ signedIn: this.signedIn, csrfToken: this.signedIn ? 'csrf' : '' });
+    };
+    // The Date header of the same request: whole seconds of the server's clock.
+    this.serverNow = () => {
+      if (this.down) return Promise.reject(new TypeError('Failed to fetch'));
+      return Promise.resolve(Math.floor(this.clock.server / 1000) * 1000);
+    };
+  }
 }
 
 /** Small deterministic PRNG (mulberry32) so randomized tests are reproducible. */

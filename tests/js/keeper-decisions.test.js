@@ -543,12 +543,16 @@ describe('firstTokenPlan', () => {
     assert.equal(plan(0, failure(503, 'PowerBIUnavailable')).screen, 'failed');
     assert.equal(plan(0, failure(0, 'NetworkError')).screen, 'failed');
     assert.equal(plan(0, failure(403, 'Forbidden')).screen, 'failed', 'no report was shown: nothing was revoked');
+    assert.equal(plan(0, failure(401, 'Unauthorized')).screen, 'signedOut');
+    assert.equal(plan(0, failure(0, 'SignedOut')).screen, 'signedOut');
+    assert.equal(plan(0, failure(404, 'NotFound')).screen, 'removed');
   });
 
   test('401, 403 and 404 are final; everything else is asked again', () => {
     for (const status of [401, 403, 404]) assert.equal(plan(0, failure(status, `HTTP${status}`)).final, true, status);
     for (const status of [0, 429, 500, 502, 503]) assert.equal(plan(0, failure(status, `HTTP${status}`)).final, false, status);
     assert.equal(plan(0, failure(503, 'CapacityStarting')).final, false);
+    assert.equal(plan(0, failure(403, 'CsrfTokenInvalid')).final, false, 'the viewer renews its CSRF token');
   });
 
   test('while the capacity starts: every few seconds, at most 5, at least 1, Retry-After wins', () => {

@@ -94,10 +94,13 @@ describe('pure helpers', () => {
   });
 
   test('classifyFailure', () => {
-    assert.equal(classifyFailure(httpError(401)).kind, 'revoked');
+    assert.equal(classifyFailure(httpError(401)).kind, 'signedOut');
     assert.equal(classifyFailure(httpError(403)).kind, 'revoked');
     assert.equal(classifyFailure({ status: 0, code: 'Forbidden' }).kind, 'revoked');
-    assert.equal(classifyFailure({ status: 400, code: 'Unauthorized' }).kind, 'revoked');
+    assert.equal(classifyFailure({ status: 400, code: 'Unauthorized' }).kind, 'signedOut');
+    assert.equal(classifyFailure({ status: 0, code: 'SignedOut' }).kind, 'signedOut');
+    assert.equal(classifyFailure(httpError(403, { code: 'CsrfTokenInvalid' })).kind, 'csrf');
+    assert.equal(classifyFailure(httpError(404, { code: 'NotFound' })).kind, 'removed');
     assert.equal(classifyFailure(httpError(503, { code: 'CapacityNotActive', retryAfterSeconds: 30 })).kind, 'capacityOff');
     assert.equal(classifyFailure(httpError(503, { code: 'CapacityStarting', retryAfterSeconds: 5 })).kind, 'capacityStarting');
     assert.equal(classifyFailure({ status: 503, code: 'CapacityStarting', message: 'Waking up' }).detail, 'Waking up');
@@ -109,7 +112,7 @@ describe('pure helpers', () => {
   });
 
   test('parseTokenResponse rejects malformed or dead tokens', () => {
-    assert.deepEqual(parseTokenResponse({ token: 'a', tokenId: 'i', expiresIn: 10 }), { token: 'a', tokenId: 'i', expiresIn: 10, policy: null });
+    assert.deepEqual(parseTokenResponse({ token: 'a', tokenId: 'i', expiresIn: 10 }), { token: 'a', tokenId: 'i', expiresIn: 10, policy: null, serverDate: null });
     for (const bad of [null, {}, { token: '', expiresIn: 10 }, { token: 'a' }, { token: 'a', expiresIn: '10' }, { token: 'a', expiresIn: NaN }]) {
       assert.throws(() => parseTokenResponse(bad), (e) => e.code === 'BadTokenResponse');
     }
@@ -550,8 +553,8 @@ describe('failures and recovery', () => {
     held.keeper.stop();
   });
 
-  test('401/403 revokes: stops for good, no timers, no listeners', async () => {
-    for (const error of [httpError(403), httpError(401), { status: 0, code: 'Unauthorized' }]) {
+  test('403 revokes: stops for good, no timers, no listeners', async () => {
+    for (const error of [httpError(403), { status: 0, code: 'Forbidden' }]) {
       const env = setup();
       env.server.fallback = error;
       await env.clock.advanceSeconds(3000);

@@ -17,6 +17,7 @@ from embedportal.access.sessions import SESSION_COOKIE
 from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, User, WebSession
 from embedportal.db.session import session_scope
+from embedportal.web.push import PushEvent
 from embedportal.web.routes.auth import safe_next
 from tests.support.html import accessibility_problems, buttons, elements, form_fields
 from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
@@ -192,6 +193,41 @@ def test_sign_out_ends_the_session(
     client.cookies.set(SESSION_COOKIE, cookie)
     assert client.get("/account", follow_redirects=False).status_code == 303
     assert "logout" in _actions(app)
+
+
+def test_sign_out_tells_the_person_s_open_viewers_and_no_one_else(
+    client: TestClient,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every tab and device of this person asks /api/session at once; nobody else is told."""
+    user = make_user("ana@example.com")
+    login_as(user)
+    published: list[PushEvent] = []
+    monkeypatch.setattr(app.state.push_hub, "publish", published.append)
+    client.post("/logout", data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    assert published == [PushEvent(kind="session", user_id=user.id)]
+    client.post("/logout", follow_redirects=False)  # already signed out: nobody to tell
+    assert len(published) == 1
+
+
+def test_sign_out_stands_when_the_push_fails(
+    client: TestClient,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def lost_redis(_event: PushEvent) -> None:
+        raise ConnectionError("Redis is gone")
+
+    login_as(make_user("ana@example.com"))
+    monkeypatch.setattr(app.state.push_hub, "publish", lost_redis)
+    response = client.post("/logout", data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
+    assert client.get("/account", follow_redirects=False).status_code == 303
 
 
 def test_sign_out_needs_the_csrf_token(

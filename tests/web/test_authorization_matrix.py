@@ -187,6 +187,8 @@ EXPECTED: dict[str, Row] = {
         admin=Expect(503, json_code="PowerBINotConnected"),
     ),
     "GET /api/events": api(OK),
+    # Says whether anyone is signed in (200 either way): open viewers ask it when signed out.
+    "GET /api/session": public(),
     "POST /api/telemetry": api(NO_CONTENT, json={"events": [{"type": "refreshed"}]}),
     # --- admin: reports and settings --------------------------------------------------------
     "GET /admin/reports": admin_only(),

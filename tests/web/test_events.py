@@ -21,6 +21,7 @@ from embedportal.app import create_app
 from embedportal.db.session import session_scope
 from embedportal.settings import Settings
 from embedportal.web.push import PushEvent, PushHub
+from embedportal.web.routes import events as events_route
 from tests.support.threaded import serve_in_thread
 
 
@@ -73,7 +74,7 @@ def test_events_stream_delivers_published_events_over_http(app: FastAPI) -> None
                 for line in response.iter_lines():
                     if line.startswith("event: "):
                         kind = line[len("event: ") :]
-                    elif line.startswith("data: ") and kind:
+                    elif line.startswith("data: ") and kind not in (None, "hello", "heartbeat"):
                         received.append((kind, json.loads(line[len("data: ") :])))
                         return
 
@@ -94,6 +95,59 @@ def test_events_stream_delivers_published_events_over_http(app: FastAPI) -> None
         assert app.state.push_hub.connected == 0
         assert gauge._value.get() == 0  # noqa: SLF001
     assert received == [("access", {"x": 1})]
+
+
+def _stream_opening(base_url: str, cookie: str) -> list[str]:
+    """The lines a stream sends before its first heartbeat is due."""
+    lines: list[str] = []
+    with httpx.stream(
+        "GET", f"{base_url}/api/events", cookies={SESSION_COOKIE: cookie}, timeout=10
+    ) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith("data: "):
+                return lines
+    return lines
+
+
+def test_a_stream_announces_its_heartbeat_and_a_jittered_retry_hint(app: FastAPI) -> None:
+    """The viewer watches the announced heartbeat (two silent intervals: reconnect); the
+    retry hint differs per stream so that viewers dropped together do not return together."""
+    cookie, _csrf, _user_id = _signed_in_cookie(app)
+    hints: set[int] = set()
+    with serve_in_thread(app) as base_url:
+        for _ in range(8):
+            lines = _stream_opening(base_url, cookie)
+            retry = [int(line[len("retry: ") :]) for line in lines if line.startswith("retry: ")]
+            assert len(retry) == 1
+            assert events_route.RETRY_HINT_MS[0] <= retry[0] <= events_route.RETRY_HINT_MS[1]
+            hints.add(retry[0])
+            assert "event: hello" in lines
+            assert json.loads(lines[-1][len("data: ") :]) == {
+                "heartbeatSeconds": events_route.HEARTBEAT_SECONDS
+            }
+    assert len(hints) > 1
+
+
+def test_heartbeats_are_events_a_page_can_see(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EventSource hides comment lines from the page; a `heartbeat` event it can watch."""
+    monkeypatch.setattr(events_route, "HEARTBEAT_SECONDS", 0.2)
+    cookie, _csrf, _user_id = _signed_in_cookie(app)
+    kinds: list[str] = []
+    with (
+        serve_in_thread(app) as base_url,
+        httpx.stream(
+            "GET", f"{base_url}/api/events", cookies={SESSION_COOKIE: cookie}, timeout=10
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kinds.append(line[len("event: ") :])
+            if kinds.count("heartbeat") == 2:
+                break
+    assert kinds[:3] == ["hello", "heartbeat", "heartbeat"]
 
 
 def test_telemetry_counts_viewer_events_into_metrics(app: FastAPI, client: TestClient) -> None:

@@ -150,7 +150,18 @@ async def verify_csrf(request: Request) -> None:
             value = form.get(CSRF_FIELD)
             supplied = value if isinstance(value, str) else None
     if not expected or not supplied or not hmac.compare_digest(expected, supplied):
-        raise HTTPException(
+        raise CsrfRejected()
+
+
+class CsrfRejected(HTTPException):
+    """A 403 for the CSRF token alone, with its own JSON `code`: an open viewer whose session
+    changed in another tab fetches a fresh token and tries again, while a real refusal (403
+    `Forbidden`) means the access is gone."""
+
+    code = "CsrfTokenInvalid"
+
+    def __init__(self) -> None:
+        super().__init__(
             status_code=403,
             detail="The form has expired or did not come from this site. Reload and try again.",
         )

@@ -83,7 +83,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        code = HTTPStatus(error.status_code).phrase.replace(" ", "")
+        # An exception may name its own code (deps.CsrfRejected); else the status's phrase.
+        code = getattr(error, "code", None) or HTTPStatus(error.status_code).phrase.replace(" ", "")
         detail = error.detail if isinstance(error.detail, str) else str(error.detail)
         response = error_response(request, error.status_code, detail, code)
         for name, value in (error.headers or {}).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote, urlsplit
@@ -24,10 +25,13 @@ from embedportal.web.deps import (
     CsrfProtectedWhenSignedIn,
     DbSession,
     OptionalUser,
+    PushHubDep,
 )
+from embedportal.web.push import PushEvent, PushHub
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(tags=["sign-in"], include_in_schema=False)
+logger = logging.getLogger("embedportal.web")
 
 LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
 
@@ -156,12 +160,25 @@ def login(
     return response
 
 
+def tell_open_viewers_of_sign_out(hub: PushHub, user_id: int) -> None:
+    """The user's open viewers (every tab, every device) ask whether their own session is
+    gone, so a sign-out shows at once instead of at the next token refresh. Best effort: a lost
+    Redis must not turn a sign-out into an error; those viewers find out at their next refresh."""
+    try:
+        hub.publish(PushEvent(kind="session", user_id=user_id))
+    except Exception:  # noqa: BLE001 - the sign-out itself has happened
+        logger.warning("push: open viewers not told about a sign-out", exc_info=True)
+
+
 @router.post("/logout", dependencies=[CsrfProtectedWhenSignedIn])
-def logout(request: Request, db: DbSession, user: OptionalUser) -> Response:
+def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep) -> Response:
     end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
     if user is not None:
         record(session=db, actor=user, action="logout", target_type="user", target_id=str(user.id))
     db.commit()
+    if user is not None:
+        # After the commit: a viewer that asks must find the session already ended.
+        tell_open_viewers_of_sign_out(hub, user.id)
     response = flash_redirect(request, "/login", _("You have signed out."), category="info")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
@@ -45,8 +46,12 @@ from embedportal.web.routes.tv import MAX_TV_REPORTS
 
 router = APIRouter(tags=["viewer"])
 
-# A comment line this often keeps proxies from closing an idle stream and shows a dead one.
+# A `heartbeat` event this often keeps proxies from closing an idle stream, and lets the viewer
+# see a dead one (it reconnects after two silent intervals; the `hello` event announces this).
 HEARTBEAT_SECONDS = 15.0
+# The `retry:` hint (ms) for browsers that reconnect by themselves: drawn per stream, so that
+# viewers dropped together by a restart do not come back in the same instant.
+RETRY_HINT_MS = (1000, 5000)
 # How often an open stream notes its reports' capacities in the activity ledger: the ledger
 # keeps one row per minute, so once a minute is all it can use.
 ACTIVITY_SECONDS = 60.0
@@ -116,6 +121,16 @@ def _sse(event: PushEvent) -> str:
     return f"event: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
 
 
+def _stream_opening() -> str:
+    """The jittered reconnection hint, then the heartbeat interval the viewer watches."""
+    retry_ms = random.randint(*RETRY_HINT_MS)  # noqa: S311 - spreading load, not a secret
+    hello = json.dumps({"heartbeatSeconds": HEARTBEAT_SECONDS})
+    return f"retry: {retry_ms}\n\nevent: hello\ndata: {hello}\n\n"
+
+
+HEARTBEAT = "event: heartbeat\ndata: {}\n\n"
+
+
 @router.get(
     "/api/events",
     response_class=StreamingResponse,
@@ -130,7 +145,9 @@ async def events(
     ledger: ActivityLedgerDep,
     report: Annotated[list[str] | None, Query(description="A report open on the page.")] = None,
 ) -> StreamingResponse:
-    """Server-sent events for the signed-in user's open viewers: `policy`, `access`.
+    """Server-sent events for the signed-in user's open viewers: `policy`, `access`, `session`
+    (a sign-out of this user: each viewer asks /api/session whether its own session is gone),
+    `hello` first (the heartbeat interval), then `heartbeat` every 15 s while nothing else comes.
 
     `report` names the reports open on the page (at most 12; unknown ones and those the user
     may not view are ignored). While the stream is open, each of their capacities is noted once
@@ -148,7 +165,7 @@ async def events(
         metrics.open_viewers.inc()
         try:
             with hub.subscribe(user_id=user_id) as subscription:
-                yield "retry: 3000\n\n"
+                yield _stream_opening()
                 next_note = time.monotonic()  # the first heartbeat at once: the viewer is open
                 while not await request.is_disconnected():
                     wait = HEARTBEAT_SECONDS
@@ -159,7 +176,7 @@ async def events(
                             next_note = now + ACTIVITY_SECONDS
                         wait = min(wait, next_note - now)
                     event = await subscription.next(timeout=wait)
-                    yield _sse(event) if event is not None else ": heartbeat\n\n"
+                    yield _sse(event) if event is not None else HEARTBEAT
         finally:
             metrics.open_viewers.dec()
 

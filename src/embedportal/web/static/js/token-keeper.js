@@ -35,6 +35,11 @@ export const STATES = Object.freeze({
   CAPACITY_OFF: 'capacityOff',
   CAPACITY_STARTING: 'capacityStarting',
   REVOKED: 'revoked',
+  // The session is gone (401, or a redirect to a sign-in page): paused, not finished; the
+  // keeper resumes by itself once a session exists again.
+  SIGNED_OUT: 'signedOut',
+  // The report is no longer in the catalogue (404): final, like REVOKED.
+  REMOVED: 'removed',
   STOPPED: 'stopped',
 });
 
@@ -44,6 +49,10 @@ export const TOKEN_EXPIRED_CODE = 'ClientError_TokenExpired';
 /** The token API's codes for a capacity that is not running (docs/token-api.md). */
 export const CAPACITY_NOT_ACTIVE_CODE = 'CapacityNotActive';
 export const CAPACITY_STARTING_CODE = 'CapacityStarting';
+/** The viewer's code for a redirect or an HTML page where the token API's JSON was due. */
+export const SIGNED_OUT_CODE = 'SignedOut';
+/** The server's code for a request whose CSRF token is not the session's (web/deps.py). */
+export const CSRF_CODE = 'CsrfTokenInvalid';
 
 const BACKOFF_BASE_SECONDS = 1;
 // A timer that fires this many check intervals late means the tab was frozen or the machine
@@ -81,6 +90,14 @@ export const RETRY_AFTER_CEILING_SECONDS = 300;
 // While a token is alive, a Retry-After ends this long before its death, so the retry still
 // has time to fetch and install a new token without a reload.
 const RETRY_AFTER_SAFETY_SECONDS = 10;
+// Signed out: how often to ask whether a session exists again (full jitter, doubling). Cheap
+// (one small GET per tab, deduplicated by the viewer), and focus or another tab's sign-in
+// asks at once anyway.
+const SESSION_POLL_BASE_SECONDS = 2;
+const SESSION_POLL_MAX_SECONDS = 60;
+// The server's Date header counts whole seconds: a sleep is confirmed only when the server's
+// clock moved this much more than ours (the wall-clock tolerance plus two roundings).
+const SERVER_DATE_RESOLUTION_MS = 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers (exported so they are tested directly)
@@ -174,7 +191,12 @@ export function backoffDelaySeconds(attempt, options = {}) {
 
 /**
  * What a failed fetch means for the keeper.
- *  - revoked: the server refuses this person (signed out, access removed). Retrying cannot help.
+ *  - signedOut: the session is gone (401, or a redirect/HTML page instead of JSON). Paused
+ *    until a session exists again.
+ *  - csrf: a 403 for the CSRF token only (the session changed in another tab): fetch a fresh
+ *    CSRF token and retry once.
+ *  - revoked: the server refuses this person's access (403). Retrying cannot help.
+ *  - removed: the report is gone from the catalogue (404). Retrying cannot help.
  *  - capacityOff: the Power BI capacity is paused; it may come back, so keep retrying.
  *  - capacityStarting: the capacity is paused and is being started for this person; retry
  *    every few seconds until it runs.
@@ -190,9 +212,11 @@ export function classifyFailure(error) {
   let kind = 'transient';
   if (code === CAPACITY_NOT_ACTIVE_CODE) kind = 'capacityOff';
   else if (code === CAPACITY_STARTING_CODE) kind = 'capacityStarting';
-  else if (code === 'Unauthorized' || code === 'Forbidden' || status === 401 || status === 403) {
-    kind = 'revoked';
-  }
+  else if (code === SIGNED_OUT_CODE || code === 'Unauthorized' || status === 401) kind = 'signedOut';
+  // The CSRF check and a real refusal are both 403: only the server's code tells them apart.
+  else if (code === CSRF_CODE) kind = 'csrf';
+  else if (code === 'Forbidden' || status === 403) kind = 'revoked';
+  else if (status === 404) kind = 'removed';
   const detail = typeof error?.message === 'string' && error.message ? error.message : undefined;
   return { kind, status, code, retryAfterSeconds, detail };
 }
@@ -248,7 +272,14 @@ export function parseTokenResponse(response) {
     tokenId: typeof response.tokenId === 'string' ? response.tokenId : null,
     expiresIn: response.expiresIn,
     policy: response.policy && typeof response.policy === 'object' ? response.policy : null,
+    serverDate: serverDateOf(response),
   };
+}
+
+/** The server's clock when it answered (epoch ms, from the answer's Date header), or null. */
+function serverDateOf(answer) {
+  const value = answer?.serverDate;
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
 function keeperError(code, message) {
@@ -406,6 +437,32 @@ export function nextTimer({ now, issuedAt, expiresAt, timings, inFlight, failure
 }
 
 /**
+ * The attempt to start when the push channel (re)connects, for example after the portal
+ * restarted: {reason}, or null. A token that is dead, inside its margin or already being
+ * retried is asked for at once (a restart recovers in seconds instead of after the backoff);
+ * the server's own Retry-After is still obeyed, and a healthy token is left alone.
+ */
+export function reconnectAttempt(snapshot) {
+  const { now, inFlight, failures, retryAfterUntil, remainingMs, timings } = snapshot;
+  if (inFlight) return null;
+  if (failures > 0) return now >= retryAfterUntil ? { reason: retryReason(snapshot) } : null;
+  if (isReportDown(snapshot)) return { reason: 'recovery' };
+  return remainingMs <= timings.marginSeconds * 1000 + TIMER_SLACK_MS ? { reason: 'margin' } : null;
+}
+
+/**
+ * Sleep the server's clock confirms, in ms (0 for none), after our wall clock jumped ahead of
+ * our monotonic clock: a sleep moves the server's clock too, a step of the client's clock
+ * does not. `reference` pairs a server time (epoch ms, a Date header) with the keeper time it
+ * was read at; `serverNow` is the server's time read now, at keeper time `now`.
+ */
+export function confirmedSleepMs({ reference, serverNow, now }) {
+  if (!reference || !Number.isFinite(serverNow)) return 0;
+  const gap = (serverNow - reference.server) - (now - reference.at);
+  return gap > SLEEP_GAP_TOLERANCE_MS + SERVER_DATE_RESOLUTION_MS ? gap : 0;
+}
+
+/**
  * A `setAccessToken` call numbered `sequence` settled after a newer one (numbered
  * `newestSettledSequence`) had already settled. powerbi-client writes the token into the
  * report's config when a call resolves, however late, so the report may now hold the older
@@ -474,17 +531,21 @@ export function interactionReportDue({ now, lastReportedAt }) {
 /**
  * What the viewer does when the first token request fails (no report is embedded yet):
  * {screen, final, delaySeconds}. `screen` is the overlay to show ('capacityStarting',
- * 'capacityOff' or 'failed'); `final` means asking again cannot help (401, 403, 404);
+ * 'capacityOff', 'signedOut', 'removed' or 'failed'); `final` means asking again cannot help
+ * (signed out, access refused, report removed; a CSRF refusal is not final: the viewer renews
+ * its CSRF token and asks again);
  * `delaySeconds` is the wait before the next attempt (number `attempt`, 0 = the first retry).
  * While the capacity starts the wait is at most 5 s unless Retry-After asks for more;
  * otherwise capped backoff with jitter up to 30 s, plus a second.
  */
 export function firstTokenPlan({ attempt, error, random = Math.random }) {
   const failure = classifyFailure(error);
-  const final = [401, 403, 404].includes(failure.status);
+  const final = ['signedOut', 'revoked', 'removed'].includes(failure.kind);
   let screen = 'failed';
   if (failure.kind === 'capacityStarting') screen = STATES.CAPACITY_STARTING;
   else if (failure.kind === 'capacityOff') screen = STATES.CAPACITY_OFF;
+  else if (failure.kind === 'signedOut') screen = STATES.SIGNED_OUT;
+  else if (failure.kind === 'removed') screen = STATES.REMOVED;
   const starting = failure.kind === 'capacityStarting';
   const delay = backoffDelaySeconds(attempt, {
     cap: starting ? STARTING_MAX_BACKOFF_SECONDS : FIRST_TOKEN_MAX_BACKOFF_SECONDS,
@@ -567,6 +628,9 @@ function resolveEnvironment(options) {
     isHidden: options.isHidden
       ?? (() => Boolean(documentTarget) && documentTarget.visibilityState === 'hidden'),
     stepTimeoutMs: options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
+    // The server's time (epoch ms, e.g. a cheap request's Date header), or null: asked before
+    // a jump of the wall clock is taken for a sleep. Without it the jump is believed.
+    serverNow: typeof options.serverNow === 'function' ? options.serverNow : null,
   };
 }
 
@@ -580,6 +644,9 @@ function validateOptions(options) {
   if (typeof options.fetchToken !== 'function') {
     throw new TypeError('createTokenKeeper: fetchToken must be a function');
   }
+  if (options.checkSession !== undefined && typeof options.checkSession !== 'function') {
+    throw new TypeError('createTokenKeeper: checkSession must be a function');
+  }
 }
 
 /**
@@ -590,6 +657,9 @@ export function createTokenKeeper(options = {}) {
   validateOptions(options);
   const env = resolveEnvironment(options);
   const { report, fetchToken, onState, onTelemetry } = options;
+  // () => Promise<{signedIn, csrfToken}>: whether a session exists (and, as a side effect in
+  // the viewer, a fresh CSRF token in the page). Optional.
+  const checkSession = typeof options.checkSession === 'function' ? options.checkSession : null;
   const initial = options.initial ?? {};
 
   // --- clock ------------------------------------------------------------------------------
@@ -599,6 +669,11 @@ export function createTokenKeeper(options = {}) {
   let lastMono = null;
   let lastWall = null;
   let sleepNoticed = false;
+  // Wall-clock jumps waiting for the server's word (see confirmedSleepMs).
+  let serverReference = null; // {server: epoch ms, at: keeper time}
+  let unconfirmedGapMs = 0;
+  let sleepCheck = null;
+  let sleepCheckAgain = false;
 
   function readWall() {
     if (typeof env.wallNow !== 'function') return null;
@@ -614,13 +689,58 @@ export function createTokenKeeper(options = {}) {
     const mono = env.now();
     const wall = readWall();
     const missed = missedSleepMs({ mono, wall, lastMono, lastWall });
-    if (missed > 0) {
-      sleptMs += missed;
-      sleepNoticed = true;
-    }
     lastMono = mono;
     lastWall = wall;
+    if (missed > 0) {
+      // A jump of the wall clock alone may be a sleep or somebody changing the clock. When
+      // the server can be asked, it decides (before any expiry screen or reload).
+      if (env.serverNow && serverReference !== null) {
+        unconfirmedGapMs += missed;
+        askServerAboutSleep();
+      } else {
+        sleptMs += missed;
+        sleepNoticed = true;
+      }
+    }
     return mono + sleptMs;
+  }
+
+  function askServerAboutSleep() {
+    if (sleepCheck !== null) {
+      sleepCheckAgain = true;
+      return;
+    }
+    sleepCheck = (async () => {
+      let serverNow = NaN;
+      try {
+        serverNow = Number(await env.serverNow());
+      } catch {
+        serverNow = NaN;
+      }
+      const gap = unconfirmedGapMs;
+      unconfirmedGapMs = 0;
+      const t = clock();
+      if (Number.isFinite(serverNow)) {
+        const slept = confirmedSleepMs({ reference: serverReference, serverNow, now: t });
+        if (slept > 0) {
+          sleptMs += slept;
+          sleepNoticed = true;
+          serverReference = { server: serverNow, at: t + slept };
+        }
+        // else: the client's clock was stepped; the token's life is counted as before.
+      } else {
+        // The server cannot be asked (offline): believe the jump, as the safe side.
+        sleptMs += gap;
+        sleepNoticed = gap > 0;
+      }
+      if (sleepNoticed && running) evaluate('wake');
+    })().finally(() => {
+      sleepCheck = null;
+      if (sleepCheckAgain) {
+        sleepCheckAgain = false;
+        askServerAboutSleep();
+      }
+    });
   }
 
   // --- token and policy -------------------------------------------------------------------
@@ -634,6 +754,7 @@ export function createTokenKeeper(options = {}) {
     // The token API scales the policy it sends with a token to that token's whole life.
     policyFromServer: Boolean(initial.policy && typeof initial.policy === 'object'),
   };
+  if (serverDateOf(initial) !== null) serverReference = { server: serverDateOf(initial), at: token.issuedAt };
   let diedByError = false; // the iframe said TokenExpired before our clock did
   let deathReported = false; // `expired` telemetry sent for the current token
   let downSince = null; // keeper time the report stopped working (expiry or capacity off)
@@ -662,6 +783,11 @@ export function createTokenKeeper(options = {}) {
   // can still resolve later and overwrite a newer token (see isOutdatedSetAccessToken).
   let setAccessTokenCalls = 0;
   let newestSettledSet = { sequence: 0, value: null };
+  // Signed out: the timer of the next "is there a session again?" question, and how many.
+  let sessionTimer = null;
+  let sessionPolls = 0;
+  let sessionQuestion = null; // the checkSession call in flight
+  let csrfRenewed = false; // a CSRF refusal was answered with a fresh CSRF token already
 
   const isDown = (t) => isReportDown({ remainingMs: remainingMs(t), state });
 
@@ -704,7 +830,7 @@ export function createTokenKeeper(options = {}) {
     downSince = downSince === null ? diedAt : Math.min(downSince, diedAt);
     emit({ type: 'expired', reason: how, overdueMs: Math.max(0, Math.round(t - diedAt)) });
     // "capacity is off" (or "starting") explains more than "token expired"; keep that screen.
-    if (!isCapacityScreen(state) && state !== STATES.REVOKED) {
+    if (!isCapacityScreen(state) && ![STATES.REVOKED, STATES.SIGNED_OUT, STATES.REMOVED].includes(state)) {
       setState(STATES.EXPIRED, { code: TOKEN_EXPIRED_CODE, reason: how });
     }
   }
@@ -718,7 +844,8 @@ export function createTokenKeeper(options = {}) {
   /** One timer for everything (see nextTimer). */
   function schedule(t = clock()) {
     clearMainTimer();
-    if (!running) return;
+    // Signed out, the token API would only answer 401: the session timer asks instead.
+    if (!running || state === STATES.SIGNED_OUT) return;
     const { dueAt, delayMs } = nextTimer(decisionInputs(t));
     timerDueAt = dueAt;
     timer = env.setTimeout(onTimer, delayMs);
@@ -742,6 +869,11 @@ export function createTokenKeeper(options = {}) {
     if (sleepNoticed) {
       sleepNoticed = false;
       trigger = trigger === 'online' ? 'online' : 'wake';
+    }
+    if (state === STATES.SIGNED_OUT) {
+      // Coming back to the tab (or the network) is a good moment to look for a session.
+      if (trigger === 'wake' || trigger === 'online') askForSession();
+      return;
     }
     noticeDeath(t, trigger === 'wake' || trigger === 'online' ? 'wake' : 'clock');
     const reason = attemptReason({ ...decisionInputs(t), trigger });
@@ -835,11 +967,36 @@ export function createTokenKeeper(options = {}) {
     } catch (error) {
       if (gen !== generation) return false;
       abortController?.abort(); // e.g. after FetchTimeout: let the browser drop the request
+      if (await renewedCsrf(error)) return runAttempt(reason);
+      if (gen !== generation) return false;
       onFailure(error, reason);
       return false;
     } finally {
       abortController = null;
     }
+  }
+
+  /**
+   * A CSRF refusal (the session changed in another tab) is answered once per refresh cycle
+   * with a fresh CSRF token: true when the attempt should be made again at once. A session
+   * that is gone instead leads to the signed-out state.
+   */
+  async function renewedCsrf(error) {
+    if (classifyFailure(error).kind !== 'csrf' || csrfRenewed || checkSession === null) return false;
+    csrfRenewed = true;
+    const gen = generation;
+    let answer;
+    try {
+      answer = await checkSession();
+    } catch {
+      return false; // the portal is unreachable: an ordinary retry with backoff
+    }
+    if (gen !== generation || !running) return false;
+    if (answer?.signedIn === false) {
+      enterSignedOut({ code: SIGNED_OUT_CODE });
+      return false;
+    }
+    return answer?.signedIn === true;
   }
 
   function adopt(fresh, arrivedAt, reason, reloaded) {
@@ -854,6 +1011,8 @@ export function createTokenKeeper(options = {}) {
       policyFromServer: fresh.policy !== null,
     };
     if (fresh.policy) policy = normalizePolicy(fresh.policy, policy);
+    if (fresh.serverDate !== null) serverReference = { server: fresh.serverDate, at: arrivedAt };
+    csrfRenewed = false;
     diedByError = false;
     deathReported = false;
     failures = 0;
@@ -877,14 +1036,21 @@ export function createTokenKeeper(options = {}) {
 
   function onFailure(error, reason) {
     const failure = classifyFailure(error);
+    if (failure.kind === 'signedOut') {
+      emit({ type: 'refreshFailed', reason, status: failure.status, code: failure.code, attempt: failures + 1 });
+      if (state === STATES.SIGNED_OUT) scheduleSessionPoll();
+      else enterSignedOut({ status: failure.status, code: failure.code });
+      return;
+    }
     failures += 1;
     const t = clock();
-    if (failure.kind === 'revoked') {
+    if (failure.kind === 'revoked' || failure.kind === 'removed') {
       emit({ type: 'refreshFailed', reason, status: failure.status, code: failure.code, attempt: failures });
-      // Access removed or session gone: a new token will never come. Stop for good so the
-      // viewer can hide the report and say why.
+      // Access removed, or the report itself: a new token will never come. Stop for good so
+      // the viewer can hide the report and say why.
       shutDown();
-      setState(STATES.REVOKED, { status: failure.status, code: failure.code });
+      const final = failure.kind === 'removed' ? STATES.REMOVED : STATES.REVOKED;
+      setState(final, { status: failure.status, code: failure.code });
       return;
     }
     const plan = retryPlan({
@@ -917,6 +1083,89 @@ export function createTokenKeeper(options = {}) {
     } else {
       setState(next, info); // no call to onState when the state stays
     }
+  }
+
+  // --- signed out ---------------------------------------------------------------------------
+  function clearSessionTimer() {
+    if (sessionTimer !== null) env.clearTimeout(sessionTimer);
+    sessionTimer = null;
+  }
+
+  /** The session is gone: stop asking for tokens, look for a new session now and then. */
+  function enterSignedOut(info) {
+    if (!running) return;
+    if (inFlight !== null) {
+      generation += 1; // whatever the attempt in flight brings is no longer wanted
+      abortController?.abort();
+      inFlight = null;
+    }
+    failures = 0;
+    retryAt = null;
+    retryAfterUntil = 0;
+    cycleReason = null;
+    personAsked = false;
+    clearMainTimer();
+    setState(STATES.SIGNED_OUT, info);
+    sessionPolls = 0;
+    scheduleSessionPoll();
+  }
+
+  function scheduleSessionPoll() {
+    clearSessionTimer();
+    if (!running || state !== STATES.SIGNED_OUT) return;
+    const seconds = Math.max(1, backoffDelaySeconds(sessionPolls, {
+      base: SESSION_POLL_BASE_SECONDS,
+      cap: SESSION_POLL_MAX_SECONDS,
+      random: env.random,
+    }));
+    sessionPolls += 1;
+    sessionTimer = env.setTimeout(() => {
+      sessionTimer = null;
+      askForSession();
+    }, seconds * 1000);
+  }
+
+  /** Is there a session (again)? Without checkSession, the token API itself is asked. */
+  function askForSession({ onlyIfSignedOut = false } = {}) {
+    if (!running || (onlyIfSignedOut && state !== STATES.SIGNED_OUT)) return Promise.resolve();
+    if (checkSession === null) {
+      if (state === STATES.SIGNED_OUT && inFlight === null) startAttempt('recovery');
+      return Promise.resolve();
+    }
+    if (sessionQuestion !== null) return sessionQuestion;
+    const gen = generation;
+    sessionQuestion = (async () => {
+      let answer;
+      try {
+        answer = await checkSession();
+      } catch {
+        answer = undefined; // the portal is unreachable: no news about the session
+      }
+      if (gen !== generation || !running) return;
+      if (answer?.signedIn === true) {
+        if (state === STATES.SIGNED_OUT) resumeAfterSignIn();
+      } else if (answer?.signedIn === false) {
+        if (state !== STATES.SIGNED_OUT) enterSignedOut({ code: SIGNED_OUT_CODE });
+        else scheduleSessionPoll();
+      } else if (state === STATES.SIGNED_OUT) {
+        scheduleSessionPoll();
+      }
+    })().finally(() => {
+      sessionQuestion = null;
+    });
+    return sessionQuestion;
+  }
+
+  /** A session exists again: fetch a token at once (reloading the report if it died). */
+  function resumeAfterSignIn() {
+    clearSessionTimer();
+    const t = clock();
+    const dead = isDead(t);
+    setState(dead ? STATES.EXPIRED : STATES.LIVE, { reason: 'signed-in' });
+    noticeDeath(t, 'clock');
+    cycleReason = dead ? 'recovery' : 'wake';
+    if (inFlight === null) startAttempt(cycleReason);
+    schedule(t);
   }
 
   // --- page and report events ---------------------------------------------------------------
@@ -998,6 +1247,7 @@ export function createTokenKeeper(options = {}) {
     finished = true;
     generation += 1;
     clearMainTimer();
+    clearSessionTimer();
     for (const id of stepTimers) env.clearTimeout(id);
     stepTimers.clear();
     if (abortController) abortController.abort();
@@ -1059,6 +1309,34 @@ export function createTokenKeeper(options = {}) {
         return Promise.resolve(false);
       }
       cycleReason = reason;
+      const attempt = startAttempt(planned.reason);
+      schedule(t);
+      return attempt;
+    },
+
+    /**
+     * Something says the session may have changed (another tab signed out or in, a push):
+     * ask checkSession. Signed out, the keeper pauses; signed in again, it resumes. With
+     * `onlyIfSignedOut`, a keeper that is not signed out does not ask (a sign-in elsewhere
+     * changes nothing for it). Resolves when the answer has been acted on; never rejects.
+     */
+    checkSession({ onlyIfSignedOut = false } = {}) {
+      return askForSession({ onlyIfSignedOut });
+    },
+
+    /**
+     * The push channel (re)connected, e.g. after a portal restart: a token that is dead,
+     * inside its margin or being retried is asked for at once (see reconnectAttempt).
+     * Resolves like refreshNow.
+     */
+    refreshIfStale() {
+      if (!running) return Promise.resolve(false);
+      if (state === STATES.SIGNED_OUT) return askForSession().then(() => false);
+      if (inFlight) return inFlight;
+      const t = clock();
+      const planned = reconnectAttempt(decisionInputs(t));
+      if (planned === null) return Promise.resolve(false);
+      if (failures === 0) cycleReason = planned.reason;
       const attempt = startAttempt(planned.reason);
       schedule(t);
       return attempt;

@@ -24,8 +24,8 @@ function show(index) {
 }
 
 show(0);
-// One after the other, so a wall of reports does not ask for all its tokens in the same instant.
-(async () => {
-  for (const slot of slots) await mountSlot(slot).catch(() => {});
-})();
+// All at once, each on its own: a slot whose first token keeps failing shows its own message
+// and retries by itself, while the others play (one after the other, the first failing report
+// held back every other). A TV names at most 12 reports, so that is at most 12 token requests.
+for (const slot of slots) mountSlot(slot).catch(() => {});
 if (slots.length > 1) setInterval(() => show((current + 1) % slots.length), seconds * 1000);

@@ -10,9 +10,21 @@
 //   overlays' words come translated from the page (_report_slot.html); the "starting the
 //   capacity" screen also shows the server's text (the capacity's own message).
 // - The push channel names the page's reports, so the server can note each report's capacity
-//   as in use while the page is open (the activity ledger's heartbeat).
+//   as in use while the page is open (the activity ledger's heartbeat). It heals itself
+//   (push-channel.js); when it comes back, stale tokens are asked for at once.
+// - Failures are named (docs/token-keeper.md's failure table): a session that is gone (401, a
+//   redirect or an HTML page) shows "you are signed out" and comes back by itself after a sign-in;
+//   a CSRF refusal fetches a fresh CSRF token; 403 is "access removed"; 404 "report removed".
+//   /api/session is the one place asked whether a session exists, and the server's clock.
 
-import { createTokenKeeper, firstTokenPlan, retryAfterSeconds } from './token-keeper.js';
+import { createPushChannel } from './push-channel.js';
+import {
+  SIGNED_OUT_CODE,
+  classifyFailure,
+  createTokenKeeper,
+  firstTokenPlan,
+  retryAfterSeconds,
+} from './token-keeper.js';
 
 // Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
 const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.windows-int\.net|analysis-df\.windows\.net|powerbigov\.us|powerbi\.cn|powerbi\.de|powerbi\.sovcloud-api\.fr)$/i;
@@ -24,8 +36,74 @@ const viewers = [];
 // For people debugging a wall screen from the console, and for the browser tests.
 window.embedportalViewers = viewers;
 
+// Other tabs of this browser hear a sign-out or sign-in here (see base.html).
+const SESSION_CHANNEL = 'embedportal-session';
+
 function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+}
+
+/** A fresh CSRF token (the session changed in another tab): for our POSTs and htmx's. */
+function useCsrfToken(token) {
+  if (typeof token !== 'string' || !token) return;
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  if (meta) meta.content = token;
+  try {
+    const headers = JSON.parse(document.body.getAttribute('hx-headers') || '{}');
+    headers['X-CSRF-Token'] = token;
+    document.body.setAttribute('hx-headers', JSON.stringify(headers));
+  } catch {
+    // no htmx headers on this page
+  }
+}
+
+/**
+ * A redirect (followed or not) or an HTML page where the API's JSON was due: a sign-in page,
+ * ours or an SSO gateway's in front of the portal. A proxy's HTML error page (5xx) is not:
+ * that is the portal restarting, which passes.
+ */
+function isSignInAnswer(response) {
+  if (response.type === 'opaqueredirect' || response.redirected) return true;
+  if (response.status >= 300 && response.status < 400) return true;
+  const type = response.headers.get('Content-Type') ?? '';
+  return response.status < 300 && !type.includes('json');
+}
+
+let sessionQuestion = null;
+
+/**
+ * GET /api/session: {signedIn, csrfToken, serverTime}. One question at a time for the whole
+ * page (a TV screen's keepers share it). A sign-in page instead of JSON means signed out.
+ * Rejects only when the portal cannot be reached.
+ */
+export function checkSession() {
+  if (sessionQuestion) return sessionQuestion;
+  sessionQuestion = (async () => {
+    const response = await fetch('/api/session', {
+      credentials: 'same-origin',
+      cache: 'no-store',
+      redirect: 'manual',
+      headers: { Accept: 'application/json' },
+    });
+    if (isSignInAnswer(response)) return { signedIn: false, csrfToken: null, serverTime: null };
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    const answer = {
+      signedIn: body?.signedIn === true,
+      csrfToken: typeof body?.csrfToken === 'string' ? body.csrfToken : null,
+      serverTime: Number.isFinite(body?.serverTime) ? body.serverTime : null,
+    };
+    if (answer.signedIn) useCsrfToken(answer.csrfToken);
+    return answer;
+  })().finally(() => {
+    sessionQuestion = null;
+  });
+  return sessionQuestion;
+}
+
+/** The server's clock (epoch ms), for the keeper to tell a sleep from a clock change. */
+async function serverNow() {
+  return (await checkSession()).serverTime;
 }
 
 function tokenError(status, code, message, retryAfterSeconds) {
@@ -54,11 +132,14 @@ export async function requestToken(url, reason, signal) {
       },
       body: JSON.stringify({ reason: typeof reason === 'string' ? reason : 'load' }),
       signal,
+      // A sign-in page's redirect must be seen, not followed into HTML (see isSignInAnswer).
+      redirect: 'manual',
     });
   } catch (error) {
     if (error?.name === 'AbortError') throw error;
     throw tokenError(0, 'NetworkError', 'The portal could not be reached.');
   }
+  if (isSignInAnswer(response)) throw tokenError(401, SIGNED_OUT_CODE, 'Signed out.');
   let body = null;
   try {
     body = await response.json();
@@ -81,6 +162,10 @@ export async function requestToken(url, reason, signal) {
       }),
     );
   }
+  // The server's clock when it answered: the keeper's reference for telling a sleep from a
+  // change of the client's clock.
+  const serverDate = Date.parse(response.headers.get('Date') ?? '');
+  if (body && typeof body === 'object' && Number.isFinite(serverDate)) body.serverDate = serverDate;
   return body;
 }
 
@@ -112,43 +197,69 @@ window.addEventListener('pagehide', flushTelemetry);
 
 // --- push channel: policy changes and access changes reach open viewers at once --------------
 
-let eventSource = null;
+let pushChannel = null;
 
-/** The reports on the page (TV mode: every slot), except those whose access was removed. */
+/** The reports on the page (TV mode: every slot), except those gone for good. */
 function watchedReportIds() {
   const ids = new Set();
   for (const slot of document.querySelectorAll('[data-report-slot]')) {
-    if (slot.dataset.reportId && slot.dataset.state !== 'revoked') ids.add(slot.dataset.reportId);
+    if (slot.dataset.reportId && !['revoked', 'removed'].includes(slot.dataset.state)) {
+      ids.add(slot.dataset.reportId);
+    }
   }
   return [...ids];
 }
 
-function listenForPushes() {
-  if (eventSource !== null || typeof EventSource !== 'function') return;
+function pushUrl() {
   const ids = watchedReportIds();
-  if (!ids.length) return; // nothing left on screen to keep alive or to count as open
-  eventSource = new EventSource(`/api/events?${new URLSearchParams(ids.map((id) => ['report', id]))}`);
-  eventSource.addEventListener('policy', (event) => {
-    let data = null;
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    for (const viewer of viewers) viewer.keeper?.applyPolicy(data?.policy ?? data);
-  });
-  eventSource.addEventListener('access', () => {
-    // The token API is the one judge of access: asking for a token re-checks it.
-    for (const viewer of viewers) viewer.keeper?.refreshNow('access-check');
-  });
+  if (!ids.length) return null; // nothing left on screen to keep alive or to count as open
+  return `/api/events?${new URLSearchParams(ids.map((id) => ['report', id]))}`;
 }
 
-/** A report's access was removed: the server must stop counting it as open (its heartbeat). */
+function listenForPushes() {
+  if (pushChannel !== null || typeof EventSource !== 'function') return;
+  pushChannel = createPushChannel({
+    url: pushUrl,
+    handlers: {
+      policy: (text) => {
+        let data = null;
+        try {
+          data = JSON.parse(text);
+        } catch {
+          return;
+        }
+        for (const viewer of viewers) viewer.keeper?.applyPolicy(data?.policy ?? data);
+      },
+      // The token API is the one judge of access: asking for a token re-checks it.
+      access: () => {
+        for (const viewer of viewers) viewer.keeper?.refreshNow('access-check');
+      },
+      // This person signed out somewhere: is it this browser's session?
+      session: () => {
+        for (const viewer of viewers) viewer.keeper?.checkSession();
+      },
+    },
+    onConnected: (reconnected) => {
+      // Back after a restart or a dead connection: what went stale meanwhile is asked for now.
+      if (!reconnected) return;
+      for (const viewer of viewers) viewer.keeper?.refreshIfStale();
+    },
+  });
+  window.embedportalPush = pushChannel;
+}
+
+/** A report is gone for good: the server must stop counting it as open (its heartbeat). */
 function stopWatching() {
-  if (eventSource === null) return;
-  eventSource.close();
-  eventSource = null;
-  listenForPushes();
+  pushChannel?.reopen();
+}
+
+// Another tab signed out (or in): every keeper asks /api/session (one question per page).
+if (typeof BroadcastChannel === 'function') {
+  new BroadcastChannel(SESSION_CHANNEL).addEventListener('message', (event) => {
+    const type = event?.data?.type;
+    if (type !== 'signed-out' && type !== 'signed-in') return;
+    for (const viewer of viewers) viewer.keeper?.checkSession({ onlyIfSignedOut: type === 'signed-in' });
+  });
 }
 
 // --- embedding -------------------------------------------------------------------------------
@@ -208,6 +319,16 @@ function embedReport(frame, { reportId, embedUrl, name, accessToken }) {
 
 // --- one slot --------------------------------------------------------------------------------
 
+/** Take the report off the page: the SDK's embed (if it knows it) and the iframe itself. */
+function removeReport(frame) {
+  try {
+    window.powerbi?.reset(frame);
+  } catch {
+    // the SDK may not know this frame (the emulator's own iframe)
+  }
+  frame.replaceChildren();
+}
+
 function overlays(slot) {
   return [...slot.querySelectorAll('[data-overlay]')];
 }
@@ -221,7 +342,13 @@ function showOverlay(slot, name, info = {}) {
     if (reason && info.message) reason.textContent = info.message;
     const code = overlay.querySelector('[data-code]');
     if (code) code.textContent = info.code ?? '';
+    const signIn = overlay.querySelector('[data-sign-in]');
+    if (signIn) signIn.href = `/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
   }
+  // Signed out, the report stays under its screen (it resumes without a reload after a sign-in)
+  // but must not be reachable with the keyboard either.
+  const frame = slot.querySelector('[data-frame]');
+  if (frame) frame.inert = name === 'signedOut';
   slot.dataset.state = name ?? 'live';
 }
 
@@ -245,6 +372,7 @@ function pause(viewer, seconds) {
  */
 async function firstToken(viewer, url) {
   const { slot } = viewer;
+  let csrfRenewed = false;
   for (let attempt = 0; ; attempt += 1) {
     try {
       const answer = await requestToken(url, 'load');
@@ -252,6 +380,20 @@ async function firstToken(viewer, url) {
       if (slot.dataset.state !== 'loading') showOverlay(slot, 'loading');
       return answer;
     } catch (error) {
+      // The session changed in another tab since this page was made: a fresh CSRF token,
+      // then at once again (once).
+      if (classifyFailure(error).kind === 'csrf' && !csrfRenewed) {
+        csrfRenewed = true;
+        const session = await checkSession().catch(() => null);
+        if (session?.signedIn) {
+          attempt -= 1;
+          continue;
+        }
+        if (session?.signedIn === false) {
+          showOverlay(slot, 'signedOut');
+          throw error;
+        }
+      }
       const plan = firstTokenPlan({ attempt, error });
       showOverlay(slot, plan.screen, { message: error.message, code: error.code });
       if (plan.final) {
@@ -319,14 +461,18 @@ export async function mountSlot(slot) {
       if (state === 'expired') showOverlay(slot, 'expired', info);
       else if (state === 'capacityOff') showOverlay(slot, 'capacityOff', info);
       else if (state === 'capacityStarting') showOverlay(slot, state, { message: info?.detail });
-      else if (state === 'revoked') {
-        showOverlay(slot, 'revoked', { message: viewer.lastError?.message, code: info?.code });
-        // Nothing of the report may stay on screen once access is gone.
-        window.powerbi?.reset(frame);
+      else if (state === 'signedOut') showOverlay(slot, 'signedOut', info);
+      else if (state === 'revoked' || state === 'removed') {
+        const message = state === 'revoked' ? viewer.lastError?.message : undefined;
+        showOverlay(slot, state, { message, code: info?.code });
+        // Nothing of the report may stay on screen once access (or the report) is gone.
+        removeReport(frame);
         stopWatching();
       } else if (state === 'live' && slot.dataset.state !== 'loading') showOverlay(slot, null);
     },
     onTelemetry: (event) => queueTelemetry(reportId, event),
+    checkSession,
+    serverNow,
   });
   viewer.keeper.start();
   listenForPushes();
