@@ -205,3 +205,30 @@ def test_an_open_report_nobody_touches_does_not_start_the_capacity(
     assert post_token(client, capacities[SALES], "load").json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
     waiting = post_token(client, capacities[SALES], "recovery")
     assert waiting.json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
+
+
+def test_an_arm_that_does_not_answer_does_not_hold_back_the_token(
+    app: FastAPI,
+    capacities: SyncedReports,
+    viewer_of: SignIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ARM hung: the capacity's state counts as unknown after a short wait, and the token flows
+    (the reading goes on and fills the status cache for the next request)."""
+    from embedportal.web.routes import api_tokens
+
+    monkeypatch.setattr(api_tokens, "CAPACITY_READ_WAIT_SECONDS", 0.2)
+    readings = 0
+
+    async def hung_status(**_: object) -> object:
+        nonlocal readings
+        readings += 1
+        await asyncio.Event().wait()  # never answers
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(app.state.capacity_control, "status", hung_status)
+    client = viewer_of(capacities[SALES], "arm-hung@example.com")
+    response = post_token(client, capacities[SALES])
+    assert response.status_code == 200, response.text
+    assert response.json()["token"]
+    assert readings == 1

@@ -8,11 +8,13 @@ are counted in memory (TokenTally), and no database session is held while Power 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.responses import JSONResponse
@@ -86,6 +88,9 @@ CAPACITY_STARTING_MESSAGE = N_(
 ON_DEMAND_REASONS = frozenset({"load", "interaction"})
 # A starting capacity is asked about often, so the report appears soon after it runs.
 STARTING_RETRY_SECONDS = 3
+# How long a token request waits on ARM (or Power BI) for its capacity's state. Past it the state
+# counts as unknown and the token is not held back; the reading goes on and fills the cache.
+CAPACITY_READ_WAIT_SECONDS = 1.0
 # How soon a viewer should try again when Power BI is down and said nothing itself.
 DEFAULT_RETRY_SECONDS = 5
 # Viewers asking without a token to show (opening, or after theirs died): a still-valid cached
@@ -430,6 +435,25 @@ async def _issue(
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
+_T = TypeVar("_T")
+
+
+async def _within_wait(reading: Awaitable[_T]) -> _T | None:
+    """The reading if it comes within CAPACITY_READ_WAIT_SECONDS, else None. A slow ARM must
+    not hold a token request: the reading carries on unwaited and its answer is remembered."""
+    task = asyncio.ensure_future(reading)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), CAPACITY_READ_WAIT_SECONDS)
+    except TimeoutError:
+        task.add_done_callback(_forget_outcome)
+        return None
+
+
+def _forget_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("a capacity reading nobody waited for failed: %s", task.exception())
+
+
 async def _capacity_refusal(
     context: _TokenContext,
     connection: PowerBIConnection,
@@ -449,16 +473,16 @@ async def _capacity_refusal(
     if context.capacity is None:
         if context.capacity_known:
             return None  # a capacity without Azure coordinates: its state cannot be read
-        reading = await probe.reading(connection, fresh=fresh)
-        if reading.running is not False:
+        reading = await _within_wait(probe.reading(connection, fresh=fresh))
+        if reading is None or reading.running is not False:
             return None
         return _error(503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=5)
     capacity = context.capacity
     try:
-        status = await control.status(capacity_id=capacity.capacity_id, fresh=fresh)
+        status = await _within_wait(control.status(capacity_id=capacity.capacity_id, fresh=fresh))
     except CapacityNotConfiguredError:
         return None
-    if status.state in (CapacityState.RUNNING, CapacityState.UNKNOWN):
+    if status is None or status.state in (CapacityState.RUNNING, CapacityState.UNKNOWN):
         return None
     off = _error(
         503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=DEFAULT_RETRY_SECONDS
