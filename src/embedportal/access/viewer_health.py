@@ -11,8 +11,6 @@ every token was an audit entry; such entries are still counted.)
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, Report, User, ViewerEventCount
+from embedportal.db.periodic import flush_periodically
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
@@ -42,8 +41,6 @@ TOKEN_MINTED = "tokenMinted"
 TOKEN_FLUSH_SECONDS = 5.0
 # Why a token was asked for: a refresh reason, or opening the report.
 TOKEN_REASONS: tuple[str, ...] = (*KNOWN_REASONS, "load")
-
-logger = logging.getLogger("embedportal.telemetry")
 
 
 @dataclass(frozen=True)
@@ -459,15 +456,4 @@ class TokenTally:
 
     async def run(self, *, interval_seconds: float = TOKEN_FLUSH_SECONDS) -> None:
         """Flush every ``interval_seconds`` until cancelled, and once more on the way out."""
-        try:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                await self._flush_logged()
-        finally:
-            await asyncio.shield(self._flush_logged())
-
-    async def _flush_logged(self) -> None:
-        try:
-            await asyncio.to_thread(self.flush)
-        except Exception:  # noqa: BLE001 - the next flush tries again; nothing is lost
-            logger.warning("token tally: flush failed; kept for the next one", exc_info=True)
+        await flush_periodically(self.flush, interval_seconds=interval_seconds, name="token tally")

@@ -10,8 +10,6 @@ own; rows from several instances for the same minute merge on write.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -29,9 +27,8 @@ from embedportal.capacity.activity import (
 )
 from embedportal.db.base import utcnow
 from embedportal.db.models import Capacity, CapacityActivity
+from embedportal.db.periodic import flush_periodically
 from embedportal.db.session import session_scope
-
-logger = logging.getLogger("embedportal.capacity")
 
 DEFAULT_FLUSH_SECONDS = 5.0
 # Rows per statement: well under SQLite's limit on bound parameters.
@@ -119,18 +116,9 @@ class ActivityLedger:
 
     async def run(self, *, interval_seconds: float = DEFAULT_FLUSH_SECONDS) -> None:
         """Flush every ``interval_seconds`` until cancelled, and once more on the way out."""
-        try:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                await self._flush_logged()
-        finally:
-            await asyncio.shield(self._flush_logged())
-
-    async def _flush_logged(self) -> None:
-        try:
-            await asyncio.to_thread(self.flush)
-        except Exception:  # noqa: BLE001 - the next flush tries again; activity is not lost
-            logger.warning("activity ledger: flush failed; kept for the next one", exc_info=True)
+        await flush_periodically(
+            self.flush, interval_seconds=interval_seconds, name="activity ledger"
+        )
 
 
 def _fold(first: LedgerRow, second: LedgerRow) -> LedgerRow:
