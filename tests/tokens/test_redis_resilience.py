@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from embedportal.tokens.service import RedisTokenCache, TokenService
+from tests.support.redis_server import RedisServer, hung_redis, redis_server
 from tests.support.servers import free_port
 from tests.tokens.test_service import NORTH, POLICY, Clock, FakeMinter, report
 
@@ -34,61 +31,10 @@ def clock() -> Clock:
     return Clock()
 
 
-class OwnRedis:
-    """A redis-server this test starts and stops (by its process, never by name)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-
 @pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis(free_port())
-    server.start()
-    try:
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@contextmanager
-def hung_listener() -> Iterator[str]:
-    """A TCP server that accepts connections and never says a word."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    finally:
-        listener.close()
 
 
 @pytest.fixture
@@ -139,7 +85,7 @@ async def test_with_nothing_listening_tokens_are_minted_and_shared_in_process(
 async def test_a_hung_redis_does_not_hang_the_token_request(
     clock: Clock, closing: list[TokenService]
 ) -> None:
-    with hung_listener() as url:
+    with hung_redis() as url:
         service = service_on(url, clock, closing, wait_seconds=5)
         minter = FakeMinter(clock)
         issued = await asyncio.wait_for(
@@ -154,7 +100,7 @@ async def test_a_hung_redis_does_not_hang_the_token_request(
 
 
 async def test_redis_stopped_then_restarted_the_cache_goes_local_then_shared_again(
-    clock: Clock, closing: list[TokenService], own_redis: OwnRedis
+    clock: Clock, closing: list[TokenService], own_redis: RedisServer
 ) -> None:
     prefix = f"embedportal-test:{uuid.uuid4().hex}"
     here = service_on(own_redis.url, clock, closing, prefix, retry_seconds=0.2)
@@ -185,7 +131,7 @@ async def test_redis_stopped_then_restarted_the_cache_goes_local_then_shared_aga
 
 
 async def test_a_dead_minters_lock_holds_the_next_token_only_until_it_expires(
-    clock: Clock, closing: list[TokenService], own_redis: OwnRedis
+    clock: Clock, closing: list[TokenService], own_redis: RedisServer
 ) -> None:
     service = service_on(own_redis.url, clock, closing, lock_seconds=1, wait_seconds=5)
     cache = service.cache
