@@ -71,6 +71,19 @@ describe('the push channel heals itself', () => {
     env.ch.close();
   });
 
+  test('a connection that never opens nor fails (a hung proxy) is replaced after two heartbeats', async () => {
+    const env = channel();
+    assert.equal(env.sources.made.length, 1);
+    await env.clock.advanceSeconds(2 * 15 + 1); // no open, no error, no message
+    assert.equal(env.sources.made[0].closed, true);
+    await env.clock.advanceSeconds(1);
+    assert.equal(env.sources.made.length, 2);
+    env.sources.newest().emit('open');
+    env.sources.newest().emit('access', '{"n":2}');
+    assert.deepEqual(env.pushes, ['{"n":2}']);
+    env.ch.close();
+  });
+
   test('a long outage: full-jitter backoff up to 30 s, not a fixed 3 s in lock-step', async () => {
     const env = channel();
     for (let i = 0; i < 12; i += 1) {

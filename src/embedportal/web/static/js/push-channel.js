@@ -134,8 +134,9 @@ export function createPushChannel({
         handler(event.data);
       }));
     }
-    // The silence watch starts when the stream opens: until then the browser's own `error`
-    // event says whether the connection failed.
+    // The silence watch runs from the start: a connection that neither opens nor fails (a
+    // proxy that accepted it and then said nothing) is replaced like a silent stream.
+    heard();
   }
 
   connect();
