@@ -281,3 +281,49 @@ def test_a_3_hour_step_of_the_client_clock_changes_nothing(page: Page, portal: P
         assert after["state"] == "live"
         assert after["remainingSeconds"] > before["remainingSeconds"] - 60
         expect(expired_overlay(page)).to_be_hidden()
+
+
+def test_signed_out_before_the_first_token_the_report_opens_by_itself_later(
+    page: Page, portal: Portal
+) -> None:
+    """The first token call finds the session gone (a page drawn just before it ended): the
+    signed-out screen with its link, and once a session exists again the report opens by
+    itself, without a reload of the page."""
+    sign_in(page, portal.url, *VIEWER)
+    session_back = False
+    refused: list[str] = []
+
+    def first_token_refused(route: Route) -> None:
+        if not refused:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=401,
+                content_type="application/json",
+                body=json.dumps({"detail": "Sign in first.", "code": "Unauthorized"}),
+            )
+        else:
+            route.continue_()
+
+    def session_until_back(route: Route) -> None:
+        if session_back:
+            route.continue_()
+        else:
+            route.fulfill(
+                content_type="application/json",
+                body=json.dumps({"signedIn": False, "csrfToken": None, "serverTime": None}),
+            )
+
+    page.route(TOKEN_ROUTE, first_token_refused)
+    page.route("**/api/session", session_until_back)
+    page.get_by_role("link", name=REPORT, exact=True).click()
+    signed_out = overlay(page, "signedOut")
+    expect(signed_out).to_be_visible(timeout=10_000)
+    assert refused
+    link = signed_out.get_by_role("link", name="Sign in")
+    assert (link.get_attribute("href") or "").startswith("/login?next=%2Freports%2F")
+
+    session_back = True
+    page.evaluate("() => window.dispatchEvent(new Event('focus'))")  # the person comes back
+    expect(signed_out).to_be_hidden(timeout=10_000)
+    expect(card(page)).to_have_text(total_revenue(), timeout=REPORT_LOAD_TIMEOUT)
+    page.wait_for_function("() => window.embedportalViewers?.[0]?.keeper")

@@ -538,6 +538,15 @@ export function interactionReportDue({ now, lastReportedAt }) {
  * While the capacity starts the wait is at most 5 s unless Retry-After asks for more;
  * otherwise capped backoff with jitter up to 30 s, plus a second.
  */
+/** How long a signed-out viewer waits before asking /api/session again (poll `attempt`). */
+export function sessionPollDelaySeconds(attempt, random = Math.random) {
+  return Math.max(1, backoffDelaySeconds(attempt, {
+    base: SESSION_POLL_BASE_SECONDS,
+    cap: SESSION_POLL_MAX_SECONDS,
+    random,
+  }));
+}
+
 export function firstTokenPlan({ attempt, error, random = Math.random }) {
   const failure = classifyFailure(error);
   const final = ['signedOut', 'revoked', 'removed'].includes(failure.kind);
@@ -1113,11 +1122,7 @@ export function createTokenKeeper(options = {}) {
   function scheduleSessionPoll() {
     clearSessionTimer();
     if (!running || state !== STATES.SIGNED_OUT) return;
-    const seconds = Math.max(1, backoffDelaySeconds(sessionPolls, {
-      base: SESSION_POLL_BASE_SECONDS,
-      cap: SESSION_POLL_MAX_SECONDS,
-      random: env.random,
-    }));
+    const seconds = sessionPollDelaySeconds(sessionPolls, env.random);
     sessionPolls += 1;
     sessionTimer = env.setTimeout(() => {
       sessionTimer = null;

@@ -24,6 +24,7 @@ import {
   createTokenKeeper,
   firstTokenPlan,
   retryAfterSeconds,
+  sessionPollDelaySeconds,
 } from './token-keeper.js';
 
 // Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
@@ -258,7 +259,19 @@ if (typeof BroadcastChannel === 'function') {
   new BroadcastChannel(SESSION_CHANNEL).addEventListener('message', (event) => {
     const type = event?.data?.type;
     if (type !== 'signed-out' && type !== 'signed-in') return;
-    for (const viewer of viewers) viewer.keeper?.checkSession({ onlyIfSignedOut: type === 'signed-in' });
+    for (const viewer of viewers) {
+      if (viewer.keeper) viewer.keeper.checkSession({ onlyIfSignedOut: type === 'signed-in' });
+      else viewer.askNow?.(); // still waiting for its first token: ask now
+    }
+  });
+}
+
+// A report still waiting for its first token (signed out, capacity off) asks again at once when
+// the person comes back to the tab; a running keeper listens for this itself.
+for (const [target, name] of [[window, 'focus'], [window, 'online'], [document, 'visibilitychange']]) {
+  target.addEventListener(name, () => {
+    if (document.visibilityState === 'hidden') return;
+    for (const viewer of viewers) if (!viewer.keeper) viewer.askNow?.();
   });
 }
 
@@ -365,6 +378,16 @@ function pause(viewer, seconds) {
   });
 }
 
+/** Resolve once /api/session says a session exists, asking with a growing wait (or at once
+ * when another tab signs in, or the person comes back to this one). */
+async function waitForSession(viewer) {
+  for (let poll = 0; ; poll += 1) {
+    await pause(viewer, sessionPollDelaySeconds(poll));
+    const session = await checkSession().catch(() => null);
+    if (session?.signedIn) return;
+  }
+}
+
 /**
  * Ask for the first token, retrying what may pass (network, 5xx, capacity off or starting,
  * 429); firstTokenPlan decides the screen and the wait. Asking again is what lets the report
@@ -382,6 +405,7 @@ async function firstToken(viewer, url) {
     } catch (error) {
       // The session changed in another tab since this page was made: a fresh CSRF token,
       // then at once again (once).
+      let signedOut = classifyFailure(error).kind === 'signedOut';
       if (classifyFailure(error).kind === 'csrf' && !csrfRenewed) {
         csrfRenewed = true;
         const session = await checkSession().catch(() => null);
@@ -389,10 +413,16 @@ async function firstToken(viewer, url) {
           attempt -= 1;
           continue;
         }
-        if (session?.signedIn === false) {
-          showOverlay(slot, 'signedOut');
-          throw error;
-        }
+        signedOut = session?.signedIn === false;
+      }
+      if (signedOut) {
+        // Signed out before the report ever showed: the sign-in link is on screen; once a
+        // session exists again (signed in here or in another tab) the report opens by itself.
+        showOverlay(slot, 'signedOut');
+        await waitForSession(viewer);
+        csrfRenewed = false;
+        attempt = -1;
+        continue;
       }
       const plan = firstTokenPlan({ attempt, error });
       showOverlay(slot, plan.screen, { message: error.message, code: error.code });
