@@ -327,3 +327,28 @@ def test_signed_out_before_the_first_token_the_report_opens_by_itself_later(
     expect(signed_out).to_be_hidden(timeout=10_000)
     expect(card(page)).to_have_text(total_revenue(), timeout=REPORT_LOAD_TIMEOUT)
     page.wait_for_function("() => window.embedportalViewers?.[0]?.keeper")
+
+
+def test_telemetry_refused_for_a_stale_csrf_token_is_sent_again(page: Page, portal: Portal) -> None:
+    """Signed out and in again elsewhere, the page's CSRF token is stale: the telemetry batch
+    it refused goes again with a fresh token instead of being lost."""
+    open_viewer(page, portal.url)
+    answers: list[int] = []
+
+    def stale_once(route: Route) -> None:
+        if not answers:
+            answers.append(403)
+            route.fulfill(
+                status=403,
+                content_type="application/json",
+                body=json.dumps({"detail": "CSRF", "code": "CsrfTokenInvalid"}),
+            )
+        else:
+            response = route.fetch()
+            answers.append(response.status)
+            route.fulfill(response=response)
+
+    page.route("**/api/telemetry", stale_once)
+    page.evaluate(f"() => {KEEPER}.refreshNow('interaction')")
+    wait_until(page, lambda: len(answers) >= 2, timeout=15, what="the batch sent again")
+    assert answers[:2] == [403, 204], answers

@@ -19,6 +19,7 @@
 
 import { createPushChannel } from './push-channel.js';
 import {
+  CSRF_CODE,
   SIGNED_OUT_CODE,
   classifyFailure,
   createTokenKeeper,
@@ -178,14 +179,24 @@ let telemetryTimer = null;
 function flushTelemetry() {
   telemetryTimer = null;
   if (!telemetryQueue.length) return;
-  const events = telemetryQueue.splice(0, 100);
-  fetch('/api/telemetry', {
+  sendTelemetry(telemetryQueue.splice(0, 100)).catch(() => {});
+}
+
+/** POST a batch; refused for a stale CSRF token (signed out and in elsewhere), it is sent once
+ * more with a fresh one, so the person's refreshes still count in Admin → Viewer health. */
+async function sendTelemetry(events, { renewed = false } = {}) {
+  const response = await fetch('/api/telemetry', {
     method: 'POST',
     credentials: 'same-origin',
     keepalive: true,
     headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
     body: JSON.stringify({ events }),
-  }).catch(() => {});
+  });
+  if (response.status !== 403 || renewed) return;
+  const body = await response.json().catch(() => null);
+  if (body?.code !== CSRF_CODE) return;
+  const session = await checkSession().catch(() => null);
+  if (session?.signedIn) await sendTelemetry(events, { renewed: true });
 }
 
 function queueTelemetry(reportId, event) {
