@@ -131,6 +131,13 @@ class Portal:
             time.sleep(0.1)
 
     def ready(self) -> None:
+        hub = self.app.state.push_hub
+        # With Redis, a marker reaches local viewers even before the subscription is live (the
+        # hub delivers locally meanwhile); events from another instance need the subscription.
+        deadline = time.monotonic() + WAIT_SECONDS
+        while hub.uses_redis and not hub.redis_live:
+            assert time.monotonic() < deadline, "the Redis subscription did not come up"
+            time.sleep(0.05)
         marker = uuid.uuid4().hex
         self._mark(marker, lambda listener: listener.saw(marker))
 
@@ -389,6 +396,13 @@ def test_an_access_change_on_one_instance_reaches_a_viewer_on_another(
             admin = replace(on_second.browser(administrator), base_url=first_url)
 
             assert admin.post(f"/admin/users/{viewer.id}/block").status_code == 303
+
+            # Publishing is asynchronous (it never blocks the request), so the second
+            # instance's own end marker may overtake the first's event: wait for the event.
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not viewer_stream.access_events:
+                assert time.monotonic() < deadline, "the access event did not cross over"
+                time.sleep(0.05)
 
             on_second.settle()
             assert (viewer_stream.access_events, bystander_stream.access_events) == (1, 0)
