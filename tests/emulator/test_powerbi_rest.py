@@ -156,7 +156,7 @@ def test_bad_or_missing_token_is_forbidden(shared_emulator: Emulator) -> None:
 
 
 def test_expired_entra_token() -> None:
-    with running_emulator(entra_min_lifetime_seconds=1, entra_max_lifetime_seconds=1) as emu:
+    with running_emulator(entra_min_lifetime_seconds=3, entra_max_lifetime_seconds=3) as emu:
         token = emu.access_token()
         headers = {"Authorization": f"Bearer {token}"}
         assert emu.http.get("/v1.0/myorg/groups", headers=headers).status_code == 200
