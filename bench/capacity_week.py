@@ -23,7 +23,6 @@ Nothing here asserts anything: ``run`` prints the tables and returns every figur
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import statistics
 import tempfile
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from argon2 import PasswordHasher
 from pydantic import SecretStr
 from rich import box
 from rich.console import Console
@@ -56,7 +54,7 @@ from bench.capacity_org import (
     build_organization,
 )
 from bench.capacity_viewers import ScreenTally, Viewer
-from embedportal.access import passwords
+from bench.support import cheap_password_hashing
 from embedportal.access.capacity_rights import capacity_rights
 from embedportal.access.groups import add_member, create_group
 from embedportal.access.organization import get_organization
@@ -778,20 +776,8 @@ async def simulate_all(params: CapacityWeekParams) -> dict[str, Any]:
 
 def run(console: Console, params: CapacityWeekParams) -> dict[str, Any]:
     """Run every policy over the seeded week, print the tables, return the figures."""
-    with _cheap_password_hashing():
+    with cheap_password_hashing():
         figures = asyncio.run(simulate_all(params))
     print_figures(console, figures)
     console.print(f"  (capacity week: {figures['runtimeSeconds']:.1f} s)")
     return figures
-
-
-@contextlib.contextmanager
-def _cheap_password_hashing() -> Iterator[None]:
-    """Real argon2id at the cheapest parameters, as the test suite does: the bench creates
-    dozens of users, and signing in is not what it measures."""
-    original = passwords._hasher  # noqa: SLF001
-    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # noqa: SLF001
-    try:
-        yield
-    finally:
-        passwords._hasher = original  # noqa: SLF001

@@ -17,26 +17,22 @@ argon2 parameters (as the test suite does): sign-in is not what is measured here
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import resource
-import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from argon2 import PasswordHasher
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from embedportal.access import passwords
+from bench.support import cheap_password_hashing, free_port
 from embedportal.access.users import create_user
 from embedportal.app import create_app
 from embedportal.db.migrate import upgrade_database
@@ -61,22 +57,6 @@ _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 
 
 # --- servers -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _cheap_password_hashing() -> Iterator[None]:
-    original = passwords._hasher  # noqa: SLF001 - the test suite's trick, for speed only
-    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # noqa: SLF001
-    try:
-        yield
-    finally:
-        passwords._hasher = original  # noqa: SLF001
 
 
 def _memory() -> dict[str, float]:
@@ -338,8 +318,8 @@ def run(console: Console, *, requests: int, concurrency: int, probe: int) -> dic
     from embedportal import demo
 
     memory_before = _memory()
-    with tempfile.TemporaryDirectory(prefix="embedportal-bench-") as tmp, _cheap_password_hashing():
-        portal_port, emulator_port = _free_port(), _free_port()
+    with tempfile.TemporaryDirectory(prefix="embedportal-bench-") as tmp, cheap_password_hashing():
+        portal_port, emulator_port = free_port(), free_port()
         base = Settings(
             _env_file=None,  # type: ignore[call-arg]
             environment="development",

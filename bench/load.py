@@ -31,7 +31,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.loadgen import Call, Result, Target, each_once, repeat, run_closed_loop
+from bench.support import cheap_password_hashing, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_PASSWORD = "bench-password-long-enough"
@@ -81,12 +81,6 @@ class LoadParams:
 
 
 # --- processes -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_open_file_limit(wanted: int) -> int:
@@ -284,12 +278,12 @@ def seed(database_url: str, portal_env: dict[str, str], *, viewers: int) -> list
     app = create_app(settings)
     signed_in: list[Viewer] = []
     try:
-        with _cheap_password_hashing(), session_scope(app.state.session_factory) as session:
+        with cheap_password_hashing(), session_scope(app.state.session_factory) as session:
             demo.seed_accounts(session=session)
         synced = asyncio.run(_sync(app, settings))
         if synced is None:
             raise RuntimeError("the demo content did not sync from the emulator")
-        with _cheap_password_hashing(), session_scope(app.state.session_factory) as session:
+        with cheap_password_hashing(), session_scope(app.state.session_factory) as session:
             group = session.scalar(select(Group).where(Group.name == demo.GROUP_NAME))
             if group is None:
                 raise RuntimeError("the demo group is missing")
@@ -324,20 +318,6 @@ def seed(database_url: str, portal_env: dict[str, str], *, viewers: int) -> list
     finally:
         app.state.engine.dispose()
     return signed_in
-
-
-@contextlib.contextmanager
-def _cheap_password_hashing() -> Iterator[None]:
-    from argon2 import PasswordHasher
-
-    from embedportal.access import passwords
-
-    original = passwords._hasher  # noqa: SLF001 - the test suite's trick, for speed only
-    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # noqa: SLF001
-    try:
-        yield
-    finally:
-        passwords._hasher = original  # noqa: SLF001
 
 
 async def _sync(app: Any, settings: Any) -> Any:
