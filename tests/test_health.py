@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from embedportal.health import DependencyState, HealthChecker, HealthReport
+from embedportal.web.deps import get_health_checker
 from tests.support.redis_server import hung_redis
 from tests.support.servers import free_port
 
@@ -32,11 +33,12 @@ def _unreachable_database_engine() -> object:
 
 
 def test_with_the_database_down_healthz_is_503_naming_it(app: FastAPI) -> None:
-    app.state.health = HealthChecker(
+    checker = HealthChecker(
         engine=_unreachable_database_engine(),  # type: ignore[arg-type]
         redis_url=None,
         powerbi_url=None,
     )
+    app.dependency_overrides[get_health_checker] = lambda: checker
     with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/healthz")
     assert response.status_code == 503
@@ -55,13 +57,14 @@ def test_a_hung_redis_and_power_bi_degrade_but_do_not_stop_the_portal(
     app: FastAPI, hung_redis_url: str
 ) -> None:
     port = free_port()  # nothing listens: Power BI unreachable
-    app.state.health = HealthChecker(
+    checker = HealthChecker(
         engine=app.state.engine,
         redis_url=hung_redis_url,
         powerbi_url=f"http://127.0.0.1:{port}",
         # Long enough for the database to answer on a busy machine; Redis never will.
         timeout_seconds=1.0,
     )
+    app.dependency_overrides[get_health_checker] = lambda: checker
     with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/healthz")
     assert response.status_code == 200

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from embedportal.health import HealthChecker
 from embedportal.metrics import PortalMetrics, quantile_from_buckets, snapshot
+from embedportal.web.deps import get_health_checker
 from tests.support.portal import LoginAs, MakeUser
 from tests.support.servers import free_port
 
@@ -32,12 +33,13 @@ def test_the_page_shows_dependencies_figures_and_the_chart_script(admin: TestCli
 
 
 def test_a_dependency_down_is_named_on_the_page(app: FastAPI, admin: TestClient) -> None:
-    app.state.health = HealthChecker(
+    checker = HealthChecker(
         engine=app.state.engine,
         redis_url=None,
         powerbi_url=f"http://127.0.0.1:{free_port()}",
         timeout_seconds=2.0,
     )
+    app.dependency_overrides[get_health_checker] = lambda: checker
     page = admin.get("/admin/health")
     assert 'data-status="degraded"' in page.text
     assert "Down: the portal serves without it" in page.text

@@ -25,6 +25,7 @@ from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.models import Report, User
 from embedportal.db.session import session_scope
+from embedportal.health import HealthChecker
 from embedportal.i18n import _
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
@@ -70,6 +71,7 @@ get_read_cache = _app_service("read_cache")
 get_token_gate = _app_service("token_gate")
 get_token_tally = _app_service("token_tally")
 get_session_factory = _app_service("session_factory")
+get_health_checker = _app_service("health")
 
 
 def is_htmx(request: Request) -> bool:
@@ -90,6 +92,7 @@ ReadCacheDep = Annotated[ReadCache, Depends(get_read_cache)]
 TokenGateDep = Annotated[TokenGate, Depends(get_token_gate)]
 TokenTallyDep = Annotated[TokenTally, Depends(get_token_tally)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+HealthCheckerDep = Annotated[HealthChecker, Depends(get_health_checker)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 

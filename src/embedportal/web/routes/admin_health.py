@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from embedportal.health import DATABASE, POWERBI, REDIS, HealthChecker, HealthReport
 from embedportal.i18n import _
 from embedportal.metrics import snapshot
-from embedportal.web.deps import AdminUser, MetricsDep
+from embedportal.web.deps import AdminUser, HealthCheckerDep, MetricsDep
 from embedportal.web.templating import render
 
 router = APIRouter(prefix="/admin/health", tags=["admin"], include_in_schema=False)
@@ -44,8 +44,7 @@ def _dependencies(report: HealthReport) -> list[dict[str, Any]]:
     ]
 
 
-async def _figures(request: Request, metrics: Any) -> dict[str, Any]:
-    checker: HealthChecker = request.app.state.health
+async def _figures(checker: HealthChecker, metrics: Any) -> dict[str, Any]:
     report = await checker.report()
     return {
         "status": report.status,
@@ -55,8 +54,10 @@ async def _figures(request: Request, metrics: Any) -> dict[str, Any]:
 
 
 @router.get("")
-async def health_page(request: Request, _admin: AdminUser, metrics: MetricsDep) -> Response:
-    data = await _figures(request, metrics)
+async def health_page(
+    request: Request, _admin: AdminUser, metrics: MetricsDep, checker: HealthCheckerDep
+) -> Response:
+    data = await _figures(checker, metrics)
     chart = {
         "pollSeconds": POLL_SECONDS,
         "points": CHART_POINTS,
@@ -83,6 +84,8 @@ async def health_page(request: Request, _admin: AdminUser, metrics: MetricsDep) 
 
 
 @router.get("/figures")
-async def health_figures(request: Request, _admin: AdminUser, metrics: MetricsDep) -> Response:
+async def health_figures(
+    _admin: AdminUser, metrics: MetricsDep, checker: HealthCheckerDep
+) -> Response:
     """The page's figures as JSON, polled by its charts."""
-    return JSONResponse(await _figures(request, metrics), headers={"Cache-Control": "no-store"})
+    return JSONResponse(await _figures(checker, metrics), headers={"Cache-Control": "no-store"})

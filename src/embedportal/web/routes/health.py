@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from embedportal.health import HealthChecker
+from embedportal.web.deps import HealthCheckerDep
 
 router = APIRouter(tags=["health"])
 
@@ -11,11 +11,10 @@ RETRY_AFTER_SECONDS = 5
 
 
 @router.get("/healthz")
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(checker: HealthCheckerDep) -> JSONResponse:
     """Readiness of this instance: 200 while it can serve (a degraded dependency is named),
     503 naming the dependency it cannot serve without. Fast whatever is down: checks are
     bounded, concurrent and cached for a moment. Used by load balancers and the test harness."""
-    checker: HealthChecker = request.app.state.health
     report = await checker.report()
     if report.serving:
         return JSONResponse(report.to_json())
