@@ -35,13 +35,33 @@ def record(
 def apply_changes(target: object, wanted: Mapping[str, object]) -> dict[str, list[object]]:
     """Set each attribute of ``target`` that differs from ``wanted``; returns what changed as
     ``{field: [before, after]}`` in plain values, the "changes" an audit detail holds."""
-    changes: dict[str, list[object]] = {}
+    return {
+        field: [_plain(before), _plain(after)]
+        for field, before, after in _set_differences(target, wanted)
+    }
+
+
+def apply_changes_old_new(
+    target: object, wanted: Mapping[str, object]
+) -> dict[str, dict[str, object]]:
+    """As :func:`apply_changes`, in the ``{field: {"old": …, "new": …}}`` form the
+    organization's and the capacities' audit entries have always used."""
+    return {
+        field: {"old": before, "new": after}
+        for field, before, after in _set_differences(target, wanted)
+    }
+
+
+def _set_differences(
+    target: object, wanted: Mapping[str, object]
+) -> list[tuple[str, object, object]]:
+    differences = []
     for field, value in wanted.items():
         before = getattr(target, field)
         if before != value:
-            changes[field] = [_plain(before), _plain(value)]
+            differences.append((field, before, value))
             setattr(target, field, value)
-    return changes
+    return differences
 
 
 def _plain(value: object) -> object:

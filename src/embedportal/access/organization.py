@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
+from embedportal.access.audit import apply_changes_old_new, record
 from embedportal.db.models import Organization, User
 from embedportal.i18n import N_
 from embedportal.powerbi import PowerBIClient, PowerBIConnection
@@ -296,12 +296,7 @@ def update_organization(
         "refresh_every_minutes": changes.policy.refresh_every_minutes,
         "nobody_may_start_capacity": changes.nobody_may_start_capacity,
     }
-    detail: dict[str, object] = {}
-    for field_name, new in new_values.items():
-        old = getattr(organization, field_name)
-        if old != new:
-            detail[field_name] = {"old": old, "new": new}
-            setattr(organization, field_name, new)
+    detail: dict[str, object] = {**apply_changes_old_new(organization, new_values)}
     if changes.client_secret is not None:
         organization.powerbi_client_secret_encrypted = encrypt_secret(
             settings=settings, secret=changes.client_secret

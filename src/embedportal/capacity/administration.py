@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from embedportal.access.audit import apply_changes_old_new
 from embedportal.capacity.controller import weekly_schedule_of
 from embedportal.capacity.idle import parse_idle_minutes
 from embedportal.capacity.inventory import CapacityInputError, record_capacity_change
@@ -158,14 +159,11 @@ def update_capacity_settings(
         capacity.hourly_price = (
             None if settings.hourly_price is None else float(settings.hourly_price)
         )
-    for name, new in (
-        ("idle_pause_minutes", settings.idle_pause_minutes),
-        ("starting_message", settings.starting_message),
-    ):
-        old = getattr(capacity, name)
-        if old != new:
-            detail[name] = {"old": old, "new": new}
-            setattr(capacity, name, new)
+    wanted = {
+        "idle_pause_minutes": settings.idle_pause_minutes,
+        "starting_message": settings.starting_message,
+    }
+    detail.update(apply_changes_old_new(capacity, wanted))
     if detail:
         session.flush()
         record_capacity_change(

@@ -23,7 +23,7 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit import record
+from embedportal.access.audit import apply_changes_old_new, record
 from embedportal.db.base import utcnow
 from embedportal.db.models import Capacity, Report, User
 from embedportal.i18n import N_
@@ -422,12 +422,7 @@ def configure_capacity(
         "resource_name": coordinates.resource_name,
         "provider": coordinates.provider,
     }
-    detail: dict[str, Any] = {}
-    for name, new in new_values.items():
-        old = getattr(capacity, name)
-        if old != new:
-            detail[name] = {"old": old, "new": new}
-            setattr(capacity, name, new)
+    detail: dict[str, Any] = {**apply_changes_old_new(capacity, new_values)}
     if detail:
         session.flush()
         _audit_configured(session=session, actor=actor, capacity=capacity, detail=detail)

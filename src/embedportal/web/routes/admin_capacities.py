@@ -783,36 +783,36 @@ async def _operate(
     return flash_redirect(request, f"/admin/capacities/{capacity.id}", messages[action])
 
 
-@router.get("/{capacity_id}/turn-on")
-def confirm_turn_on(request: Request, capacity: AdminCapacity) -> Response:
-    return _confirm(request, capacity, "turn-on")
+def _add_operation_routes(operation: str) -> None:
+    """Turn on and turn off are the same two steps: a confirmation page, then the operation."""
+
+    def confirm(request: Request, capacity: AdminCapacity) -> Response:
+        return _confirm(request, capacity, operation)
+
+    async def operate(
+        request: Request,
+        db: DbSession,
+        admin: AdminUser,
+        capacity: AdminCapacity,
+        control: CapacityControlDep,
+    ) -> Response:
+        return await _operate(request, db, admin, capacity, control, operation)
+
+    name = operation.replace("-", "_")
+    router.add_api_route(
+        f"/{{capacity_id}}/{operation}", confirm, methods=["GET"], name=f"confirm_{name}"
+    )
+    router.add_api_route(
+        f"/{{capacity_id}}/{operation}",
+        operate,
+        methods=["POST"],
+        name=name,
+        dependencies=[CsrfProtected],
+    )
 
 
-@router.post("/{capacity_id}/turn-on", dependencies=[CsrfProtected])
-async def turn_on(
-    request: Request,
-    db: DbSession,
-    admin: AdminUser,
-    capacity: AdminCapacity,
-    control: CapacityControlDep,
-) -> Response:
-    return await _operate(request, db, admin, capacity, control, "turn-on")
-
-
-@router.get("/{capacity_id}/turn-off")
-def confirm_turn_off(request: Request, capacity: AdminCapacity) -> Response:
-    return _confirm(request, capacity, "turn-off")
-
-
-@router.post("/{capacity_id}/turn-off", dependencies=[CsrfProtected])
-async def turn_off(
-    request: Request,
-    db: DbSession,
-    admin: AdminUser,
-    capacity: AdminCapacity,
-    control: CapacityControlDep,
-) -> Response:
-    return await _operate(request, db, admin, capacity, control, "turn-off")
+for _operation in _OPERATIONS:
+    _add_operation_routes(_operation)
 
 
 @router.get("/{capacity_id}/sku")
