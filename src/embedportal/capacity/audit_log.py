@@ -157,42 +157,43 @@ def capacity_names(*, session: Session) -> dict[str, str]:
     }
 
 
+# What a start or a pause says, by its reason: with the person who caused it, and without.
+_STARTS_AND_PAUSES: dict[tuple[str, str], tuple[str | None, str]] = {
+    ("started", "manual"): (N_("Started manually by %(email)s"), N_("Started manually")),
+    ("started", "on_demand"): (N_("Started on demand by %(email)s"), N_("Started on demand")),
+    ("started", "schedule"): (None, N_("Started by schedule")),
+    ("started", "outside_portal"): (None, N_("Changed outside the portal: started")),
+    ("paused", "manual"): (N_("Paused manually by %(email)s"), N_("Paused manually")),
+    ("paused", "schedule"): (None, N_("Paused by schedule")),
+    ("paused", "inactivity"): (None, N_("Paused due to inactivity")),
+    ("paused", "inactivity_after_schedule"): (
+        None,
+        N_("Paused due to inactivity after the scheduled time"),
+    ),
+    ("paused", "outside_portal"): (None, N_("Changed outside the portal: paused")),
+}
+
+
 def describe_event(event: CapacityEvent) -> str:
     """What happened, in a person's words: "Started manually by ana@example.com", "Paused due
     to inactivity", "SKU changed A1 → A2", "Start failed: <Azure's reason>"."""
     who = event.user_email
     action, reason = event.action, event.reason
-    if action == "started":
-        if reason == "manual":
-            return _("Started manually by %(email)s", email=who) if who else _("Started manually")
-        if reason == "on_demand":
-            return _("Started on demand by %(email)s", email=who) if who else _("Started on demand")
-        if reason == "schedule":
-            return _("Started by schedule")
-        if reason == "outside_portal":
-            return _("Changed outside the portal: started")
-    elif action == "paused":
-        if reason == "manual":
-            return _("Paused manually by %(email)s", email=who) if who else _("Paused manually")
-        if reason == "schedule":
-            return _("Paused by schedule")
-        if reason == "inactivity":
-            return _("Paused due to inactivity")
-        if reason == "inactivity_after_schedule":
-            return _("Paused due to inactivity after the scheduled time")
-        if reason == "outside_portal":
-            return _("Changed outside the portal: paused")
-    elif action == "sku_changed":
+    words = _STARTS_AND_PAUSES.get((action, reason))
+    if words is not None:
+        by_whom, plain = words
+        return _(by_whom, email=who) if by_whom and who else _(plain)
+    if action == "sku_changed":
         return _(
             "SKU changed %(before)s → %(after)s",
             before=event.sku_before or "?",
             after=event.sku_after,
         )
-    elif action == "start_failed":
+    if action == "start_failed":
         return _("Start failed: %(reason)s", reason=event.error or _("no reason given"))
-    elif action == "pause_failed":
+    if action == "pause_failed":
         return _("Pause failed: %(reason)s", reason=event.error or _("no reason given"))
-    elif action == "sku_change_failed":
+    if action == "sku_change_failed":
         return _(
             "SKU change to %(sku)s failed: %(reason)s",
             sku=event.sku_after or "?",
