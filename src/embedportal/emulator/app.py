@@ -14,7 +14,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embedportal.emulator import arm, data_api, embed, entra, powerbi
+from embedportal.emulator import arm, data_api, embed, entra, powerbi, signin
 from embedportal.emulator.errors import (
     EmulatorError,
     handle_emulator_error,
@@ -73,6 +73,7 @@ def create_emulator_app(settings: EmulatorSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(entra.router)
+    app.include_router(signin.router)
     app.include_router(powerbi.router)
     app.include_router(data_api.router)
     app.include_router(arm.router)

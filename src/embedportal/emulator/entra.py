@@ -1,5 +1,6 @@
-"""Entra ID, as much of it as a confidential client needs: the v2.0 token endpoint
-(client credentials), OpenID discovery and instance discovery.
+"""Entra ID, as much of it as a confidential client needs: the v2.0 token endpoint (client
+credentials here; people's authorization codes and refresh tokens in `signin.py`), OpenID
+discovery, the tenant's signing keys and instance discovery.
 
 Errors carry Entra's AADSTS codes and shapes, so client code sees what it would see in
 production. Tokens are JWTs signed by the emulator (HS256); see `tokens.py`.
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embedportal.emulator import signin
 from embedportal.emulator.errors import EmulatorError, entra_error
 from embedportal.emulator.state import EmulatorState, get_state
 from embedportal.emulator.tokens import AUDIENCE_BY_SCOPE, POWERBI_SCOPE
@@ -24,6 +26,7 @@ from embedportal.emulator.tokens import AUDIENCE_BY_SCOPE, POWERBI_SCOPE
 router = APIRouter()
 
 _NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+_GRANTS = frozenset({"client_credentials", "authorization_code", "refresh_token"})
 
 
 def issuer(base_url: str, tenant_id: str) -> str:
@@ -63,7 +66,8 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 @router.post("/{tenant}/oauth2/v2.0/token")
 async def token(tenant: str, request: Request) -> JSONResponse:
-    """Client-credentials grant: checks tenant, client, secret and scope, then issues a token."""
+    """The token endpoint: checks tenant, client and secret, then the grant: client
+    credentials (scope), an authorization code or a refresh token."""
     state = get_state(request)
     base_url = state.base_url(request)
     _check_tenant(state, tenant, base_url)
@@ -91,13 +95,13 @@ async def token(tenant: str, request: Request) -> JSONResponse:
     grant_type = fields.get("grant_type")
     if not grant_type:
         raise missing("grant_type")
-    if grant_type != "client_credentials":
+    if grant_type not in _GRANTS:
         raise entra_error(
             400,
             "unsupported_grant_type",
             70003,
-            f"The app requested an unsupported grant type '{grant_type}'. "
-            "The emulator supports 'client_credentials' only.",
+            f"The app requested an unsupported grant type '{grant_type}'. The emulator "
+            "supports client_credentials, authorization_code and refresh_token.",
             base_url=base_url,
         )
     basic = _basic_credentials(request)
@@ -133,6 +137,14 @@ async def token(tenant: str, request: Request) -> JSONResponse:
             f"client secret value, not the client secret ID, for a secret added to app "
             f"'{settings.client_id}'.",
             base_url=base_url,
+        )
+    if grant_type == "authorization_code":
+        return signin.authorization_code_grant(
+            state=state, fields=fields, client_id=client_id, base_url=base_url
+        )
+    if grant_type == "refresh_token":
+        return signin.refresh_token_grant(
+            state=state, fields=fields, client_id=client_id, base_url=base_url
         )
     scope = fields.get("scope", "").strip()
     if not scope:
@@ -197,7 +209,7 @@ async def openid_configuration(tenant: str, request: Request) -> JSONResponse:
             "jwks_uri": f"{root}/discovery/v2.0/keys",
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["HS256"],
+            "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "issuer": issuer(base_url, tenant_id),
@@ -207,8 +219,22 @@ async def openid_configuration(tenant: str, request: Request) -> JSONResponse:
             "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
             "http_logout_supported": True,
             "frontchannel_logout_supported": True,
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
-            "grant_types_supported": ["client_credentials"],
+            "claims_supported": [
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "nbf",
+                "nonce",
+                "tid",
+                "oid",
+                "name",
+                "email",
+                "preferred_username",
+            ],
+            "grant_types_supported": sorted(_GRANTS),
+            "code_challenge_methods_supported": ["S256", "plain"],
             "tenant_region_scope": "EU",
             "cloud_instance_name": urlsplit(base_url).netloc,
         }
@@ -217,10 +243,11 @@ async def openid_configuration(tenant: str, request: Request) -> JSONResponse:
 
 @router.get("/{tenant}/discovery/v2.0/keys")
 async def keys(tenant: str, request: Request) -> JSONResponse:
-    """No public keys: the emulator's tokens are HMAC-signed, checked by the emulator only."""
+    """The key id tokens are signed with (access tokens are HMAC-signed and checked by the
+    emulator only, as Microsoft's are checked by the resource they are for)."""
     state = get_state(request)
     _check_tenant(state, tenant, state.base_url(request))
-    return JSONResponse({"keys": []})
+    return JSONResponse(state.id_token_signer.jwks())
 
 
 @router.get("/common/discovery/instance")

@@ -114,10 +114,21 @@ def authenticate(request: Request) -> EntraToken:
 # --- lookups and shapes --------------------------------------------------------------------------
 
 
-def _workspace(state: EmulatorState, group_id: str) -> Workspace:
+def visible_to(state: EmulatorState, caller: EntraToken, workspace_id: str) -> bool:
+    """A service principal sees every workspace (the demo adds it to all of them); a person
+    signed in with their own token sees the workspaces they are a member of."""
+    if caller.claims.get("idtyp") != "user":
+        return True
+    person = state.directory.by_object_id(str(caller.claims.get("oid", "")))
+    return person is not None and workspace_id in person.workspace_ids
+
+
+def _workspace(state: EmulatorState, group_id: str, caller: EntraToken) -> Workspace:
     workspace = state.content.workspaces.get(group_id.lower())
     if workspace is None:
         raise not_found(f"Workspace '{group_id}'")
+    if not visible_to(state, caller, workspace.id):
+        raise not_authorized()
     return workspace
 
 
@@ -229,14 +240,15 @@ async def list_capacities(request: Request) -> JSONResponse:
 
 @router.get("/groups")
 async def list_groups(request: Request) -> JSONResponse:
-    authenticate(request)
+    caller = authenticate(request)
     state = get_state(request)
     base_url = state.base_url(request)
+    workspaces = [w for w in state.content.workspaces.values() if visible_to(state, caller, w.id)]
     return JSONResponse(
         {
             "@odata.context": _context(base_url, "$metadata#groups"),
-            "@odata.count": len(state.content.workspaces),
-            "value": [workspace_json(state, w) for w in state.content.workspaces.values()],
+            "@odata.count": len(workspaces),
+            "value": [workspace_json(state, w) for w in workspaces],
         }
     )
 
@@ -249,9 +261,9 @@ def _workspace_listing(
     to_json: Callable[[str, WorkspaceItem], dict[str, Any]],
 ) -> JSONResponse:
     """A workspace's reports or datasets (``collection``), as Power BI lists them."""
-    authenticate(request)
+    caller = authenticate(request)
     state = get_state(request)
-    workspace = _workspace(state, group_id)
+    workspace = _workspace(state, group_id, caller)
     base_url = state.base_url(request)
     return JSONResponse(
         {
@@ -279,9 +291,9 @@ async def list_reports(group_id: str, request: Request) -> JSONResponse:
 
 @router.get("/groups/{group_id}/reports/{report_id}")
 async def get_report(group_id: str, report_id: str, request: Request) -> JSONResponse:
-    authenticate(request)
+    caller = authenticate(request)
     state = get_state(request)
-    report = _report_in(state, _workspace(state, group_id), report_id)
+    report = _report_in(state, _workspace(state, group_id, caller), report_id)
     return _entity(state.base_url(request), "reports", report, report_json)
 
 
@@ -292,9 +304,9 @@ async def list_datasets(group_id: str, request: Request) -> JSONResponse:
 
 @router.get("/groups/{group_id}/datasets/{dataset_id}")
 async def get_dataset(group_id: str, dataset_id: str, request: Request) -> JSONResponse:
-    authenticate(request)
+    caller = authenticate(request)
     state = get_state(request)
-    dataset = _dataset_in(state, _workspace(state, group_id), dataset_id)
+    dataset = _dataset_in(state, _workspace(state, group_id, caller), dataset_id)
     return _entity(state.base_url(request), "datasets", dataset, dataset_json)
 
 
@@ -536,11 +548,17 @@ async def generate_token(request: Request) -> JSONResponse:
         datasets[dataset.id] = dataset
     for report, _ in reports.values():  # a report's own dataset comes with it
         datasets.setdefault(report.dataset_id, content.datasets[report.dataset_id])
+    workspace_ids = {r.workspace_id for r, _ in reports.values()}
+    workspace_ids.update(dataset.workspace_id for dataset in datasets.values())
+    if not all(visible_to(state, caller, workspace_id) for workspace_id in workspace_ids):
+        raise not_authorized()
     workspaces: dict[str, Workspace] = {}
     for workspace_item in body.targetWorkspaces or []:
         workspace = content.workspaces.get(str(workspace_item.id))
         if workspace is None:
             raise not_found(f"Workspace '{workspace_item.id}'")
+        if not visible_to(state, caller, workspace.id):
+            raise not_authorized()
         workspaces[workspace.id] = workspace
     return _mint(
         request,
@@ -562,7 +580,7 @@ async def generate_token_for_report(
     require_json_body(request)
     state = get_state(request)
     state.counters.generate_token_calls += 1
-    workspace = _workspace(state, group_id)
+    workspace = _workspace(state, group_id, caller)
     report = _report_in(state, workspace, report_id)
     body = await _parse(request, GenerateTokenRequest)
     _check_count("identities", body.identities)

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-0000000e0001"
@@ -22,10 +22,31 @@ DEFAULT_SUBSCRIPTION_ID = "00000000-0000-0000-0000-0000000e0003"
 DEFAULT_RESOURCE_GROUP = "embedportal-demo"
 DEFAULT_CAPACITY_NAME = "embedportaldemo"
 DEFAULT_FABRIC_CAPACITY_NAME = "embedportalfabric"
+DEFAULT_DIRECTORY_PASSWORD = "emulator-directory-password"
 
 PositiveSeconds = Annotated[float, Field(ge=1)]
 # Azure's rule for the name of a capacity of either kind.
 CapacityName = Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z][a-z0-9]*$")]
+
+
+class DirectoryUserSetting(BaseModel):
+    """A person of the emulated directory: ``workspaces`` lists the Power BI workspace ids (or
+    names) they are a member of, ``["*"]`` for all of them."""
+
+    email: str = Field(min_length=3, max_length=256, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(min_length=1, max_length=256)
+    workspaces: list[str] = Field(default_factory=list)
+
+
+# The demo's people: the portal's demo administrator and viewer, and someone the portal does
+# not know (to try a refused first sign-in).
+DEFAULT_DIRECTORY_USERS = (
+    DirectoryUserSetting(email="admin@example.com", name="Demo administrator", workspaces=["*"]),
+    DirectoryUserSetting(
+        email="north@example.com", name="North region manager", workspaces=["Demo workspace"]
+    ),
+    DirectoryUserSetting(email="outsider@example.com", name="Someone else", workspaces=[]),
+)
 
 
 def _random_signing_key() -> SecretStr:
@@ -84,6 +105,22 @@ class EmulatorSettings(BaseSettings):
     signing_key: SecretStr = Field(
         default_factory=_random_signing_key,
         description="HMAC key for Entra and embed tokens (random per process by default).",
+    )
+    directory_users: list[DirectoryUserSetting] = Field(
+        default_factory=lambda: list(DEFAULT_DIRECTORY_USERS),
+        description="The people who may sign in on the emulated Entra page (JSON list).",
+    )
+    directory_password: str = Field(
+        DEFAULT_DIRECTORY_PASSWORD,
+        min_length=1,
+        description="The password of every person of the emulated directory.",
+    )
+    redirect_uris: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The app registration's redirect URIs (JSON list), matched exactly; empty: any "
+            "loopback http(s) URI."
+        ),
     )
     public_url: str | None = Field(
         None,
@@ -168,6 +205,9 @@ class EmulatorSettings(BaseSettings):
             f"{self.entra_max_lifetime_seconds:g} s",
             f"Capacity changes: {self.capacity_transition_seconds:g} s",
             f"Power BI budget:  {budget}",
+            "Sign-in people:   "
+            + ", ".join(user.email for user in self.directory_users)
+            + f" (password {self.directory_password})",
         ]
         if self.public_url:
             lines.append(f"Public URL:       {self.public_url}")

@@ -24,9 +24,10 @@ from embedportal.emulator.capacity import (
     Provider,
 )
 from embedportal.emulator.demo import CapacitySlot, DemoContent, demo_content
+from embedportal.emulator.directory import Directory, DirectoryUser, SignInGrants
 from embedportal.emulator.query import Filter, Result, Security, VisualQuery
 from embedportal.emulator.settings import EmulatorSettings
-from embedportal.emulator.tokens import Signer
+from embedportal.emulator.tokens import IdTokenSigner, Signer
 
 CAPACITY_LOCATION = "West Europe"
 CAPACITY_LOCATION_SLUG = "westeurope"
@@ -125,6 +126,25 @@ class EmulatorState:
         }
         self.operations: dict[str, Operation] = {}
         self.query_cache = QueryCache()
+        self.directory = Directory(self._directory_users(), tenant_id=settings.tenant_id)
+        self.grants = SignInGrants()
+        self.id_token_signer = IdTokenSigner()
+
+    def _directory_users(self) -> list[DirectoryUser]:
+        """The settings' people, their workspaces named by id or name (``*``: all of them)."""
+        by_name = {w.name.casefold(): w.id for w in self.content.workspaces.values()}
+        users = []
+        for person in self.settings.directory_users:
+            ids: set[str] = set()
+            for wanted in person.workspaces:
+                if wanted == "*":
+                    ids.update(self.content.workspaces)
+                elif wanted.lower() in self.content.workspaces:
+                    ids.add(wanted.lower())
+                elif wanted.casefold() in by_name:
+                    ids.add(by_name[wanted.casefold()])
+            users.append(DirectoryUser(person.email, person.name, frozenset(ids)))
+        return users
 
     def _new_capacity(self, name: str, resource_id: str, provider: Provider, sku: str) -> Capacity:
         settings = self.settings

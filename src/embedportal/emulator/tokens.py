@@ -1,10 +1,13 @@
-"""Signed tokens: Entra access tokens (JWT, HS256) and Power BI embed tokens.
+"""Signed tokens: Entra access tokens (JWT, HS256), id tokens (RS256) and Power BI embed tokens.
 
-Both are HMAC-SHA256 signed with the emulator's signing key; nothing here does I/O or reads a
-clock: callers pass `now` (seconds since the epoch).
+Access and embed tokens are HMAC-SHA256 signed with the emulator's signing key; id tokens with
+an RSA key whose public half the tenant's JWKS publishes. Nothing here does I/O or reads a clock:
+callers pass `now` (seconds since the epoch).
 
 * An Entra access token is a compact JWS (`header.payload.signature`, base64url) with the
   claims a client may look at: `aud`, `iss`, `tid`, `appid`, `oid`, `iat`, `nbf`, `exp`.
+* An id token is a compact JWS signed RS256, with OpenID Connect's claims (`iss`, `aud`, `sub`,
+  `nonce`, `exp`) and Entra's (`tid`, `oid`, `preferred_username`, `email`, `name`).
 * An embed token is `payload.signature`, the payload a compact JSON object with `tokenId`,
   `iat`, `exp`, `reports`, `datasets`, `targetWorkspaces` and `identities`.
 """
@@ -16,9 +19,13 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 POWERBI_AUDIENCE = "https://analysis.windows.net/powerbi/api"
 ARM_AUDIENCE = "https://management.azure.com/"
@@ -137,3 +144,46 @@ def unverified_claims(token: str) -> dict[str, Any]:
     if len(parts) not in (2, 3):
         raise InvalidTokenError("not a token")
     return _json_object(b64url_decode(parts[1] if len(parts) == 3 else parts[0]))
+
+
+class IdTokenSigner:
+    """Signs id tokens with RS256, as Entra does, and publishes the public key as a JWKS, so a
+    client checks them the way it checks Microsoft's (issuer, audience, expiry, signature).
+
+    The RSA key is made on first use: most emulator apps (tests) never sign anyone in."""
+
+    def __init__(self) -> None:
+        self._key: rsa.RSAPrivateKey | None = None
+        self.key_id = b64url_encode(os.urandom(12))
+
+    def _private_key(self) -> rsa.RSAPrivateKey:
+        if self._key is None:
+            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._key
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        header = {"typ": "JWT", "alg": "RS256", "kid": self.key_id}
+        signing_input = f"{b64url_encode(_compact(header))}.{b64url_encode(_compact(claims))}"
+        signature = self._private_key().sign(
+            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+        )
+        return f"{signing_input}.{b64url_encode(signature)}"
+
+    def jwks(self) -> dict[str, Any]:
+        numbers = self._private_key().public_key().public_numbers()
+
+        def unsigned(value: int) -> str:
+            return b64url_encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": self.key_id,
+                    "n": unsigned(numbers.n),
+                    "e": unsigned(numbers.e),
+                }
+            ]
+        }
