@@ -35,6 +35,8 @@ from embedportal.emulator.demo import (
     SALES_OVERVIEW_REPORT_ID,
 )
 from embedportal.emulator.settings import EmulatorSettings
+from embedportal.emulator.tokens import unverified_claims
+from tests.emulator.harness import person_token
 from tests.support.servers import RunningServer
 
 EmulatorFactory = Callable[[Mapping[str, str]], RunningServer]  # conftest's emulator_server
@@ -50,6 +52,13 @@ FAST_CAPACITY = {"EMBEDPORTAL_EMULATOR_CAPACITY_TRANSITION_SECONDS": "0.2"}
 # Short enough to wait out, long enough that a fresh token outlives a render and the checks
 # that follow it on a loaded CI machine (3 s tokens, rounded to whole seconds, did not).
 SHORT_TOKENS = {**FAST_CAPACITY, "EMBEDPORTAL_EMULATOR_TOKEN_LIFETIME_SECONDS": "8"}
+# People's Entra tokens that live 16 s, renewed through the hook 10 s before they expire.
+SHORT_PERSON_TOKENS = {
+    **FAST_CAPACITY,
+    "EMBEDPORTAL_EMULATOR_ENTRA_MIN_LIFETIME_SECONDS": "16",
+    "EMBEDPORTAL_EMULATOR_ENTRA_MAX_LIFETIME_SECONDS": "16",
+    "EMBEDPORTAL_EMULATOR_TOKEN_HOOK_LEAD_SECONDS": "10",
+}
 
 OVERVIEW = "ReportSection1"
 PRODUCTS = "ReportSection2"
@@ -174,6 +183,10 @@ class EmulatorApi:
         while self.capacity_state() != final_state:
             assert time.monotonic() < deadline, f"capacity never reached {final_state}"
             time.sleep(0.1)
+
+    def person_token(self, email: str = "north@example.com") -> str:
+        """A person's own Entra token (embed for your organization), from a sign-in."""
+        return person_token(self.http, self.settings, email)
 
     def close(self) -> None:
         self.http.close()
@@ -598,6 +611,75 @@ def test_token_provider_hook_supplies_the_new_token(page: Page, short_lived: Emu
     expect_overview_numbers(report, short_lived, fresh)
     assert page.evaluate("window.providerCalls") == 1
     assert report.events("error") == []
+
+
+@pytest.fixture(scope="module")
+def short_people(emulator_server: EmulatorFactory) -> Iterator[EmulatorApi]:
+    api = EmulatorApi(emulator_server(SHORT_PERSON_TOKENS).base_url)
+    yield api
+    api.close()
+
+
+class PersonTokenBackEnd:
+    """The host's own back end for its token provider (a route on the host's origin): a fresh
+    Entra token for the person at each call while up, 503 while down."""
+
+    URL = f"{HOST_ORIGIN}/person-token"
+
+    def __init__(self, page: Page, emulator: EmulatorApi) -> None:
+        self.up = True
+        self.emulator = emulator
+        page.route(self.URL, self._answer)
+
+    def _answer(self, route: Route) -> None:
+        if self.up:
+            route.fulfill(status=200, body=self.emulator.person_token(), content_type="text/plain")
+        else:
+            route.fulfill(status=503, body="down")
+
+
+def open_person_report(
+    page: Page, emulator: EmulatorApi, *, up: bool
+) -> tuple[HostedReport, PersonTokenBackEnd, float]:
+    token = emulator.person_token()
+    report = open_report(
+        page, emulator, token, tokenProvider=True, tokenProviderUrl=PersonTokenBackEnd.URL
+    )
+    back_end = PersonTokenBackEnd(page, emulator)
+    back_end.up = up
+    return report, back_end, float(unverified_claims(token)["exp"])
+
+
+def test_a_persons_token_is_renewed_through_the_hook_before_it_expires(
+    page: Page, short_people: EmulatorApi
+) -> None:
+    report, _, expires = open_person_report(page, short_people, up=True)
+    expect(report.card("totalRevenue")).not_to_have_text("")
+    # Asked the lead before the expiry: no data call had to fail first.
+    page.wait_for_function("window.providerCalls >= 1", timeout=15_000)
+    assert time.time() < expires
+    wait_until(expires)
+    report.run("await report.refresh();")
+    report.wait_for_event("rendered", 2)
+    # Drawn with the new token, past the first one's expiry, with no error on the way.
+    assert report.events("error") == []
+
+
+def test_a_host_that_answers_null_gets_the_expiry_then_recovers(
+    page: Page, short_people: EmulatorApi
+) -> None:
+    report, back_end, expires = open_person_report(page, short_people, up=False)
+    # The host's back end is down, so its provider answers null: the iframe asks again, backing
+    # off, and when the token dies the visuals say so.
+    wait_until(expires)
+    assert report.wait_for_event("error", timeout=15_000) == TOKEN_EXPIRED
+    report.wait_for_event("rendered", 2)  # the pass that showed the expiry
+    assert page.evaluate("window.providerCalls") >= 2
+    back_end.up = True
+    # The next ask (at most a minute later) gets a token, and the report draws again by itself.
+    report.wait_for_event("rendered", 3, timeout=75_000)
+    expect(report.card("totalRevenue")).not_to_have_text("")
+    assert len(report.events("error")) == 1
 
 
 # ------------------------------------------------------------------------------ row-level security

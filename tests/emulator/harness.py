@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -62,6 +66,9 @@ class Emulator:
         assert isinstance(token, str)
         return token
 
+    def person_token(self, email: str, scope: str = POWERBI_SCOPE) -> str:
+        return person_token(self.http, self.settings, email, scope)
+
     def powerbi_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token(POWERBI_SCOPE)}"}
 
@@ -80,6 +87,49 @@ class Emulator:
         answer = self.http.get("/emulator/api/stats").json()
         assert isinstance(answer, dict)
         return answer
+
+
+def person_token(
+    http: httpx.Client, settings: EmulatorSettings, email: str, scope: str = POWERBI_SCOPE
+) -> str:
+    """A person's own access token, as a browser sign-in and the code's redemption give it
+    (PKCE S256, over HTTP like any client)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    redirect_uri = "http://127.0.0.1:9/callback"
+    tenant = settings.tenant_id
+    signed_in = http.post(
+        f"/{tenant}/oauth2/v2.0/authorize",
+        data={
+            "client_id": settings.client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": f"openid offline_access {scope}",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "email": email,
+            "password": settings.directory_password,
+        },
+    )
+    assert signed_in.status_code == 302, signed_in.text
+    code = parse_qs(urlsplit(signed_in.headers["location"]).query)["code"][0]
+    answer = http.post(
+        f"/{settings.tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "authorization_code",
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    assert isinstance(token, str)
+    return token
 
 
 def emulator_settings(**overrides: Any) -> EmulatorSettings:

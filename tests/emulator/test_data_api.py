@@ -11,6 +11,7 @@ import pytest
 from embedportal.emulator.demo import REGION_MANAGER_ROLE, REGIONS
 from embedportal.emulator.tokens import unverified_claims
 from tests.emulator.harness import (
+    FINANCE_SUMMARY,
     OPERATIONS,
     REGIONAL,
     REGIONAL_DATASET,
@@ -252,6 +253,49 @@ def test_rls_gives_each_identity_its_own_numbers(shared_emulator: Emulator) -> N
         shared_emulator, north, REGIONAL, "regionRevenue", filters=[region_filter("In", ["South"])]
     )
     assert rows(widened) == [[None]]
+
+
+def _person_query(emu: Emulator, token: str, report: str, visual: str) -> httpx.Response:
+    return emu.http.post(
+        f"/emulator/api/reports/{report}/query",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"page": "ReportSection1", "visual": visual},
+    )
+
+
+def test_a_persons_own_token_reads_their_workspaces_under_their_rls_roles(
+    shared_emulator: Emulator,
+) -> None:
+    north = shared_emulator.person_token("north@example.com")
+    admin = shared_emulator.person_token("admin@example.com")
+    by_identity = embed_token(shared_emulator, [REGIONAL], "north@example.com")
+    [[north_total]] = rows(query(shared_emulator, by_identity, REGIONAL, "regionRevenue"))
+    # North is in the Region Manager role: their own token gives their region's numbers.
+    assert rows(_person_query(shared_emulator, north, REGIONAL, "regionRevenue")) == [[north_total]]
+    # The administrator is in no RLS role: a workspace member sees every row.
+    [[everything]] = rows(_person_query(shared_emulator, admin, REGIONAL, "regionRevenue"))
+    assert everything > north_total
+    # A workspace North is not a member of.
+    assert_error(
+        _person_query(shared_emulator, north, FINANCE_SUMMARY, "totalRevenue"),
+        403,
+        "PowerBINotAuthorizedException",
+    )
+    # A service principal's token is not a person's.
+    app_token = shared_emulator.access_token()
+    assert_error(
+        _person_query(shared_emulator, app_token, SALES_OVERVIEW, "totalRevenue"),
+        403,
+        "PowerBINotAuthorizedException",
+    )
+
+
+def test_an_expired_persons_token_is_token_expired() -> None:
+    with running_emulator(entra_min_lifetime_seconds=2, entra_max_lifetime_seconds=2) as emu:
+        token = emu.person_token("north@example.com")
+        assert rows(_person_query(emu, token, SALES_OVERVIEW, "totalRevenue"))
+        time.sleep(max(0.0, unverified_claims(token)["exp"] - time.time()) + 0.05)
+        assert_error(_person_query(emu, token, SALES_OVERVIEW, "totalRevenue"), 403, "TokenExpired")
 
 
 # --- errors --------------------------------------------------------------------------------------

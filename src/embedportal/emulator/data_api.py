@@ -2,10 +2,12 @@
 and the emulator-only endpoints tests and the benchmark read counters from and set fault knobs
 with.
 
-Data calls carry `Authorization: EmbedToken <token>`. The token's signature, expiry and report
-scope are checked on every call, the report's capacity must be running, and row-level
-security comes from the token's identity, applied here: rows an identity may not see never
-leave the server.
+Data calls carry `Authorization: EmbedToken <token>`, or `Authorization: Bearer <token>` with a
+person's own Entra token (embed for your organization). The token's signature, expiry and report
+scope (for a person: membership of the report's workspace) are checked on every call, the
+report's capacity must be running, and row-level security comes from the token's identity (for
+a person: their directory roles, by their user principal name), applied here: rows an identity
+may not see never leave the server.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from fastapi.responses import JSONResponse
 
 from embedportal.emulator.capacity import AZURE_ROLES, Capacity
 from embedportal.emulator.demo import Report
+from embedportal.emulator.directory import DirectoryUser
 from embedportal.emulator.errors import EmulatorError, invalid_request, not_found, powerbi_error
 from embedportal.emulator.query import QueryError, evaluate, parse_filters
 from embedportal.emulator.state import EmulatorState, get_state
-from embedportal.emulator.tokens import InvalidTokenError
+from embedportal.emulator.tokens import POWERBI_AUDIENCE, InvalidTokenError
 
 router = APIRouter(prefix="/emulator/api")
 
@@ -33,9 +36,32 @@ def _not_authorized(message: str) -> EmulatorError:
     return powerbi_error(403, "PowerBINotAuthorizedException", message)
 
 
+def _expired() -> EmulatorError:
+    return powerbi_error(
+        403, "TokenExpired", "Access token has expired, resubmit with a new access token"
+    )
+
+
+def _person_claims(state: EmulatorState, token: str) -> dict[str, Any]:
+    """A person's Entra token, in the shape of an embed token's claims: the report scope is
+    their workspaces, the identity their user principal name and directory roles."""
+    try:
+        caller = state.signer.read_entra_token(token)
+    except InvalidTokenError:
+        raise _not_authorized("The access token is not valid") from None
+    person = state.directory.by_object_id(str(caller.claims.get("oid", "")))
+    if caller.audience != POWERBI_AUDIENCE or caller.claims.get("idtyp") != "user" or not person:
+        raise _not_authorized("The access token is not a person's Power BI token")
+    if state.now() >= caller.expires_at:
+        raise _expired()
+    return {"exp": caller.expires_at, "person": person}
+
+
 def _embed_claims(request: Request, state: EmulatorState) -> dict[str, Any]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return _person_claims(state, token.strip())
     if scheme.lower() != "embedtoken" or not token.strip():
         raise _not_authorized("An embed token is required: 'Authorization: EmbedToken <token>'")
     try:
@@ -43,9 +69,7 @@ def _embed_claims(request: Request, state: EmulatorState) -> dict[str, Any]:
     except InvalidTokenError:
         raise _not_authorized("The embed token is not valid") from None
     if state.now() >= float(claims["exp"]):
-        raise powerbi_error(
-            403, "TokenExpired", "Access token has expired, resubmit with a new access token"
-        )
+        raise _expired()
     return claims
 
 
@@ -57,8 +81,11 @@ def _authorized_report(
     report = state.content.reports.get(report_id.lower())
     if report is None:
         raise not_found(f"Report '{report_id}'")
-    granted = claims.get("reports")
-    if not isinstance(granted, list) or not any(
+    person = claims.get("person")
+    if isinstance(person, DirectoryUser):
+        if report.workspace_id not in person.workspace_ids:
+            raise _not_authorized(f"You are not a member of report '{report.id}''s workspace")
+    elif not isinstance(granted := claims.get("reports"), list) or not any(
         isinstance(item, dict) and item.get("id") == report.id for item in granted
     ):
         raise _not_authorized(f"The embed token does not grant access to report '{report.id}'")
@@ -73,6 +100,9 @@ def _authorized_report(
 
 
 def _identity_for(claims: dict[str, Any], dataset_id: str) -> tuple[str | None, tuple[str, ...]]:
+    person = claims.get("person")
+    if isinstance(person, DirectoryUser):
+        return person.email, person.rls_roles
     for identity in claims.get("identities") or []:
         if isinstance(identity, dict) and dataset_id in (identity.get("datasets") or []):
             username = identity.get("username")
@@ -118,8 +148,12 @@ async def query(report_id: str, request: Request) -> JSONResponse:
         raise invalid_request(str(error)) from None
 
     dataset = state.content.datasets[report.dataset_id]
-    username, roles = _identity_for(claims, dataset.id)
-    security = dataset.security(username, roles)
+    person = claims.get("person")
+    if isinstance(person, DirectoryUser) and not person.rls_roles:
+        security = None  # a workspace member in no RLS role sees every row, as in Power BI
+    else:
+        username, roles = _identity_for(claims, dataset.id)
+        security = dataset.security(username, roles)
     key = (dataset.id, visual.query, filters, security)
     try:
         result = state.query_cache.get_or_compute(

@@ -25,17 +25,19 @@ _MAX_CODES = 10_000
 
 @dataclass(frozen=True, slots=True)
 class DirectoryUser:
-    """A person of the emulated tenant: who Entra says they are, and the Power BI workspaces
-    they are a member of (by workspace id)."""
+    """A person of the emulated tenant: who Entra says they are, the Power BI workspaces they
+    are a member of (by workspace id), and the row-level-security roles they are in (none: a
+    workspace member who sees every row, as Power BI's workspace roles do)."""
 
     email: str
     name: str
     workspace_ids: frozenset[str]
     object_id: str = ""
+    rls_roles: tuple[str, ...] = ()
 
     def with_object_id(self, tenant_id: str) -> DirectoryUser:
         oid = str(uuid.uuid5(uuid.UUID(tenant_id), f"user:{self.email.casefold()}"))
-        return DirectoryUser(self.email, self.name, self.workspace_ids, oid)
+        return DirectoryUser(self.email, self.name, self.workspace_ids, oid, self.rls_roles)
 
 
 class Directory:

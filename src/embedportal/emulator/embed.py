@@ -12,11 +12,12 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from embedportal.assets import MissingBrowserPackagesError, vendor_file
+from embedportal.emulator.state import get_state
 
 router = APIRouter()
 
@@ -87,14 +88,18 @@ def vendor_url(name: str) -> str:
 
 
 @router.get("/reportEmbed", response_class=HTMLResponse, include_in_schema=False)
-def report_embed() -> HTMLResponse:
+def report_embed(request: Request) -> HTMLResponse:
     """The embed page. Report id, group id, uid and locale stay in the query string, where the
     SDK put them; the scripts read them there and take everything else from `/report/load`."""
     try:
         html = (
             _templates()
             .get_template("report_embed.html")
-            .render(static_url=static_url, vendor_url=vendor_url)
+            .render(
+                static_url=static_url,
+                vendor_url=vendor_url,
+                token_hook_lead_seconds=f"{get_state(request).settings.token_hook_lead_seconds:g}",
+            )
         )
     except MissingBrowserPackagesError as error:
         raise HTTPException(status_code=500, detail=str(error)) from None

@@ -31,11 +31,13 @@ CapacityName = Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z
 
 class DirectoryUserSetting(BaseModel):
     """A person of the emulated directory: ``workspaces`` lists the Power BI workspace ids (or
-    names) they are a member of, ``["*"]`` for all of them."""
+    names) they are a member of, ``["*"]`` for all of them; ``rls_roles`` the row-level-security
+    roles their own token is filtered by (none: every row)."""
 
     email: str = Field(min_length=3, max_length=256, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str = Field(min_length=1, max_length=256)
     workspaces: list[str] = Field(default_factory=list)
+    rls_roles: list[str] = Field(default_factory=list)
 
 
 # The demo's people: the portal's demo administrator and viewer, and someone the portal does
@@ -43,7 +45,10 @@ class DirectoryUserSetting(BaseModel):
 DEFAULT_DIRECTORY_USERS = (
     DirectoryUserSetting(email="admin@example.com", name="Demo administrator", workspaces=["*"]),
     DirectoryUserSetting(
-        email="north@example.com", name="North region manager", workspaces=["Demo workspace"]
+        email="north@example.com",
+        name="North region manager",
+        workspaces=["Demo workspace"],
+        rls_roles=["Region Manager"],
     ),
     DirectoryUserSetting(email="outsider@example.com", name="Someone else", workspaces=[]),
 )
@@ -95,6 +100,14 @@ class EmulatorSettings(BaseSettings):
     )
     entra_max_lifetime_seconds: PositiveSeconds = Field(
         5400.0, description="Longest Entra access-token lifetime (Entra: 90 minutes)."
+    )
+    token_hook_lead_seconds: float = Field(
+        600.0,
+        ge=0,
+        description=(
+            "How long before a person's Entra token expires the report asks its host for a new "
+            "one (eventHooks.accessTokenProvider)."
+        ),
     )
     request_budget: int = Field(
         0, ge=0, description="Power BI REST requests allowed per window per client; 0: no limit."

@@ -143,7 +143,11 @@ class EmulatorState:
                     ids.add(wanted.lower())
                 elif wanted.casefold() in by_name:
                     ids.add(by_name[wanted.casefold()])
-            users.append(DirectoryUser(person.email, person.name, frozenset(ids)))
+            users.append(
+                DirectoryUser(
+                    person.email, person.name, frozenset(ids), rls_roles=tuple(person.rls_roles)
+                )
+            )
         return users
 
     def _new_capacity(self, name: str, resource_id: str, provider: Provider, sku: str) -> Capacity:

@@ -12,6 +12,7 @@
   const ns = window.EmbedEmulator;
   const transport = ns.transport;
   const filterRules = ns.filters; // emu-filters.js
+  const aadRules = ns.aad; // emu-aad.js
   const query = new URLSearchParams(window.location.search);
 
   // The visual type names Power BI reports for our visual kinds (IVisual.type).
@@ -57,6 +58,11 @@
     token: null,
     tokenProviderSupplied: false,
     tokenRequest: null, // the in-flight eventHooks/newAccessToken call
+    tokenType: undefined, // the load configuration's: 0 Aad (a person's Entra token), 1 Embed
+    hookTimer: null, // when the report next asks its host for a new Entra token
+    hookFailures: 0, // answers of null (or errors) for the current token
+    expiryShown: false, // the expired token's screen is up: a new token redraws the report
+    expiryDrawnFor: null, // the token whose expiry the hook's schedule has drawn
     settings: {},
     formatter: ns.format.createFormatter(query.get("formatLocale")),
     definition: null,
@@ -114,10 +120,16 @@
     return { status: status, code: code, message: message || "" };
   }
 
+  /** A person's Entra token (a JWT) is a bearer token; an embed token has its own scheme. Told
+   * apart by shape, not tokenType: hosts also pass embed tokens as Aad to get the hook. */
+  function authorization(token) {
+    return (String(token).split(".").length === 3 ? "Bearer " : "EmbedToken ") + token;
+  }
+
   async function send(path, body, token) {
     const init = {
       method: body === undefined ? "GET" : "POST",
-      headers: { Accept: "application/json", Authorization: "EmbedToken " + token },
+      headers: { Accept: "application/json", Authorization: authorization(token) },
       cache: "no-store",
       credentials: "omit",
       referrerPolicy: "no-referrer",
@@ -153,6 +165,8 @@
           const ok = reply && reply.statusCode === 200 && typeof reply.body === "string";
           if (!ok || !reply.body || session !== state.session) return null;
           state.token = reply.body;
+          state.hookFailures = 0;
+          scheduleTokenHook();
           return reply.body;
         })
         .finally(function () {
@@ -160,6 +174,55 @@
         });
     }
     return state.tokenRequest;
+  }
+
+  /** Seconds before a person's token expires that the report asks its host for a new one
+   * (the emulator's EMBEDPORTAL_EMULATOR_TOKEN_HOOK_LEAD_SECONDS, written on the page). */
+  function hookLeadSeconds() {
+    const value = Number(document.documentElement.dataset.tokenHookLeadSeconds);
+    return isFinite(value) && value >= 0 ? value : 600;
+  }
+
+  /** Plan the next ask for a new Entra token, when the host renews through the hook. */
+  function scheduleTokenHook() {
+    clearTimeout(state.hookTimer);
+    state.hookTimer = null;
+    if (!aadRules.usesHook({ tokenType: state.tokenType }, state.tokenProviderSupplied)) return;
+    const delay = aadRules.nextAskDelay({
+      now: Date.now(),
+      expiresAt: aadRules.expiryOf(state.token),
+      leadSeconds: hookLeadSeconds(),
+      failures: state.hookFailures,
+    });
+    if (delay === null) return;
+    const session = state.session;
+    state.hookTimer = setTimeout(function () {
+      if (session === state.session) askHostForToken();
+    }, delay);
+  }
+
+  async function askHostForToken() {
+    const before = state.token;
+    const fresh = await tokenFromProvider().catch(() => null);
+    if (fresh && fresh !== before) {
+      if (state.expiryShown) renderPass();
+      return;
+    }
+    state.hookFailures += 1;
+    const expiresAt = aadRules.expiryOf(state.token);
+    if (expiresAt !== null && Date.now() >= expiresAt && state.expiryDrawnFor !== state.token) {
+      // No token came in time: the visuals show the expiry (once per token), as Power BI's do.
+      state.expiryDrawnFor = state.token;
+      renderPass();
+    }
+    scheduleTokenHook();
+  }
+
+  /** setAccessToken: plan from the new token, and redraw a report showing the expiry. */
+  function tokenReplaced() {
+    state.hookFailures = 0;
+    scheduleTokenHook();
+    if (state.expiryShown) renderPass();
   }
 
   /** Call the data API; throws {status, code, message}. On TokenExpired, when the host supplied
@@ -502,6 +565,7 @@
     dom.page.setAttribute("aria-busy", "false");
 
     const failed = problems.filter(Boolean).sort((a, b) => a.rank - b.rank);
+    state.expiryShown = failed.length > 0 && failed[0].code === "ClientError_TokenExpired";
     if (failed.length) transport.postEvent("error", failed[0].event);
     (options.events || []).forEach((event) => transport.postEvent(event[0], event[1]));
     await nextPaint();
@@ -607,6 +671,10 @@
     state.tokenProviderSupplied =
       headers.tokenProviderSupplied === true || headers.tokenProviderSupplied === "true";
     state.tokenRequest = null;
+    state.tokenType = config.tokenType;
+    state.hookFailures = 0;
+    state.expiryShown = false;
+    scheduleTokenHook();
     state.settings = settings;
     state.formatter = ns.format.createFormatter(locale.formatLocale || query.get("formatLocale"));
     if (locale.language || query.get("language")) {
@@ -727,6 +795,7 @@
         }
         state.token = req.body;
         respond(202, null);
+        tokenReplaced();
       },
     ],
     [
