@@ -8,7 +8,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: install install-test run test test-python test-postgres test-browser test-fleet test-js lint format bench chromium clean
 
-install: $(VENV)/.installed node_modules/.installed ## venv with the package, npm packages, compiled translations
+install: $(VENV)/.installed node_modules/.installed ## venv with the package and the npm packages (translations are read from their .po files at start)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,10 @@ node_modules/.installed: package.json package-lock.json
 
 install-test: install $(VENV)/.installed-test chromium
 
+# `make run PORT=9000` serves on another port (the emulator then takes PORT + 1); so does
+# EMBEDPORTAL_PORT, or `.venv/bin/embedportal serve --port 9000`.
 run: install ## serve the portal on the embedded default (SQLite + the built-in emulator)
-	$(BIN)/embedportal serve
+	$(BIN)/embedportal serve $(if $(PORT),--port $(PORT))
 
 # Debian's Chromium drives the browser tests; test tools may not download browsers.
 chromium:

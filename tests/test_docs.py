@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,19 @@ def test_every_setting_has_a_description_in_the_code() -> None:
         if not cls.model_fields[name].description
     ]
     assert not undescribed
+
+
+def test_make_run_takes_another_port_as_the_readme_says() -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    planned = subprocess.run(
+        [make, "-n", "--no-print-directory", "run", "PORT=9123"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "embedportal serve --port 9123" in planned
+    assert "make run PORT=9000" in (root / "README.md").read_text(encoding="utf-8")
