@@ -58,7 +58,8 @@ _ASSET_HEADERS = {
 
 
 @lru_cache(maxsize=1)
-def _templates() -> Environment:
+def templates() -> Environment:
+    """The emulator's page templates (the embed page, the sign-in pages)."""
     return Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=select_autoescape(["html"]),
@@ -93,7 +94,7 @@ def report_embed(request: Request) -> HTMLResponse:
     SDK put them; the scripts read them there and take everything else from `/report/load`."""
     try:
         html = (
-            _templates()
+            templates()
             .get_template("report_embed.html")
             .render(
                 static_url=static_url,

@@ -14,20 +14,18 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from embedportal.emulator.directory import (
     AuthorizationRequest,
     CodeRefused,
     DirectoryUser,
 )
-from embedportal.emulator.embed import TEMPLATES_DIR, static_url
+from embedportal.emulator.embed import static_url, templates
 from embedportal.emulator.errors import EmulatorError, entra_error
 from embedportal.emulator.state import EmulatorState, get_state
 from embedportal.emulator.tokens import ARM_AUDIENCE, ARM_SCOPE, POWERBI_AUDIENCE, b64url_encode
@@ -70,17 +68,8 @@ _CARRIED = (
 )
 
 
-@lru_cache(maxsize=1)
-def _templates() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        autoescape=select_autoescape(["html"]),
-        auto_reload=True,
-    )
-
-
 def _page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates().get_template(name).render(static_url=static_url, **context)
+    html = templates().get_template(name).render(static_url=static_url, **context)
     return HTMLResponse(html, status_code=status_code, headers=_PAGE_HEADERS)
 
 
