@@ -7,6 +7,7 @@ import base64
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -41,15 +42,17 @@ def sign_in(emulator: Emulator) -> Iterator[MicrosoftSignIn]:
 def _browser_answer(
     emulator: Emulator, url: str, *, email: str = NORTH, password: str | None = None
 ) -> dict[str, str]:
-    """What the browser does: open the page, sign in, carry the form_post answer back."""
+    """What the browser does: open the page, sign in, follow the redirect back."""
     with httpx.Client(timeout=10) as browser:
         page = browser.get(url)
         assert page.status_code == 200, page.text
         form = {name: f.value or "" for name, f in form_fields(page.text).items()}
         form.update(email=email, password=password or emulator.settings.directory_password)
         answer = browser.post(url.split("?")[0], data=form)
-    fields = form_fields(answer.text, action=REDIRECT_URI)
-    return {name: f.value or "" for name, f in fields.items()}
+    assert answer.status_code == 302, answer.text
+    back = urlsplit(answer.headers["location"])
+    assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT_URI
+    return {key: values[0] for key, values in parse_qs(back.query).items()}
 
 
 def test_a_person_signs_in_and_their_token_is_renewed(
@@ -58,7 +61,7 @@ def test_a_person_signs_in_and_their_token_is_renewed(
     pending = sign_in.begin(redirect_uri=REDIRECT_URI)
     assert pending.authorization_url.startswith(emulator.base_url)
     assert "code_challenge_method=S256" in pending.authorization_url
-    assert "response_mode=form_post" in pending.authorization_url
+    assert "response_mode=query" in pending.authorization_url
 
     person = sign_in.complete(
         flow=pending.flow, answer=_browser_answer(emulator, pending.authorization_url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,16 +126,23 @@ class MicrosoftSignIn:
     def begin(
         self, *, redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
     ) -> PendingSignIn:
-        """The authorization URL (PKCE S256, state, nonce, answered by form_post) and the flow
-        to keep until the browser comes back."""
+        """The authorization URL (PKCE S256, state, nonce) and the flow to keep until the
+        browser comes back.
+
+        The answer comes back in the query of a top-level GET, not by form_post as msal
+        suggests: a cross-site POST carries no SameSite=Lax cookie, so the browser's own copy of
+        the flow (what binds the answer to the browser that asked) would not come with it. The
+        code is single-use and PKCE-bound, so seeing it in a URL gives nobody a token."""
         try:
-            flow = self._client().initiate_auth_code_flow(
-                scopes=list(SIGN_IN_SCOPES),
-                redirect_uri=redirect_uri,
-                response_mode="form_post",
-                login_hint=login_hint,
-                prompt=prompt,
-            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="response_mode='form_post'")
+                flow = self._client().initiate_auth_code_flow(
+                    scopes=list(SIGN_IN_SCOPES),
+                    redirect_uri=redirect_uri,
+                    response_mode="query",
+                    login_hint=login_hint,
+                    prompt=prompt,
+                )
         except (httpx.HTTPError, MsalHttpError, ValueError) as error:
             raise SignInRefused("unreachable", f"Entra discovery failed: {error}") from None
         url = str(flow["auth_uri"])
