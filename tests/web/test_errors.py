@@ -4,6 +4,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.support.html import elements
 from tests.support.portal import LoginAs, MakeUser
 
 
@@ -11,7 +12,15 @@ def test_unknown_page_renders_a_404_page(client: TestClient) -> None:
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert "text/html" in response.headers["content-type"]
-    assert "Not Found" in response.text
+    assert elements(response.text, "h1")[0].text == "404 · Page not found"
+    assert "It may have moved" in response.text
+
+
+def test_the_404_page_speaks_the_readers_language(client: TestClient) -> None:
+    response = client.get("/no-such-page", headers={"Accept-Language": "pt-BR"})
+    assert response.status_code == 404
+    assert elements(response.text, "h1")[0].text == "404 · Página não encontrada"
+    assert "Not Found" not in response.text
 
 
 def test_unknown_api_path_answers_json(client: TestClient) -> None:

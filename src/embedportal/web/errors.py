@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from embedportal.i18n import _
+from embedportal.i18n import N_, _
 from embedportal.web.deps import NotAllowed, NotSignedIn
 from embedportal.web.templating import render
 
@@ -23,6 +23,45 @@ logger = logging.getLogger("embedportal.web")
 # request failed as a whole (its transaction rolled back) and may simply be sent again.
 DATABASE_ERRORS = (OperationalError, DisconnectionError, PoolTimeoutError)
 DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+# A page's title for the statuses people meet, in their language (HTTP's own phrase otherwise).
+_TITLES = {
+    400: N_("Something in the request is not right"),
+    401: N_("Sign in first"),
+    403: N_("Not allowed"),
+    404: N_("Page not found"),
+    405: N_("Not allowed here"),
+    409: N_("Changed in the meantime"),
+    413: N_("Too large"),
+    422: N_("Something in the request is not right"),
+    429: N_("Too many requests"),
+    500: N_("Something went wrong"),
+    503: N_("Not available right now"),
+}
+# What the page says when the error came with no words of its own (Starlette's bare phrases).
+_DEFAULT_MESSAGES = {
+    404: N_("There is nothing at this address. It may have moved, or the link may be wrong."),
+    405: N_("This page cannot be used that way."),
+    500: N_(
+        "The portal could not finish this. Try again; if it keeps happening, tell an administrator."
+    ),
+}
+
+
+def status_title(status: int) -> str:
+    title = _TITLES.get(status)
+    return _(title) if title else HTTPStatus(status).phrase
+
+
+def _page_message(status: int, message: str) -> str:
+    """Starlette's bare phrase ("Not Found") says nothing the title does not: say what to do."""
+    try:
+        bare = message == HTTPStatus(status).phrase
+    except ValueError:
+        bare = False
+    default = _DEFAULT_MESSAGES.get(status)
+    return _(default) if bare and default else message
 
 
 def wants_json(request: Request) -> bool:
@@ -37,7 +76,11 @@ def error_response(request: Request, status: int, message: str, code: str) -> Re
     return render(
         request,
         "error.html",
-        {"status": status, "message": message, "title": HTTPStatus(status).phrase},
+        {
+            "status": status,
+            "message": _page_message(status, message),
+            "title": status_title(status),
+        },
         status_code=status,
     )
 
