@@ -27,6 +27,7 @@ from embedportal.emulator.demo import (
     REGIONAL_PERFORMANCE_REPORT_ID,
     SALES_OVERVIEW_REPORT_ID,
 )
+from embedportal.emulator.tokens import unverified_claims
 from embedportal.settings import Settings
 from tests.support.portal import LoginAs, csrf_of
 
@@ -146,6 +147,22 @@ def test_the_demo_viewer_can_sign_in_and_open_the_regional_report(
         headers={"X-CSRF-Token": csrf_of(signed_in, "/reports")},
     )
     assert response.status_code == 200, response.text
+
+
+def test_the_demo_administrator_opens_the_regional_report_as_a_region_manager(
+    app: FastAPI, client: TestClient, fast_password_hashing: None, login_as: LoginAs
+) -> None:
+    run_seed(app)
+    signed_in = login_as(demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD)
+    response = signed_in.post(
+        f"/api/reports/{REGIONAL_PERFORMANCE_REPORT_ID}/token",
+        headers={"X-CSRF-Token": csrf_of(signed_in, "/reports")},
+    )
+    assert response.status_code == 200, response.text
+    claims = unverified_claims(response.json()["token"])
+    [identity] = claims["identities"]
+    assert identity["username"] == demo.ADMIN_RLS_USERNAME
+    assert identity["roles"] == [REGION_MANAGER_ROLE]
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,9 @@ def demo_wanted(settings: Settings, *, with_emulator: bool) -> bool:
     return with_emulator and settings.demo and settings.environment == "development"
 
 
+ADMIN_RLS_USERNAME = "south@example.com"
+
+
 def seed_accounts(*, session: Session) -> None:
     """The two demo users and their group, created when absent."""
     if find_user_by_email(session=session, email=ADMIN_EMAIL) is None:
@@ -70,6 +73,10 @@ def seed_accounts(*, session: Session) -> None:
             password=ADMIN_PASSWORD,
             name="Demo administrator",
             role=Role.ADMIN,
+            # A Region Manager identity of its own, so the regional report opens for the
+            # administrator too (filtered to another region than the demo viewer's).
+            rls_username=ADMIN_RLS_USERNAME,
+            rls_roles=[REGION_MANAGER_ROLE],
             actor=None,
         )
     viewer = find_user_by_email(session=session, email=VIEWER_EMAIL)
