@@ -10,7 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import FrameLocator, Page, Route, expect
+from playwright.sync_api import Browser, FrameLocator, Page, Route, expect
 
 from embedportal.emulator.demo import REGION_MANAGERS, sales_table
 from tests.browser.portal_fixtures import Portal
@@ -156,3 +156,29 @@ def test_an_open_report_outlives_its_tokens(page: Page, portal_with_short_tokens
         report_frame(page).locator(".card", has_text="Total revenue").get_by_test_id("card-value")
     )
     expect(card).to_have_text(north, timeout=REPORT_LOAD_TIMEOUT)
+
+
+def test_a_portuguese_reader_sees_the_reports_numbers_in_portuguese(
+    chromium: Browser, portal: Portal
+) -> None:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="pt-BR")
+    page = context.new_page()
+    try:
+        page.goto(portal.url)
+        page.get_by_label("E-mail").fill(VIEWER[0])
+        page.get_by_label("Senha").fill(VIEWER[1])
+        page.get_by_role("button", name="Entrar").click()
+        page.get_by_role("link", name="Sales Overview", exact=True).click()
+        card = (
+            report_frame(page)
+            .locator(".card", has_text="Total revenue")
+            .get_by_test_id("card-value")
+        )
+        # pt-BR groups thousands with a dot and names the dollar US$, as the portal's own pages.
+        expected = f"US$ {round(sum(row[5] for row in sales_table().rows)):,}".replace(",", ".")
+        expect(card).to_have_text(
+            re.compile(re.escape(expected).replace(r"\ ", r"\s")), timeout=REPORT_LOAD_TIMEOUT
+        )
+        assert report_frame(page).locator("html").get_attribute("lang") == "pt-BR"
+    finally:
+        context.close()

@@ -18,6 +18,7 @@
 //   /api/session is the one place asked whether a session exists, and the server's clock.
 
 import { createPushChannel } from './push-channel.js';
+import { reportLocale } from './report-locale.js';
 import {
   CSRF_CODE,
   SIGNED_OUT_CODE,
@@ -316,6 +317,7 @@ function embedReport(frame, { reportId, embedUrl, name, accessToken }) {
       },
       background: pbi.models.BackgroundType.Default,
       hideErrors: false,
+      localeSettings: reportLocale(document.documentElement.lang),
     },
   };
   if (isMicrosoftEmbedUrl(embedUrl)) return service.embed(frame, config);
