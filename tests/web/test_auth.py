@@ -107,13 +107,14 @@ def test_lock_out_says_until_when(client: TestClient, make_user: MakeUser, app: 
     make_user("ana@example.com")
     _post_login(client, "ana@example.com", "wrong-password")
     status, _, page = _post_login(client, "ana@example.com", "wrong-password")
-    assert status == 400
+    # The first wait is a minute (docs/users-and-groups.md), said as a time and as Retry-After.
+    assert status == 429
     match = re.search(r"Try again after (\d\d:\d\d) UTC\.", page)
     assert match, page
-    expected = (utcnow() + timedelta(minutes=30)).strftime("%H:%M")
-    assert match.group(1) in {expected, (utcnow() + timedelta(minutes=29)).strftime("%H:%M")}
+    expected = (utcnow() + timedelta(minutes=1)).strftime("%H:%M")
+    assert match.group(1) in {expected, utcnow().strftime("%H:%M")}
     status, _, page = _post_login(client, "ana@example.com", DEFAULT_PASSWORD)
-    assert status == 400 and "Try again after" in page
+    assert status == 429 and "Try again after" in page
     assert "login.locked" in _actions(app)
 
 

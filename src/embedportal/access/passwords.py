@@ -26,6 +26,15 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-# A hash of nothing in particular, verified against when the e-mail is unknown, so a wrong
-# e-mail costs as long as a wrong password and timing does not reveal who has an account.
-DUMMY_HASH = _hasher.hash("embedportal-timing-equaliser")
+_dummy: tuple[PasswordHasher, str] | None = None
+
+
+def dummy_hash() -> str:
+    """A hash of nothing in particular, verified against when the e-mail is unknown or the
+    attempt is held back, so such an attempt costs as long as a wrong password and timing does
+    not reveal who has an account. Made with the hasher in use (its parameters are what the
+    time depends on), once."""
+    global _dummy  # noqa: PLW0603 - a cache of one value, rebuilt only if the hasher changes
+    if _dummy is None or _dummy[0] is not _hasher:
+        _dummy = (_hasher, _hasher.hash("embedportal-timing-equaliser"))
+    return _dummy[1]

@@ -16,6 +16,8 @@ from embedportal.db.models import User, WebSession
 SESSION_COOKIE = "embedportal_session"
 # Writing last_seen_at on every request would make every page view a database write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+# EMBEDPORTAL_SESSION_LIFETIME_DAYS' default, for callers without settings at hand (tests, demo).
+DEFAULT_LIFETIME = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,26 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(*, session: Session, user: User, user_agent: str = "") -> NewSession:
+def start_session(
+    *,
+    session: Session,
+    user: User,
+    user_agent: str = "",
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    now: datetime | None = None,
+) -> NewSession:
+    """A new session with a new random token (never one the browser brought: no fixation),
+    which ends ``lifetime`` after now however much it is used."""
     token = secrets.token_urlsafe(32)
+    now = now or utcnow()
     record = WebSession(
         id=_hash(token),
         user_id=user.id,
         csrf_token=secrets.token_urlsafe(32),
         user_agent=user_agent[:300],
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + lifetime,
     )
     session.add(record)
     session.flush()
@@ -44,14 +59,15 @@ def start_session(*, session: Session, user: User, user_agent: str = "") -> NewS
 def resolve_session(
     *, session: Session, cookie_value: str | None, idle_minutes: int, now: datetime | None = None
 ) -> WebSession | None:
-    """The live session for a cookie, or None if unknown, idle too long, or its user is blocked."""
+    """The live session for a cookie, or None if unknown, idle too long, past its absolute
+    lifetime, or its user is blocked."""
     if not cookie_value:
         return None
     record = session.get(WebSession, _hash(cookie_value))
     if record is None:
         return None
     now = now or utcnow()
-    if now - record.last_seen_at > timedelta(minutes=idle_minutes):
+    if now - record.last_seen_at > timedelta(minutes=idle_minutes) or now >= record.expires_at:
         session.delete(record)
         return None
     if record.user.is_blocked:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
@@ -22,7 +22,7 @@ from embedportal.access.passwords import (
     verify_password,
 )
 from embedportal.access.sessions import end_all_sessions
-from embedportal.db.models import Role, User, WebSession
+from embedportal.db.models import LoginThrottle, Role, User, WebSession
 from embedportal.i18n import LANGUAGES, _
 
 # Power BI's limits on an effective identity (EffectiveIdentity.username and .roles).
@@ -285,9 +285,10 @@ def update_user(
     return changes
 
 
-def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> None:
-    """Block (sign out everywhere, refuse sign-in) or unblock a user."""
-    if blocked and actor.id == user.id:
+def set_blocked(*, session: Session, user: User, blocked: bool, actor: User | None) -> None:
+    """Block (sign out everywhere, refuse sign-in) or unblock a user; ``actor`` None is the
+    command line."""
+    if blocked and actor is not None and actor.id == user.id:
         raise UserInputError(_("You cannot block yourself."))
     if user.is_blocked == blocked:
         return
@@ -296,14 +297,36 @@ def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> 
         end_all_sessions(session=session, user_id=user.id)
     else:
         # Unblocking is a fresh start, including for a lock-out from wrong passwords.
-        user.failed_login_count = 0
-        user.locked_until = None
+        end_lockout(session=session, user=user)
     _audit(
         session=session,
         actor=actor,
         action="user.blocked" if blocked else "user.unblocked",
         user=user,
     )
+
+
+def end_lockout(*, session: Session, user: User) -> int:
+    """End every sign-in wait and failure count on ``user``'s account, from every address; how
+    many throttle rows held any (0: nothing to end). The addresses the user signed in from stay
+    remembered (access/throttle_policy.py)."""
+    held = update(LoginThrottle).where(
+        LoginThrottle.user_id == user.id,
+        or_(LoginThrottle.failures > 0, LoginThrottle.locked_until.is_not(None)),
+    )
+    result = session.execute(
+        held.values(failures=0, locked_until=None).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def unlock_user(*, session: Session, user: User, actor: User | None) -> int:
+    """An administrator lets ``user`` try again at once from anywhere (audited); see
+    `end_lockout` for the number (0: there was nothing to unlock, and nothing is audited)."""
+    ended = end_lockout(session=session, user=user)
+    if ended:
+        _audit(session=session, actor=actor, action="user.unlocked", user=user)
+    return ended
 
 
 def delete_user(*, session: Session, user: User, actor: User) -> None:
@@ -321,8 +344,7 @@ def set_password(*, session: Session, user: User, password: str, actor: User | N
     lock-out ends (the usual reason is a forgotten password)."""
     check_password_rules(password)
     user.password_hash = hash_password(password)
-    user.failed_login_count = 0
-    user.locked_until = None
+    end_lockout(session=session, user=user)
     end_all_sessions(session=session, user_id=user.id)
     _audit(session=session, actor=actor, action="user.password_set", user=user)
 
