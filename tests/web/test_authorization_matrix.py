@@ -145,6 +145,7 @@ EXPECTED: dict[str, Row] = {
     ),
     "POST /admin/users/{user_id}/block": admin_only(Expect(303, "/admin/users/")),
     "POST /admin/users/{user_id}/unblock": admin_only(Expect(303, "/admin/users/")),
+    "POST /admin/users/{user_id}/unlock": admin_only(Expect(303, "/admin/users/")),
     "GET /admin/users/{user_id}/delete": admin_only(),
     "POST /admin/users/{user_id}/delete": admin_only(Expect(303, "/admin/users")),
     # --- admin: groups ----------------------------------------------------------------------

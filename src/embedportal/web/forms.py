@@ -87,6 +87,21 @@ class PasswordForm(PostedForm):
     password: str = ""
 
 
+class UnlockForm(PostedForm):
+    """Unlock from Admin → Users: the list's search and page, to show the same list again."""
+
+    q: str = ""
+    page: str = "1"
+
+    @property
+    def page_number(self) -> int:
+        # ASCII digits only: int() would also take "²" or a thousand digits.
+        text = self.page.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 7:
+            return max(int(text), 1)
+        return 1
+
+
 class GroupForm(CapacityRightsForm):
     """The fields of a group, for "new group" and the group's page."""
 
