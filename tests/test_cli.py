@@ -56,7 +56,7 @@ def test_creates_a_viewer_by_default(env: dict[str, str], database_url: str) -> 
     ("email", "password", "message"),
     [
         ("not-an-address", "long-enough-pw", "not a valid e-mail"),
-        ("a@example.com", "short", "at least 10 characters"),
+        ("a@example.com", "short", "at least 12 characters"),
     ],
 )
 def test_bad_input_is_a_clear_message(

@@ -159,7 +159,7 @@ def test_a_short_password_is_refused_with_the_rule(
     env: dict[str, str], users: dict[str, int]
 ) -> None:
     result = _run(env, "set-password", "ana@example.com", "--password-stdin", stdin="short\n")
-    assert result.exit_code == 1 and "at least 10 characters" in result.output
+    assert result.exit_code == 1 and "at least 12 characters" in result.output
 
 
 def test_no_password_option_exists(env: dict[str, str], users: dict[str, int]) -> None:

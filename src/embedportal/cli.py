@@ -165,7 +165,7 @@ def users_create(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Create a user who signs in with e-mail and password (at least 10 characters, asked for
+    """Create a user who signs in with e-mail and password (at least 12 characters, asked for
     at a hidden prompt or read with --password-stdin)."""
     from embedportal.access.users import UserInputError, create_user
     from embedportal.db.models import Role

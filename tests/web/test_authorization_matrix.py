@@ -130,6 +130,7 @@ EXPECTED: dict[str, Row] = {
     "GET /account": signed_in(),
     "POST /account/language": signed_in(Expect(303, "/account"), form={"language": "en"}),
     "POST /account/password": signed_in(REFUSED, form={"current_password": "wrong"}),
+    "POST /account/password-strength": signed_in(form={"new_password": "typed-so-far"}),
     # --- admin: users -----------------------------------------------------------------------
     "GET /admin/users": admin_only(),
     "GET /admin/users/rows": admin_only(query={"q": "example"}),

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
 from embedportal.access.passwords import (
-    MAX_PASSWORD_LENGTH,
+    MAX_NEW_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
+    MIN_STRENGTH,
     hash_password,
+    password_strength,
     verify_password,
 )
 from embedportal.access.sessions import end_all_sessions
@@ -89,15 +91,30 @@ def normalise_email(email: str, *, field: str = "email") -> str:
     return result.normalized.lower()
 
 
-def check_password_rules(password: str, *, field: str = "password") -> None:
+def check_password_rules(
+    password: str, *, field: str = "password", user_inputs: Sequence[str] = ()
+) -> None:
+    """Length (12 to 128) and strength: no common or breached password, nor one made of the
+    user's own e-mail or name (``user_inputs``). No rules about kinds of characters."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserInputError(
             _("The password must have at least %(count)d characters.", count=MIN_PASSWORD_LENGTH),
             field=field,
         )
-    if len(password) > MAX_PASSWORD_LENGTH:
+    if len(password) > MAX_NEW_PASSWORD_LENGTH:
         raise UserInputError(
-            _("The password must have at most %(count)d characters.", count=MAX_PASSWORD_LENGTH),
+            _(
+                "The password must have at most %(count)d characters.",
+                count=MAX_NEW_PASSWORD_LENGTH,
+            ),
+            field=field,
+        )
+    if password_strength(password, user_inputs=user_inputs) < MIN_STRENGTH:
+        raise UserInputError(
+            _(
+                "This password is too easy to guess: it is a common password, close to one, or "
+                "made of your e-mail or name. A few unusual words together work well."
+            ),
             field=field,
         )
 
@@ -204,7 +221,7 @@ def create_user(
 ) -> User:
     errors: dict[str, str] = {}
     normalised = _collect(errors, normalise_email, email)
-    _collect(errors, check_password_rules, password)
+    _collect(errors, check_password_rules, password, user_inputs=(email, name))
     chosen_role = _collect(errors, parse_role, role)
     username = _collect(errors, normalise_rls_username, rls_username)
     roles = _collect(errors, parse_rls_roles, rls_roles)
@@ -342,7 +359,7 @@ def delete_user(*, session: Session, user: User, actor: User) -> None:
 def set_password(*, session: Session, user: User, password: str, actor: User | None) -> None:
     """An administrator sets a user's password: the user is signed out everywhere and any
     lock-out ends (the usual reason is a forgotten password)."""
-    check_password_rules(password)
+    check_password_rules(password, user_inputs=(user.email, user.name))
     user.password_hash = hash_password(password)
     end_lockout(session=session, user=user)
     end_all_sessions(session=session, user_id=user.id)
@@ -362,7 +379,13 @@ def change_own_password(
     errors: dict[str, str] = {}
     if not verify_password(user.password_hash, current_password):
         errors["current_password"] = _("That is not your current password.")
-    _collect(errors, check_password_rules, new_password, field="new_password")
+    _collect(
+        errors,
+        check_password_rules,
+        new_password,
+        field="new_password",
+        user_inputs=(user.email, user.name),
+    )
     if "new_password" not in errors and new_password != repeat_password:
         errors["repeat_password"] = _("The two new passwords are not the same.")
     _raise_if(errors)

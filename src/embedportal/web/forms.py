@@ -87,6 +87,20 @@ class PasswordForm(PostedForm):
     password: str = ""
 
 
+class PasswordStrengthForm(PostedForm):
+    """A password being typed, for the strength meter: whichever field it is in, and the
+    e-mail and name it must not be made of (the new-user form sends them too)."""
+
+    password: str = ""
+    new_password: str = ""
+    email: str = ""
+    name: str = ""
+
+    @property
+    def typed(self) -> str:
+        return self.new_password or self.password
+
+
 class UnlockForm(PostedForm):
     """Unlock from Admin → Users: the list's search and page, to show the same list again."""
 
