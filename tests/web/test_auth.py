@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
-from embedportal.access.sessions import SESSION_COOKIE
+from embedportal.access.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE
 from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, User, WebSession
 from embedportal.db.session import session_scope
@@ -60,7 +60,8 @@ def _session_set_cookie(client: TestClient) -> str:
     )
     assert (response.status_code, response.headers["location"]) == (303, "/")
     headers = [value for name, value in response.headers.multi_items() if name == "set-cookie"]
-    return str(next(value for value in headers if value.startswith(SESSION_COOKIE + "=")))
+    names = (SESSION_COOKIE + "=", SECURE_SESSION_COOKIE + "=")
+    return str(next(value for value in headers if value.startswith(names)))
 
 
 def test_signing_in_sets_a_safe_session_cookie(client: TestClient, make_user: MakeUser) -> None:

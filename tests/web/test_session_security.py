@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
-from embedportal.access.sessions import SESSION_COOKIE, _hash
+from embedportal.access.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, _hash, start_session
 from embedportal.db.base import utcnow
 from embedportal.db.migrate import alembic_config, upgrade_database
 from embedportal.db.models import WebSession
@@ -32,7 +32,8 @@ def _sign_in(client: TestClient, email: str) -> str:
     )
     assert response.status_code == 303, response.text[:300]
     headers = [value for name, value in response.headers.multi_items() if name == "set-cookie"]
-    return next(value for value in headers if value.startswith(SESSION_COOKIE + "="))
+    names = (SESSION_COOKIE + "=", SECURE_SESSION_COOKIE + "=")
+    return next(value for value in headers if value.startswith(names))
 
 
 @pytest.mark.parametrize("settings_overrides", [{"session_lifetime_days": 7}])
@@ -98,6 +99,31 @@ def test_an_https_public_url_makes_the_cookie_secure_behind_a_plain_http_proxy(
 def test_secure_cookies_can_be_forced(client: TestClient, make_user: MakeUser) -> None:
     make_user("ana@example.com")
     assert "Secure" in _sign_in(client, "ana@example.com")
+
+
+def test_over_https_the_cookie_carries_the_host_prefix(app: FastAPI, make_user: MakeUser) -> None:
+    """`__Host-`: Secure, Path=/ and no Domain, so no subdomain or http page can plant it."""
+    make_user("ana@example.com")
+    with TestClient(app, base_url="https://portal.example") as browser:
+        cookie = _sign_in(browser, "ana@example.com")
+        assert cookie.startswith(SECURE_SESSION_COOKIE + "=")
+        assert "Secure" in cookie and "Path=/" in cookie and "domain" not in cookie.lower()
+        assert browser.get("/account", follow_redirects=False).status_code == 200
+        out = browser.post("/logout", data={"csrf_token": csrf_of(browser)}, follow_redirects=False)
+        removals = [v for k, v in out.headers.multi_items() if k == "set-cookie"]
+        assert any(v.startswith(SECURE_SESSION_COOKIE + '=""') and "Secure" in v for v in removals)
+        assert browser.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_a_plain_cookie_from_before_still_works_over_https(
+    app: FastAPI, make_user: MakeUser
+) -> None:
+    user = make_user("ana@example.com")
+    with session_scope(app.state.session_factory) as db:
+        started = start_session(session=db, user=db.merge(user))
+    with TestClient(app, base_url="https://portal.example") as browser:
+        browser.cookies.set(SESSION_COOKIE, started.cookie_value)
+        assert browser.get("/account", follow_redirects=False).status_code == 200
 
 
 def test_sessions_from_before_the_upgrade_get_the_default_lifetime(database_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,10 +15,24 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import User, WebSession
 
 SESSION_COOKIE = "embedportal_session"
+# The name when the cookie is Secure: a browser then takes it only over https, from this very
+# host, for the whole site (the `__Host-` prefix; OWASP ASVS 3.4.4), so neither a sibling
+# subdomain nor a plain-HTTP page can plant or overwrite it.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 # Writing last_seen_at on every request would make every page view a database write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 # EMBEDPORTAL_SESSION_LIFETIME_DAYS' default, for callers without settings at hand (tests, demo).
 DEFAULT_LIFETIME = timedelta(days=30)
+
+
+def session_cookie_name(*, secure: bool) -> str:
+    return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
+
+
+def session_cookie_of(cookies: Mapping[str, str]) -> str | None:
+    """The session token a request carries, under either name (a session started before the
+    portal was reached over https has the plain one)."""
+    return cookies.get(SECURE_SESSION_COOKIE) or cookies.get(SESSION_COOKIE)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from embedportal import i18n
 from embedportal.access.audit import record
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
-from embedportal.access.sessions import SESSION_COOKIE, end_session, start_session
+from embedportal.access.sessions import (
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    end_session,
+    session_cookie_name,
+    session_cookie_of,
+    start_session,
+)
 from embedportal.db.base import utcnow
 from embedportal.i18n import _
 from embedportal.settings import Settings
@@ -165,7 +172,8 @@ def login(
         return response
     # Signing in over an existing session (as someone else, say) ends that one first, and the
     # new one gets a new token: a session id planted before sign-in is never promoted.
-    end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
+    for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
+        end_session(session=db, cookie_value=request.cookies.get(name))
     new = start_session(
         session=db,
         user=result,
@@ -175,14 +183,18 @@ def login(
     )
     db.commit()  # before the browser follows the redirect with its new cookie
     response = RedirectResponse(safe_next(next_url), status_code=303)
+    secure = is_https(request, settings)
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(secure=secure),
         new.cookie_value,
         httponly=True,
         samesite="lax",
-        secure=is_https(request, settings),
+        secure=secure,
         path="/",
     )
+    if secure and SESSION_COOKIE in request.cookies:
+        # A plain-named cookie is an older session's (ended above): the new one is `__Host-`.
+        forget_session_cookies(response, plain_only=True)
     # The pre-sign-in token has done its job; the session carries its own from now on.
     response.delete_cookie(ANONYMOUS_CSRF_COOKIE, path="/")
     return response
@@ -200,7 +212,7 @@ def tell_open_viewers_of_sign_out(hub: PushHub, user_id: int) -> None:
 
 @router.post("/logout", dependencies=[CsrfProtectedWhenSignedIn])
 def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep) -> Response:
-    end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
+    end_session(session=db, cookie_value=session_cookie_of(request.cookies))
     if user is not None:
         record(session=db, actor=user, action="logout", target_type="user", target_id=str(user.id))
     db.commit()
@@ -208,8 +220,16 @@ def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep)
         # After the commit: a viewer that asks must find the session already ended.
         tell_open_viewers_of_sign_out(hub, user.id)
     response = flash_redirect(request, "/login", _("You have signed out."), category="info")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    forget_session_cookies(response)
     return response
+
+
+def forget_session_cookies(response: Response, *, plain_only: bool = False) -> None:
+    """Tell the browser to drop the session cookie under both its names (a `__Host-` cookie
+    is only replaced by a Secure one, so its removal is Secure too)."""
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    if not plain_only:
+        response.delete_cookie(SECURE_SESSION_COOKIE, path="/", secure=True, httponly=True)
 
 
 @router.post("/language", dependencies=[CsrfProtected])
