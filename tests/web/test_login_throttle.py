@@ -214,3 +214,17 @@ def test_thirty_parallel_sign_ins_over_http_the_right_one_21st_none_signs_in(
     with session_scope(app.state.session_factory) as db:
         actions = list(db.scalars(select(AuditEntry.action)))
     assert "login.succeeded" not in actions
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["north\x00@example.com", "\x00", "a" * 5000 + "@example.com", "nórth@exämple.com", "²@x.y"],
+)
+def test_odd_emails_are_a_plain_refusal(
+    client: TestClient, make_user: MakeUser, email: str
+) -> None:
+    """A NUL byte reached PostgreSQL and answered 500 (issue #11, item 4)."""
+    make_user("north@example.com")
+    response = _post(client, email, "wrong-password")
+    assert response.status_code == 400
+    assert "The e-mail address or the password is not right." in response.text

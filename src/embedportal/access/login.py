@@ -301,7 +301,10 @@ def authenticate(
     # no stored password is that long, so an over-long one is wrong (after the same work).
     candidate = password[:MAX_PASSWORD_LENGTH]
     too_long = len(password) > MAX_PASSWORD_LENGTH
-    user = find_user_by_email(session=session, email=email) if email else None
+    # No stored e-mail holds a control character, and PostgreSQL refuses NUL in a query: such
+    # an e-mail is simply nobody's (and is throttled like any other).
+    plausible = bool(email) and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in email)
+    user = find_user_by_email(session=session, email=email) if plausible else None
     keys = _keys(email, address, settings)
     decision = _reserve(session=session, keys=keys, user=user, settings=settings, now=now)
 
