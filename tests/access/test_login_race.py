@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access import login as login_module
 from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
+from embedportal.access.read_cache import ReadCache
 from embedportal.access.users import create_user
 from embedportal.db.base import utcnow
 from embedportal.db.models import LoginThrottle, User
@@ -183,3 +184,16 @@ def test_simultaneous_attempts_never_check_more_passwords_than_allowed(
         assert spy.real_checks == settings.login_max_attempts
     locked = [r for r in results if isinstance(r, LoginFailure) and r.locked_until is not None]
     assert len(locked) >= ATTEMPTS - 2 * settings.login_max_attempts
+
+
+def test_failed_attempts_leave_the_read_cache_alone(
+    factory: sessionmaker[Session], settings: Settings, account: str
+) -> None:
+    """The token API's cache of sessions and access: a flood of wrong passwords (which write
+    only throttles and audit entries) must not empty it for every open viewer."""
+    cache = ReadCache(ttl_seconds=60)
+    cache.watch_commits(factory)
+    cache.put("k", "v", generation=cache.generation)
+    for _try in range(settings.login_max_attempts + 2):
+        assert isinstance(_attempt(factory, settings, account, "wrong")(), LoginFailure)
+    assert cache.get("k") == "v"
