@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from embedportal.db.models import AuditEntry, User
 from embedportal.db.session import session_scope
-from tests.support.html import accessibility_problems, buttons, elements, form_fields
+from tests.support.html import accessibility_problems, buttons, elements, form_fields, links
 from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
 
 GUESSER = "203.0.113.9"
@@ -151,3 +151,32 @@ def test_a_refused_password_on_the_user_page_is_not_sent_back(
     )
     assert response.status_code == 400
     assert 'value="short"' not in response.text
+
+
+def test_the_list_counts_the_locked_accounts_and_lists_them_alone(
+    client: TestClient, admin: User, make_user: MakeUser, guesser: TestClient, app: FastAPI
+) -> None:
+    ana = make_user("ana@example.com")
+    make_user("bruno@example.com")
+    assert "accounts are locked" not in client.get("/admin/users").text
+    _lock_out(guesser, ana.email, app)
+    listing = client.get("/admin/users")
+    assert "1 account is locked." in listing.text
+    assert ("Show the locked accounts", "/admin/users?locked=true") in links(listing.text)
+    only = client.get("/admin/users?locked=true")
+    assert "Only the locked accounts are listed." in only.text
+    assert "ana@example.com" in only.text and "bruno@example.com" not in only.text
+    # The search keeps the filter.
+    assert form_fields(only.text, action="/admin/users")["locked"].value == "true"
+    rows = client.get("/admin/users/rows", params={"locked": "true", "q": "bruno"})
+    assert "bruno@example.com" not in rows.text
+    assert client.get("/admin/users?locked=maybe").status_code == 400
+    # Unlocked from the filtered list, the account leaves it.
+    after = client.post(
+        f"/admin/users/{ana.id}/unlock",
+        data={"csrf_token": csrf_of(client), "locked": "true"},
+        headers={"HX-Request": "true"},
+    )
+    assert "can sign in again from anywhere" in after.text
+    assert "Only the locked accounts are listed." in after.text
+    assert "ana@example.com</a>" not in after.text

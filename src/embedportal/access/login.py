@@ -398,9 +398,13 @@ def lockouts(
     *, session: Session, settings: Settings, now: datetime, user_ids: list[int] | None = None
 ) -> dict[int, Lockout]:
     """Accounts held back right now, by user id (all of them, or those of ``user_ids``)."""
-    query = select(LoginThrottle).where(
-        LoginThrottle.user_id.is_not(None), LoginThrottle.scope.in_([PAIR, ACCOUNT])
+    held = or_(
+        (LoginThrottle.scope == PAIR) & (LoginThrottle.locked_until > now),
+        (LoginThrottle.scope == ACCOUNT)
+        & (LoginThrottle.failures >= settings.login_account_max_failures)
+        & (LoginThrottle.window_started_at > now - WINDOW),
     )
+    query = select(LoginThrottle).where(LoginThrottle.user_id.is_not(None), held)
     if user_ids is not None:
         query = query.where(LoginThrottle.user_id.in_(user_ids))
     found: dict[int, Lockout] = {}

@@ -6,7 +6,7 @@ with one message per form field, and writes an audit entry (never a password) fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -411,8 +411,16 @@ class UserPage:
     total: int
 
 
-def list_users(*, session: Session, search: str = "", offset: int = 0, limit: int = 50) -> UserPage:
-    """Users ordered by e-mail; `search` matches part of the e-mail or name, any case."""
+def list_users(
+    *,
+    session: Session,
+    search: str = "",
+    offset: int = 0,
+    limit: int = 50,
+    only_ids: Collection[int] | None = None,
+) -> UserPage:
+    """Users ordered by e-mail; `search` matches part of the e-mail or name, any case;
+    ``only_ids`` keeps those users alone (the locked ones, say)."""
     condition = None
     text = search.strip().lower()
     if text:
@@ -420,6 +428,9 @@ def list_users(*, session: Session, search: str = "", offset: int = 0, limit: in
             func.lower(User.email).contains(text, autoescape=True),
             func.lower(User.name).contains(text, autoescape=True),
         )
+    if only_ids is not None:
+        among = User.id.in_(sorted(only_ids))
+        condition = among if condition is None else condition & among
     query = select(User).order_by(User.email)
     count = select(func.count()).select_from(User)
     if condition is not None:

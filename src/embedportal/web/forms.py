@@ -106,6 +106,7 @@ class UnlockForm(PostedForm):
 
     q: str = ""
     page: str = "1"
+    locked: Checkbox = False
 
     @property
     def page_number(self) -> int:

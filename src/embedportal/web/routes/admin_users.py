@@ -47,19 +47,29 @@ def _user_or_404(db: DbSession, user_id: int) -> User:
 
 
 def _list_context(
-    db: DbSession, settings: Settings, q: str, page: int, *, message: str = ""
+    db: DbSession,
+    settings: Settings,
+    q: str,
+    page: int,
+    *,
+    locked: bool = False,
+    message: str = "",
 ) -> dict[str, Any]:
     page = min(max(page, 1), MAX_PAGE)
-    result = users.list_users(session=db, search=q, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     now = utcnow()
+    # Every locked account, not only this page's: the list says how many there are.
+    held = lockouts(session=db, settings=settings, now=now)
+    result = users.list_users(
+        session=db,
+        search=q,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        only_ids=held.keys() if locked else None,
+    )
     return {
         "users": result.users,
-        "lockouts": lockouts(
-            session=db,
-            settings=settings,
-            now=now,
-            user_ids=[user.id for user in result.users],
-        ),
+        "lockouts": held,
+        "locked_only": locked,
         "message": message,
         "total": result.total,
         "q": q,
@@ -78,8 +88,10 @@ def users_page(
     _admin: AdminUser,
     q: str = "",
     page: int = 1,
+    locked: bool = False,
 ) -> Response:
-    return render(request, "admin/users.html", _list_context(db, settings, q, page))
+    context = _list_context(db, settings, q, page, locked=locked)
+    return render(request, "admin/users.html", context)
 
 
 @router.get("/rows")
@@ -90,9 +102,11 @@ def users_rows(
     _admin: AdminUser,
     q: str = "",
     page: int = 1,
+    locked: bool = False,
 ) -> Response:
     """The list alone: the htmx target of the search box."""
-    return render(request, "admin/_users_table.html", _list_context(db, settings, q, page))
+    context = _list_context(db, settings, q, page, locked=locked)
+    return render(request, "admin/_users_table.html", context)
 
 
 @router.get("/new")
@@ -284,7 +298,9 @@ def unlock_user(
     else:
         message = _("%(email)s was not locked.", email=user.email)
     if htmx:
-        context = _list_context(db, settings, form.q, form.page_number, message=message)
+        context = _list_context(
+            db, settings, form.q, form.page_number, locked=form.locked, message=message
+        )
         return render(request, "admin/_users_table.html", context)
     return flash_redirect(request, f"/admin/users/{user.id}", message)
 
