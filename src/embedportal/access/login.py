@@ -435,20 +435,3 @@ def _held_until(row: LoginThrottle, settings: Settings, now: datetime) -> dateti
     if row.failures >= settings.login_account_max_failures and window_ends > now:
         return window_ends
     return None
-
-
-def clear_lockout(*, session: Session, user: User, settings: Settings) -> int:
-    """End every wait on ``user``'s account (unlock, a new password); how many were held.
-
-    Rows of the e-mail from before the account existed are found by its hash."""
-    account = account_hash(user.email, settings=settings)
-    condition = or_(LoginThrottle.user_id == user.id, LoginThrottle.account == account)
-    rows = list(session.scalars(select(LoginThrottle).where(condition).with_for_update()))
-    held = 0
-    for row in rows:
-        if row.locked_until is not None or row.failures:
-            held += 1
-        row.failures = 0
-        row.locked_until = None
-    session.flush()
-    return held
