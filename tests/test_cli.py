@@ -20,8 +20,11 @@ def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     return {"EMBEDPORTAL_DATABASE_URL": database_url, "EMBEDPORTAL_ENVIRONMENT": "development"}
 
 
-def _create(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["users", "create", *args], env=env)
+def _create(env: dict[str, str], *args: str, password: str = "long-enough-pw") -> tuple[int, str]:
+    """`users create` with the password on standard input, as a script would give it."""
+    result = CliRunner().invoke(
+        app, ["users", "create", *args, "--password-stdin"], env=env, input=password + "\n"
+    )
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     return result.exit_code, result.output
@@ -37,54 +40,75 @@ def _users(database_url: str) -> list[tuple[str, Role, str]]:
 
 
 def test_creates_an_administrator(env: dict[str, str], database_url: str) -> None:
-    code, output = _create(
-        env,
-        "--email",
-        "Root@Example.com",
-        "--password",
-        "long-enough-pw",
-        "--admin",
-        "--name",
-        "Root",
-    )
+    code, output = _create(env, "--email", "Root@Example.com", "--admin", "--name", "Root")
     assert code == 0, output
     assert "Created admin root@example.com." in output
     assert _users(database_url) == [("root@example.com", Role.ADMIN, "Root")]
 
 
 def test_creates_a_viewer_by_default(env: dict[str, str], database_url: str) -> None:
-    code, _ = _create(env, "--email", "viewer@example.com", "--password", "long-enough-pw")
+    code, _ = _create(env, "--email", "viewer@example.com")
     assert code == 0
     assert _users(database_url)[0][1] == Role.VIEWER
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("email", "password", "message"),
     [
-        (["--email", "not-an-address", "--password", "long-enough-pw"], "not a valid e-mail"),
-        (["--email", "a@example.com", "--password", "short"], "at least 10 characters"),
+        ("not-an-address", "long-enough-pw", "not a valid e-mail"),
+        ("a@example.com", "short", "at least 12 characters"),
     ],
 )
 def test_bad_input_is_a_clear_message(
-    env: dict[str, str], database_url: str, args: list[str], message: str
+    env: dict[str, str], database_url: str, email: str, password: str, message: str
 ) -> None:
-    code, output = _create(env, *args)
+    code, output = _create(env, "--email", email, password=password)
     assert code == 1
     assert "Error:" in output and message in output
     assert _users(database_url) == []
 
 
 def test_a_duplicate_is_refused(env: dict[str, str], database_url: str) -> None:
-    assert _create(env, "--email", "a@example.com", "--password", "long-enough-pw")[0] == 0
-    code, output = _create(env, "--email", "A@example.com", "--password", "other-long-pw")
+    assert _create(env, "--email", "a@example.com")[0] == 0
+    code, output = _create(env, "--email", "A@example.com", password="other-long-pw")
     assert code == 1
     assert "A user with the e-mail a@example.com already exists." in output
     assert len(_users(database_url)) == 1
 
 
 def test_a_missing_option_is_a_usage_error(env: dict[str, str]) -> None:
-    code, output = _create(env, "--email", "a@example.com")
-    assert code == 2 and "--password" in output
+    code, output = _create(env, "--name", "Ana")
+    assert code == 2 and "--email" in output
+
+
+def test_a_password_is_never_a_command_line_argument(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["users", "create", "--email", "a@example.com", "--password", "long-enough-pw"],
+        env=env,
+    )
+    assert result.exit_code == 2 and "No such option" in result.output
+
+
+def test_the_password_prompt_is_hidden_and_asked_twice(
+    env: dict[str, str], database_url: str
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["users", "create", "--email", "a@example.com"],
+        env=env,
+        input="long-enough-pw\nlong-enough-pw\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "long-enough-pw" not in result.output  # the prompt does not echo it
+    assert "Password: \nRepeat for confirmation: \n" in result.output
+    assert _users(database_url) == [("a@example.com", Role.VIEWER, "")]
+
+
+def test_an_empty_password_on_stdin_is_refused(env: dict[str, str], database_url: str) -> None:
+    code, output = _create(env, "--email", "a@example.com", password="")
+    assert code == 2 and "No password on standard input." in output
+    assert _users(database_url) == []
 
 
 def test_invalid_settings_are_reported_not_raised(env: dict[str, str]) -> None:
@@ -92,8 +116,6 @@ def test_invalid_settings_are_reported_not_raised(env: dict[str, str]) -> None:
         {**env, "EMBEDPORTAL_ENVIRONMENT": "production"},
         "--email",
         "a@example.com",
-        "--password",
-        "long-enough-pw",
     )
     assert code == 2
     assert "EMBEDPORTAL_SECRET_KEY must be set" in output

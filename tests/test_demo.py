@@ -29,7 +29,7 @@ from embedportal.emulator.demo import (
 )
 from embedportal.emulator.tokens import unverified_claims
 from embedportal.settings import Settings
-from tests.support.portal import LoginAs, csrf_of
+from tests.support.portal import TEST_SECRET_KEY, LoginAs, csrf_of
 
 
 @pytest.fixture
@@ -181,6 +181,6 @@ def test_the_demo_runs_only_in_development_on_the_embedded_default(
         _env_file=None,  # type: ignore[call-arg]
         environment=environment,  # type: ignore[arg-type]
         demo=demo_flag,
-        secret_key="x" * 40,  # type: ignore[arg-type]
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
     )
     assert demo.demo_wanted(settings, with_emulator=with_emulator) is wanted

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from embedportal.settings import DEVELOPMENT_SECRET_KEY, Settings
+from embedportal.settings import DEVELOPMENT_SECRET_KEY, Settings, estimated_secret_bits
 
-GOOD_KEY = "k" * 48
+# What `secrets.token_urlsafe(48)` gives: 64 characters from an alphabet of 64.
+GOOD_KEY = "Xq3v9LrT0bZk_W2mYp7HnE-4sJcA8fUd1gVoQiR5tB6eKyMxNwPaCh0lDzSjuGFI"
 
 
 def _settings(**values: Any) -> Settings:
@@ -26,6 +28,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "EMBEDPORTAL_PORT",
         "EMBEDPORTAL_DATABASE_URL",
         "EMBEDPORTAL_LOGIN_MAX_ATTEMPTS",
+        "EMBEDPORTAL_METRICS_TOKEN",
+        "EMBEDPORTAL_TRUSTED_PROXIES",
     ]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -83,5 +87,68 @@ def test_the_database_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None
     [{"port": 0}, {"session_idle_minutes": 0}, {"default_language": "fr"}, {"environment": "x"}],
 )
 def test_out_of_range_values_are_refused(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        _settings(**values)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a" * 32,
+        "a" * 200,
+        "abcd" * 8,
+        "abcdefgh" * 6,
+        "passwordpasswordpasswordpassword",
+    ],
+)
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_a_long_but_guessable_secret_is_refused_naming_the_setting(
+    environment: str, key: str
+) -> None:
+    with pytest.raises(ValidationError, match="EMBEDPORTAL_SECRET_KEY looks guessable"):
+        _settings(environment=environment, secret_key=key)
+
+
+def test_secrets_from_the_documented_generator_are_accepted() -> None:
+    for _attempt in range(50):
+        _settings(environment="production", secret_key=secrets.token_urlsafe(48))
+        _settings(environment="production", secret_key=secrets.token_urlsafe(32))
+
+
+def test_a_guessable_metrics_token_is_refused_outside_development() -> None:
+    with pytest.raises(ValidationError, match="EMBEDPORTAL_METRICS_TOKEN looks guessable"):
+        _settings(environment="production", secret_key=GOOD_KEY, metrics_token="x" * 40)
+    assert _settings(metrics_token="x" * 40).metrics_token is not None  # development
+
+
+def test_the_estimate_grows_with_variety_not_only_length() -> None:
+    assert estimated_secret_bits("a" * 64) == 0
+    assert estimated_secret_bits("ab" * 32) < 128
+    assert estimated_secret_bits(GOOD_KEY) > 300
+
+
+def test_trusted_proxies_are_addresses_and_networks() -> None:
+    settings = _settings(trusted_proxies="127.0.0.1, 10.0.0.0/8 ::1")
+    assert [str(network) for network in settings.trusted_proxy_networks] == [
+        "127.0.0.1/32",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+    assert _settings().trusted_proxy_networks == ()
+    with pytest.raises(ValidationError, match="“proxy.internal” is not an IP address"):
+        _settings(trusted_proxies="10.0.0.1, proxy.internal")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"session_lifetime_days": 0},
+        {"session_lifetime_days": 401},
+        {"login_account_max_failures": 101},
+        {"login_address_max_failures": 0},
+        {"login_max_attempts": 0},
+    ],
+)
+def test_sign_in_limits_stay_in_range(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         _settings(**values)

@@ -38,7 +38,9 @@ def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
         port=port,
         log_config=None,  # our handler (setup_logging) formats and scrubs uvicorn's lines too
         access_log=False,  # access logs would carry report ids in URLs; we log what matters
-        proxy_headers=True,
+        # uvicorn would trust X-Forwarded-For from any loopback peer; the portal reads it itself,
+        # and only from EMBEDPORTAL_TRUSTED_PROXIES (web/client_address.py).
+        proxy_headers=False,
         lifespan="on",
         # Open viewers hold push streams forever; on shutdown give them a moment, not forever.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -176,7 +178,7 @@ def run_workers(settings: Settings, *, workers: int, console: Console) -> None:
             workers=workers,
             log_config=None,
             access_log=False,
-            proxy_headers=True,
+            proxy_headers=False,  # as in _server: web/client_address.py decides
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )

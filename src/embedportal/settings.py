@@ -6,6 +6,10 @@ one is missing there.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -14,11 +18,58 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 MIN_SECRET_KEY_LENGTH = 32
+# A secret's estimated strength (estimated_secret_bits) must reach this many bits outside
+# development: 32 random URL-safe characters give about 160, "a" * 32 none, "abcd" * 8 64.
+MIN_SECRET_BITS = 128
+# What zlib adds to any input (header, checksum, block framing): `zlib.compress(b"")` is 8 bytes.
+ZLIB_OVERHEAD_BYTES = 8
 DEFAULT_POWERBI_API_URL = "https://api.powerbi.com"
 
 
 class UnsafeSettingsError(ValueError):
     """Raised when a production setting would be unsafe (a default or short secret key)."""
+
+
+def estimated_secret_bits(secret: str) -> float:
+    """A rough strength estimate, the lower of two: length × the Shannon entropy of the
+    secret's own characters (few different characters score low), and the bits left after
+    compressing it (a pattern repeated compresses to almost nothing).
+
+    It cannot prove a secret random, but it catches the usual mistakes (one character repeated,
+    a short pattern repeated, a word or two) that a length check lets through."""
+    if not secret:
+        return 0.0
+    counts = Counter(secret)
+    length = len(secret)
+    per_character = -sum(n / length * math.log2(n / length) for n in counts.values())
+    shannon = abs(length * per_character)  # abs: one repeated character gives -0.0
+    compressed = len(zlib.compress(secret.encode(), 9)) - ZLIB_OVERHEAD_BYTES
+    return min(shannon, 8.0 * max(compressed, 0))
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma- or space-separated addresses and CIDR networks; ValueError names a bad one."""
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in text.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            message = f"“{item}” is not an IP address or network (like 10.0.0.0/8)"
+            raise ValueError(message) from None
+    return tuple(networks)
+
+
+GENERATE_HINT = 'e.g. `python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+
+
+def _refuse_guessable(name: str, secret: str) -> None:
+    bits = estimated_secret_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        raise UnsafeSettingsError(
+            f"{name} looks guessable (about {bits:.0f} bits where {MIN_SECRET_BITS} are needed: "
+            f"too few different characters or a repeated pattern); set a random value "
+            f"({GENERATE_HINT})."
+        )
 
 
 class Settings(BaseSettings):
@@ -147,6 +198,18 @@ class Settings(BaseSettings):
         description="The portal's public base URL when it runs behind a proxy "
         "(used for secure cookies and links).",
     )
+    trusted_proxies: str | None = Field(
+        None,
+        description="Addresses or networks (comma-separated, e.g. `127.0.0.1, 10.0.0.0/8`) of "
+        "the reverse proxies in front of the portal. Only a request from one of them has its "
+        "client address taken from `X-Forwarded-For`; default none: the connection's own "
+        "address.",
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Mark every cookie `Secure` even when the portal sees plain HTTP and the "
+        "public URL is not `https://` (they are `Secure` anyway when it is).",
+    )
     powerbi_tenant_id: str | None = Field(
         None, description="Entra tenant id of the service principal that calls Power BI."
     )
@@ -182,11 +245,41 @@ class Settings(BaseSettings):
         description="A session unused for this many minutes ends (sign in again). "
         "TV screens stay signed in while their viewer is open.",
     )
+    session_lifetime_days: int = Field(
+        30,
+        ge=1,
+        le=400,
+        description="A session ends this many days after sign-in however much it is used "
+        "(besides the idle timeout).",
+    )
     login_max_attempts: int = Field(
-        5, ge=1, description="Wrong passwords in a row before the account is locked."
+        5,
+        ge=1,
+        le=100,
+        description="Wrong passwords in a row for one account from one client address before "
+        "that address must wait (a minute, then twice as long after each further one).",
     )
     login_lockout_minutes: int = Field(
-        30, ge=1, description="How long a locked account stays locked."
+        30,
+        ge=1,
+        le=24 * 60,
+        description="The longest wait between sign-in attempts for one account from one address.",
+    )
+    login_address_max_failures: int = Field(
+        50,
+        ge=1,
+        le=100_000,
+        description="Failed sign-ins one client address may make in an hour, over all "
+        "e-mail addresses, before it must wait for the hour to end (an account it has signed in "
+        "to before is not held back).",
+    )
+    login_account_max_failures: int = Field(
+        100,
+        ge=1,
+        le=100,
+        description="Failed sign-ins one account may have in an hour, from all addresses "
+        "together, before only the addresses it signed in from before may try it until the "
+        "hour ends.",
     )
     metrics_token: SecretStr | None = Field(
         None,
@@ -243,9 +336,23 @@ class Settings(BaseSettings):
             raise UnsafeSettingsError(
                 "EMBEDPORTAL_SECRET_KEY must be set to a random value of at least "
                 f"{MIN_SECRET_KEY_LENGTH} characters outside development "
-                '(e.g. `python -c "import secrets; print(secrets.token_urlsafe(48))"`).'
+                f"({GENERATE_HINT})."
             )
+        _refuse_guessable("EMBEDPORTAL_SECRET_KEY", key)
+        if self.metrics_token is not None:
+            _refuse_guessable("EMBEDPORTAL_METRICS_TOKEN", self.metrics_token.get_secret_value())
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_networks(value)
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return parse_networks(self.trusted_proxies or "")
 
     @property
     def resolved_database_url(self) -> str:

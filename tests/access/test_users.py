@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from embedportal.access.login import lockouts
 from embedportal.access.passwords import verify_password
 from embedportal.access.sessions import start_session
 from embedportal.access.users import (
@@ -30,7 +31,8 @@ from embedportal.access.users import (
 )
 from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, Group, GroupMembership, Role, User, WebSession
-from tests.access.conftest import PASSWORD, NewUser
+from embedportal.settings import Settings
+from tests.access.conftest import PASSWORD, LockOut, NewUser
 
 
 def _audit(db: Session, action: str) -> list[AuditEntry]:
@@ -172,17 +174,18 @@ def test_update_user_refuses_a_taken_email_and_self_demotion(
 
 
 def test_blocking_ends_sessions_and_unblocking_ends_a_lockout(
-    db: Session, new_user: NewUser
+    db: Session, new_user: NewUser, lock_out: LockOut, settings: Settings
 ) -> None:
     admin = new_user("admin@example.com", Role.ADMIN)
     user = new_user("user@example.com")
+    lock_out(user)
     start_session(session=db, user=user)
     set_blocked(session=db, user=user, blocked=True, actor=admin)
     assert user.is_blocked
     assert db.scalar(select(WebSession).where(WebSession.user_id == user.id)) is None
-    user.failed_login_count, user.locked_until = 3, utcnow()
     set_blocked(session=db, user=user, blocked=False, actor=admin)
-    assert not user.is_blocked and user.failed_login_count == 0 and user.locked_until is None
+    assert not user.is_blocked
+    assert lockouts(session=db, settings=settings, now=utcnow()) == {}
     assert [e.action for e in db.scalars(select(AuditEntry).order_by(AuditEntry.id))][-2:] == [
         "user.blocked",
         "user.unblocked",
@@ -219,16 +222,17 @@ def test_delete_user_removes_sessions_and_memberships_but_keeps_the_trail(
 
 
 def test_set_password_signs_out_everywhere_and_ends_a_lockout(
-    db: Session, new_user: NewUser
+    db: Session, new_user: NewUser, lock_out: LockOut, settings: Settings
 ) -> None:
     admin = new_user("admin@example.com", Role.ADMIN)
-    user = new_user("user@example.com", failed_login_count=2, locked_until=utcnow())
+    user = new_user("user@example.com")
+    lock_out(user)
     start_session(session=db, user=user)
     with pytest.raises(UserInputError):
         set_password(session=db, user=user, password="short", actor=admin)
     set_password(session=db, user=user, password="brand-new-password", actor=admin)
     assert verify_password(user.password_hash, "brand-new-password")
-    assert user.locked_until is None and user.failed_login_count == 0
+    assert lockouts(session=db, settings=settings, now=utcnow()) == {}
     assert db.scalar(select(WebSession).where(WebSession.user_id == user.id)) is None
     [entry] = _audit(db, "user.password_set")
     assert "brand-new-password" not in json.dumps(entry.detail)

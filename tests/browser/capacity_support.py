@@ -72,7 +72,9 @@ class PortalData:
         """`embedportal users create`, then the user's flags and a group membership."""
         subprocess.run(
             [sys.executable, "-m", "embedportal", "users", "create"]
-            + ["--email", email, "--password", password],
+            + ["--email", email, "--password-stdin"],
+            input=password + "\n",
+            text=True,
             cwd=REPO_ROOT,
             env={**os.environ, **self.env},
             check=True,

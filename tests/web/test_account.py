@@ -83,7 +83,7 @@ def test_changing_the_password(
         )
         assert wrong.status_code == 400
         assert "That is not your current password." in wrong.text
-        assert "at least 10 characters" in wrong.text
+        assert "at least 12 characters" in wrong.text
         fields = form_fields(wrong.text, action="/account/password")
         assert fields["current_password"].invalid and fields["new_password"].invalid
         assert accessibility_problems(wrong.text) == []

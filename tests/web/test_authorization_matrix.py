@@ -130,6 +130,7 @@ EXPECTED: dict[str, Row] = {
     "GET /account": signed_in(),
     "POST /account/language": signed_in(Expect(303, "/account"), form={"language": "en"}),
     "POST /account/password": signed_in(REFUSED, form={"current_password": "wrong"}),
+    "POST /account/password-strength": signed_in(form={"new_password": "typed-so-far"}),
     # --- admin: users -----------------------------------------------------------------------
     "GET /admin/users": admin_only(),
     "GET /admin/users/rows": admin_only(query={"q": "example"}),
@@ -145,6 +146,7 @@ EXPECTED: dict[str, Row] = {
     ),
     "POST /admin/users/{user_id}/block": admin_only(Expect(303, "/admin/users/")),
     "POST /admin/users/{user_id}/unblock": admin_only(Expect(303, "/admin/users/")),
+    "POST /admin/users/{user_id}/unlock": admin_only(Expect(303, "/admin/users/")),
     "GET /admin/users/{user_id}/delete": admin_only(),
     "POST /admin/users/{user_id}/delete": admin_only(Expect(303, "/admin/users")),
     # --- admin: groups ----------------------------------------------------------------------

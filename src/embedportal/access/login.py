@@ -1,34 +1,69 @@
-"""Signing in with e-mail and password: lock-out, blocked users, constant-ish timing, audit.
+"""Signing in with e-mail and password: throttles, blocked users, equal answers, audit.
 
-Every attempt costs one argon2 verification whatever the outcome (unknown e-mail, locked
-account, wrong or right password), so response times do not tell who has an account.
+Every attempt costs one argon2 verification whatever the outcome (unknown e-mail, throttled,
+wrong or right password), and unknown e-mails are throttled exactly like known ones, so neither
+the answer nor its timing tells who has an account.
+
+The throttles (access/throttle_policy.py) live in `login_throttles`. An attempt first reserves
+itself as a failure in its own short transaction, holding the rows' lock: ``SELECT … FOR
+UPDATE`` on PostgreSQL; on SQLite the transaction's first statement is a write, which takes
+the database's write lock at once (as ``BEGIN IMMEDIATE`` would), so the rows are read and
+written with no other writer in between. That reservation is committed *before* the password
+is checked, so however many attempts race, each sees those before it, and the argon2 work is
+done holding no lock. A right password gives the reservation back afterwards.
+
+Rows in the database, rather than in-process or Redis state, because sign-in is not a hot path
+(a few writes per attempt), they hold across instances with or without Redis, and they survive
+a restart, which an attacker could otherwise provoke to reset their counters.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import record
 from embedportal.access.passwords import (
-    DUMMY_HASH,
     MAX_PASSWORD_LENGTH,
+    dummy_hash,
     hash_password,
     needs_rehash,
     verify_password,
 )
+from embedportal.access.throttle_policy import (
+    WINDOW,
+    Decision,
+    Limits,
+    Tally,
+    after_success,
+    decide,
+)
 from embedportal.access.users import MAX_EMAIL_LENGTH, find_user_by_email
-from embedportal.db.models import User
+from embedportal.db.models import LoginThrottle, User
 from embedportal.settings import Settings
+
+PAIR, ADDRESS, ACCOUNT = "pair", "address", "account"
+MAX_ADDRESS_LENGTH = 64
+# A throttle row untouched this long starts again (its waits are over long before); an
+# address's remembered success is kept longer, so the owner stays "known" between holidays.
+FORGET_FAILURES_AFTER = timedelta(days=1)
+FORGET_SUCCESS_AFTER = timedelta(days=90)
+PRUNE_BATCH = 500
 
 
 class LoginFailureReason(enum.StrEnum):
     # Unknown e-mail or wrong password: one reason, so the page cannot tell them apart.
     INVALID = "invalid"
+    # Too many failures lately (for this address, account or both): wait until `locked_until`.
     LOCKED = "locked"
     BLOCKED = "blocked"
 
@@ -41,10 +76,164 @@ class LoginFailure:
     locked_until: datetime | None = None
 
 
+@dataclass(frozen=True)
+class _Keys:
+    account: str  # keyed hash of the e-mail
+    address: str
+    pair: str
+    address_only: str
+    account_only: str
+
+    def by_scope(self) -> dict[str, str]:
+        return {PAIR: self.pair, ADDRESS: self.address_only, ACCOUNT: self.account_only}
+
+
+def account_hash(email: str, *, settings: Settings) -> str:
+    """The e-mail as the throttles store it: keyed, so neither the address nor a password typed
+    into the e-mail field can be read back from the table."""
+    key = settings.secret_key.get_secret_value().encode()
+    normalised = email.strip().lower()[:MAX_EMAIL_LENGTH]
+    return hmac.new(key, b"login-account\0" + normalised.encode(), hashlib.sha256).hexdigest()
+
+
+def _row_key(scope: str, account: str, address: str) -> str:
+    return hashlib.sha256(f"{scope}\0{account}\0{address}".encode()).hexdigest()
+
+
+def _keys(email: str, address: str, settings: Settings) -> _Keys:
+    account = account_hash(email, settings=settings)
+    return _Keys(
+        account=account,
+        address=address,
+        pair=_row_key(PAIR, account, address),
+        address_only=_row_key(ADDRESS, "", address),
+        account_only=_row_key(ACCOUNT, account, ""),
+    )
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        max_attempts=settings.login_max_attempts,
+        longest_wait=timedelta(minutes=settings.login_lockout_minutes),
+        address_limit=settings.login_address_max_failures,
+        account_limit=settings.login_account_max_failures,
+    )
+
+
+def _locked_rows(
+    session: Session, keys: _Keys, user: User | None, now: datetime
+) -> dict[str, LoginThrottle]:
+    """The three throttle rows of this attempt, created when missing, locked until commit.
+
+    The INSERT comes first: on SQLite it is what takes the write lock before anything is read.
+    Keys are always handled in the same order, so concurrent attempts never deadlock."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    scopes = keys.by_scope()
+    for scope, key in sorted(scopes.items(), key=lambda item: item[1]):
+        account = "" if scope == ADDRESS else keys.account
+        session.execute(
+            insert(LoginThrottle)
+            .values(
+                key=key,
+                scope=scope,
+                account=account,
+                address="" if scope == ACCOUNT else keys.address,
+                user_id=user.id if user is not None and scope != ADDRESS else None,
+                failures=0,
+                window_started_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+    rows = session.scalars(
+        select(LoginThrottle)
+        .where(LoginThrottle.key.in_(scopes.values()))
+        .order_by(LoginThrottle.key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    by_key = {row.key: row for row in rows}
+    found = {scope: by_key[key] for scope, key in scopes.items()}
+    if user is not None:
+        # Tried before the account existed: from now on the rows name it (Admin → Users).
+        for scope in (PAIR, ACCOUNT):
+            if found[scope].user_id is None:
+                found[scope].user_id = user.id
+    return found
+
+
+def _tally(row: LoginThrottle) -> Tally:
+    return Tally(
+        failures=row.failures,
+        window_started_at=row.window_started_at,
+        locked_until=row.locked_until,
+        succeeded_at=row.succeeded_at,
+    )
+
+
+def _store(rows: Mapping[str, LoginThrottle], decision: Decision, now: datetime) -> None:
+    _write(rows[PAIR], decision.pair, now)
+    _write(rows[ADDRESS], decision.address, now)
+    _write(rows[ACCOUNT], decision.account, now)
+
+
+def _write(row: LoginThrottle, tally: Tally, now: datetime) -> None:
+    row.failures = tally.failures
+    row.window_started_at = tally.window_started_at or now
+    row.locked_until = tally.locked_until
+    row.succeeded_at = tally.succeeded_at
+    row.updated_at = now
+
+
+def _prune(session: Session, now: datetime) -> None:
+    """Forget rows nobody has tried lately. Rows another attempt holds are skipped, not waited
+    for (PostgreSQL's SKIP LOCKED), so pruning can never deadlock with a sign-in."""
+    stale = (
+        select(LoginThrottle.key)
+        .where(
+            or_(
+                (LoginThrottle.updated_at < now - FORGET_FAILURES_AFTER)
+                & LoginThrottle.succeeded_at.is_(None),
+                LoginThrottle.updated_at < now - FORGET_SUCCESS_AFTER,
+            )
+        )
+        .limit(PRUNE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(
+        delete(LoginThrottle)
+        .where(LoginThrottle.key.in_(stale.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def audited_email(email: str, *, user: User | None) -> str:
+    """What the audit trail keeps of the e-mail an attempt claimed: the address when it is one
+    (to search for), nothing when it is not, since that is usually a password typed into the
+    wrong field."""
+    if user is not None:
+        return user.email
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return ""
+    return email[:MAX_EMAIL_LENGTH]
+
+
 def _failed(
-    *, session: Session, email: str, user: User | None, reason: str, locked_until: datetime | None
+    *,
+    session: Session,
+    email: str,
+    address: str,
+    user: User | None,
+    reason: str,
+    locked_until: datetime | None,
 ) -> None:
-    detail: dict[str, object] = {"reason": reason}
+    claimed = audited_email(email, user=user)
+    detail: dict[str, object] = {"reason": reason, "address": address}
+    if not claimed and email:
+        detail["email"] = "not an e-mail address (not kept)"
     if locked_until is not None:
         detail["locked_until"] = locked_until.isoformat()
     entry = record(
@@ -56,59 +245,95 @@ def _failed(
         detail=detail,
     )
     # Not a verified actor, but the e-mail the attempt claimed, so it can be searched for.
-    entry.actor_email = email[:MAX_EMAIL_LENGTH]
+    entry.actor_email = claimed
+
+
+def _reserve(
+    *, session: Session, keys: _Keys, user: User | None, settings: Settings, now: datetime
+) -> Decision:
+    """Count this attempt as a failure before its password is checked, and commit that."""
+    rows = _locked_rows(session, keys, user, now)
+    decision = decide(
+        pair=_tally(rows[PAIR]),
+        address=_tally(rows[ADDRESS]),
+        account=_tally(rows[ACCOUNT]),
+        limits=_limits(settings),
+        now=now,
+    )
+    if decision.wait_until is None:
+        _store(rows, decision, now)
+    _prune(session, now)
+    session.commit()
+    return decision
+
+
+def _give_back(*, session: Session, keys: _Keys, user: User, now: datetime) -> None:
+    """The right password: the reserved failure is returned and the address remembered."""
+    rows = _locked_rows(session, keys, user, now)
+    _store(
+        rows,
+        after_success(
+            pair=_tally(rows[PAIR]),
+            address=_tally(rows[ADDRESS]),
+            account=_tally(rows[ACCOUNT]),
+            now=now,
+        ),
+        now,
+    )
 
 
 def authenticate(
-    *, session: Session, email: str, password: str, settings: Settings, now: datetime
+    *,
+    session: Session,
+    email: str,
+    password: str,
+    client_address: str,
+    settings: Settings,
+    now: datetime,
 ) -> User | LoginFailure:
-    """The user these credentials belong to, or why not. Changes are flushed, not committed."""
+    """The user these credentials belong to, or why not.
+
+    The attempt's reservation is committed before the password is checked (see the module's
+    docstring); what follows (the outcome, the audit entry) is flushed, not committed."""
     email = email.strip().lower()[:MAX_EMAIL_LENGTH]
+    address = client_address[:MAX_ADDRESS_LENGTH]
     # argon2 hashes any length, but a megabyte of "password" should not cost a megabyte of work;
     # no stored password is that long, so an over-long one is wrong (after the same work).
     candidate = password[:MAX_PASSWORD_LENGTH]
     too_long = len(password) > MAX_PASSWORD_LENGTH
-    user = find_user_by_email(session=session, email=email) if email else None
+    # No stored e-mail holds a control character, and PostgreSQL refuses NUL in a query: such
+    # an e-mail is simply nobody's (and is throttled like any other).
+    plausible = bool(email) and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in email)
+    user = find_user_by_email(session=session, email=email) if plausible else None
+    keys = _keys(email, address, settings)
+    decision = _reserve(session=session, keys=keys, user=user, settings=settings, now=now)
 
-    if user is None:
-        verify_password(DUMMY_HASH, candidate)
-        _failed(session=session, email=email, user=None, reason="unknown", locked_until=None)
-        return LoginFailure(LoginFailureReason.INVALID)
-
-    if user.locked_until is not None:
-        if user.locked_until > now:
-            # While locked, the password is not even checked: no guessing goes on meanwhile.
-            verify_password(DUMMY_HASH, candidate)
-            _failed(
-                session=session,
-                email=email,
-                user=user,
-                reason="locked",
-                locked_until=user.locked_until,
-            )
-            return LoginFailure(LoginFailureReason.LOCKED, locked_until=user.locked_until)
-        user.locked_until = None
-        user.failed_login_count = 0
-
-    if not verify_password(user.password_hash, candidate) or too_long:
-        # Counted in the database, so simultaneous attempts cannot overwrite each other.
-        session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(failed_login_count=User.failed_login_count + 1)
-            .execution_options(synchronize_session=False)
+    if decision.wait_until is not None:
+        # While held back the password is not even checked: no guessing goes on meanwhile.
+        verify_password(dummy_hash(), candidate)
+        _failed(
+            session=session,
+            email=email,
+            address=address,
+            user=user,
+            reason="throttled",
+            locked_until=decision.wait_until,
         )
-        session.refresh(user, ["failed_login_count"])
-        if user.failed_login_count >= settings.login_max_attempts:
-            user.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
-            user.failed_login_count = 0
-            _failed(
-                session=session,
-                email=email,
-                user=user,
-                reason="wrong_password",
-                locked_until=None,
-            )
+        session.flush()
+        return LoginFailure(LoginFailureReason.LOCKED, locked_until=decision.wait_until)
+
+    right = verify_password(user.password_hash if user else dummy_hash(), candidate)
+    if user is None or not right or too_long:
+        wait_until = decision.pair.locked_until
+        _failed(
+            session=session,
+            email=email,
+            address=address,
+            user=user,
+            reason="wrong_password" if user is not None else "unknown",
+            locked_until=wait_until,
+        )
+        if decision.starts_wait and user is not None:
             record(
                 session=session,
                 actor=None,
@@ -117,21 +342,29 @@ def authenticate(
                 target_id=str(user.id),
                 detail={
                     "email": user.email,
-                    "attempts": settings.login_max_attempts,
-                    "locked_until": user.locked_until.isoformat(),
+                    "address": address,
+                    "attempts": decision.pair.failures,
+                    "locked_until": wait_until.isoformat() if wait_until else None,
                 },
             )
-            session.flush()
-            return LoginFailure(LoginFailureReason.LOCKED, locked_until=user.locked_until)
-        _failed(session=session, email=email, user=user, reason="wrong_password", locked_until=None)
         session.flush()
+        if wait_until is not None:
+            return LoginFailure(LoginFailureReason.LOCKED, locked_until=wait_until)
         return LoginFailure(LoginFailureReason.INVALID)
 
     if user.is_blocked:
-        _failed(session=session, email=email, user=user, reason="blocked", locked_until=None)
+        _failed(
+            session=session,
+            email=email,
+            address=address,
+            user=user,
+            reason="blocked",
+            locked_until=None,
+        )
+        session.flush()
         return LoginFailure(LoginFailureReason.BLOCKED)
 
-    user.failed_login_count = 0
+    _give_back(session=session, keys=keys, user=user, now=now)
     user.last_login_at = now
     if needs_rehash(user.password_hash):
         # The hashing parameters were raised since this hash was made: upgrade it while the
@@ -143,6 +376,62 @@ def authenticate(
         action="login.succeeded",
         target_type="user",
         target_id=str(user.id),
+        detail={"address": address},
     )
     session.flush()
     return user
+
+
+# --- what administrators see and do ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """An account some address must wait to try (or that only known addresses may try)."""
+
+    user_id: int
+    until: datetime
+    addresses: tuple[str, ...]
+
+
+def lockouts(
+    *, session: Session, settings: Settings, now: datetime, user_ids: list[int] | None = None
+) -> dict[int, Lockout]:
+    """Accounts held back right now, by user id (all of them, or those of ``user_ids``)."""
+    held = or_(
+        (LoginThrottle.scope == PAIR) & (LoginThrottle.locked_until > now),
+        (LoginThrottle.scope == ACCOUNT)
+        & (LoginThrottle.failures >= settings.login_account_max_failures)
+        & (LoginThrottle.window_started_at > now - WINDOW),
+    )
+    query = select(LoginThrottle).where(LoginThrottle.user_id.is_not(None), held)
+    if user_ids is not None:
+        query = query.where(LoginThrottle.user_id.in_(user_ids))
+    found: dict[int, Lockout] = {}
+    for row in session.scalars(query):
+        until = _held_until(row, settings, now)
+        if until is None or row.user_id is None:
+            continue
+        before = found.get(row.user_id)
+        addresses = (row.address,) if row.scope == PAIR and row.address else ()
+        if before is None:
+            found[row.user_id] = Lockout(row.user_id, until, addresses)
+        else:
+            found[row.user_id] = replace(
+                before,
+                until=max(before.until, until),
+                addresses=tuple(sorted({*before.addresses, *addresses})),
+            )
+    return found
+
+
+def _held_until(row: LoginThrottle, settings: Settings, now: datetime) -> datetime | None:
+    if row.scope == PAIR:
+        if row.locked_until is not None and row.locked_until > now:
+            return row.locked_until
+        return None
+    # The account's hourly ceiling, reached in a window still open: unknown addresses wait.
+    window_ends = row.window_started_at + WINDOW
+    if row.failures >= settings.login_account_max_failures and window_ends > now:
+        return window_ends
+    return None

@@ -29,7 +29,13 @@ import anyio.to_thread
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from embedportal.db.models import AuditEntry, CapacityActivity, ViewerEventCount, WebSession
+from embedportal.db.models import (
+    AuditEntry,
+    CapacityActivity,
+    LoginThrottle,
+    ViewerEventCount,
+    WebSession,
+)
 
 DEFAULT_TTL_SECONDS = 5.0
 DEFAULT_MAX_ENTRIES = 10_000
@@ -41,6 +47,8 @@ _UNWATCHED_TABLES = frozenset(
         AuditEntry.__tablename__,
         CapacityActivity.__tablename__,
         ViewerEventCount.__tablename__,
+        # Every sign-in attempt writes it; a flood of wrong passwords must not empty the cache.
+        LoginThrottle.__tablename__,
     }
 )
 _DIRTY = "embedportal.read_cache.dirty"

@@ -6,23 +6,25 @@ with one message per form field, and writes an audit entry (never a password) fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
 from embedportal.access.passwords import (
-    MAX_PASSWORD_LENGTH,
+    MAX_NEW_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
+    MIN_STRENGTH,
     hash_password,
+    password_strength,
     verify_password,
 )
 from embedportal.access.sessions import end_all_sessions
-from embedportal.db.models import Role, User, WebSession
+from embedportal.db.models import LoginThrottle, Role, User, WebSession
 from embedportal.i18n import LANGUAGES, _
 
 # Power BI's limits on an effective identity (EffectiveIdentity.username and .roles).
@@ -89,15 +91,30 @@ def normalise_email(email: str, *, field: str = "email") -> str:
     return result.normalized.lower()
 
 
-def check_password_rules(password: str, *, field: str = "password") -> None:
+def check_password_rules(
+    password: str, *, field: str = "password", user_inputs: Sequence[str] = ()
+) -> None:
+    """Length (12 to 128) and strength: no common or breached password, nor one made of the
+    user's own e-mail or name (``user_inputs``). No rules about kinds of characters."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserInputError(
             _("The password must have at least %(count)d characters.", count=MIN_PASSWORD_LENGTH),
             field=field,
         )
-    if len(password) > MAX_PASSWORD_LENGTH:
+    if len(password) > MAX_NEW_PASSWORD_LENGTH:
         raise UserInputError(
-            _("The password must have at most %(count)d characters.", count=MAX_PASSWORD_LENGTH),
+            _(
+                "The password must have at most %(count)d characters.",
+                count=MAX_NEW_PASSWORD_LENGTH,
+            ),
+            field=field,
+        )
+    if password_strength(password, user_inputs=user_inputs) < MIN_STRENGTH:
+        raise UserInputError(
+            _(
+                "This password is too easy to guess: it is a common password, close to one, or "
+                "made of your e-mail or name. A few unusual words together work well."
+            ),
             field=field,
         )
 
@@ -204,7 +221,7 @@ def create_user(
 ) -> User:
     errors: dict[str, str] = {}
     normalised = _collect(errors, normalise_email, email)
-    _collect(errors, check_password_rules, password)
+    _collect(errors, check_password_rules, password, user_inputs=(email, name))
     chosen_role = _collect(errors, parse_role, role)
     username = _collect(errors, normalise_rls_username, rls_username)
     roles = _collect(errors, parse_rls_roles, rls_roles)
@@ -285,9 +302,10 @@ def update_user(
     return changes
 
 
-def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> None:
-    """Block (sign out everywhere, refuse sign-in) or unblock a user."""
-    if blocked and actor.id == user.id:
+def set_blocked(*, session: Session, user: User, blocked: bool, actor: User | None) -> None:
+    """Block (sign out everywhere, refuse sign-in) or unblock a user; ``actor`` None is the
+    command line."""
+    if blocked and actor is not None and actor.id == user.id:
         raise UserInputError(_("You cannot block yourself."))
     if user.is_blocked == blocked:
         return
@@ -296,14 +314,36 @@ def set_blocked(*, session: Session, user: User, blocked: bool, actor: User) -> 
         end_all_sessions(session=session, user_id=user.id)
     else:
         # Unblocking is a fresh start, including for a lock-out from wrong passwords.
-        user.failed_login_count = 0
-        user.locked_until = None
+        end_lockout(session=session, user=user)
     _audit(
         session=session,
         actor=actor,
         action="user.blocked" if blocked else "user.unblocked",
         user=user,
     )
+
+
+def end_lockout(*, session: Session, user: User) -> int:
+    """End every sign-in wait and failure count on ``user``'s account, from every address; how
+    many throttle rows held any (0: nothing to end). The addresses the user signed in from stay
+    remembered (access/throttle_policy.py)."""
+    held = update(LoginThrottle).where(
+        LoginThrottle.user_id == user.id,
+        or_(LoginThrottle.failures > 0, LoginThrottle.locked_until.is_not(None)),
+    )
+    result = session.execute(
+        held.values(failures=0, locked_until=None).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def unlock_user(*, session: Session, user: User, actor: User | None) -> int:
+    """An administrator lets ``user`` try again at once from anywhere (audited); see
+    `end_lockout` for the number (0: there was nothing to unlock, and nothing is audited)."""
+    ended = end_lockout(session=session, user=user)
+    if ended:
+        _audit(session=session, actor=actor, action="user.unlocked", user=user)
+    return ended
 
 
 def delete_user(*, session: Session, user: User, actor: User) -> None:
@@ -319,10 +359,9 @@ def delete_user(*, session: Session, user: User, actor: User) -> None:
 def set_password(*, session: Session, user: User, password: str, actor: User | None) -> None:
     """An administrator sets a user's password: the user is signed out everywhere and any
     lock-out ends (the usual reason is a forgotten password)."""
-    check_password_rules(password)
+    check_password_rules(password, user_inputs=(user.email, user.name))
     user.password_hash = hash_password(password)
-    user.failed_login_count = 0
-    user.locked_until = None
+    end_lockout(session=session, user=user)
     end_all_sessions(session=session, user_id=user.id)
     _audit(session=session, actor=actor, action="user.password_set", user=user)
 
@@ -340,7 +379,13 @@ def change_own_password(
     errors: dict[str, str] = {}
     if not verify_password(user.password_hash, current_password):
         errors["current_password"] = _("That is not your current password.")
-    _collect(errors, check_password_rules, new_password, field="new_password")
+    _collect(
+        errors,
+        check_password_rules,
+        new_password,
+        field="new_password",
+        user_inputs=(user.email, user.name),
+    )
     if "new_password" not in errors and new_password != repeat_password:
         errors["repeat_password"] = _("The two new passwords are not the same.")
     _raise_if(errors)
@@ -366,8 +411,16 @@ class UserPage:
     total: int
 
 
-def list_users(*, session: Session, search: str = "", offset: int = 0, limit: int = 50) -> UserPage:
-    """Users ordered by e-mail; `search` matches part of the e-mail or name, any case."""
+def list_users(
+    *,
+    session: Session,
+    search: str = "",
+    offset: int = 0,
+    limit: int = 50,
+    only_ids: Collection[int] | None = None,
+) -> UserPage:
+    """Users ordered by e-mail; `search` matches part of the e-mail or name, any case;
+    ``only_ids`` keeps those users alone (the locked ones, say)."""
     condition = None
     text = search.strip().lower()
     if text:
@@ -375,6 +428,9 @@ def list_users(*, session: Session, search: str = "", offset: int = 0, limit: in
             func.lower(User.email).contains(text, autoescape=True),
             func.lower(User.name).contains(text, autoescape=True),
         )
+    if only_ids is not None:
+        among = User.id.in_(sorted(only_ids))
+        condition = among if condition is None else condition & among
     query = select(User).order_by(User.email)
     count = select(func.count()).select_from(User)
     if condition is not None:

@@ -47,8 +47,6 @@ class User(Base):
     may_start_capacity: Mapped[bool] = mapped_column(default=False)
     keeps_capacity_on: Mapped[bool] = mapped_column(default=False)
     language: Mapped[str | None] = mapped_column(String(10), default=None)
-    failed_login_count: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -204,9 +202,41 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The absolute end, however much the session is used: fixed at sign-in
+    # (EMBEDPORTAL_SESSION_LIFETIME_DAYS then).
+    expires_at: Mapped[datetime] = mapped_column()
     user_agent: Mapped[str] = mapped_column(String(300), default="")
 
     user: Mapped[User] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins lately for one key, and until when that key must wait (access/login.py).
+
+    Three scopes: ``pair`` (one e-mail from one client address: the wait that doubles),
+    ``address`` (one client address over every e-mail) and ``account`` (one e-mail from every
+    address). The e-mail is kept only as a keyed hash (``account``), so a password typed into
+    the e-mail field is never stored; ``user_id`` names the account when it exists, for
+    Admin → Users and unlocking. Unknown e-mails get the same rows, so they behave the same.
+    """
+
+    __tablename__ = "login_throttles"
+
+    # sha256 of scope, account hash and address: one row per key, found without a scan.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    account: Mapped[str] = mapped_column(String(64), default="", index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
+    failures: Mapped[int] = mapped_column(default=0)
+    window_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    # The last right password from this address for this account (pair rows only): such an
+    # address is the owner's, and the wide limits (address, account) do not hold it back.
+    succeeded_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class AuditEntry(Base):

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from embedportal import i18n
 from embedportal.access.read_cache import ReadCache
-from embedportal.access.sessions import SESSION_COOKIE, resolve_session
+from embedportal.access.sessions import resolve_session, session_cookie_of
 from embedportal.db.models import Organization, User
 from embedportal.db.session import session_scope
 
@@ -68,7 +68,7 @@ async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
     telemetry) then cost no database round trip. Signing out, blocking or removing a user
     drops the cache (read_cache.py), and an entry lives seconds, far less than a session's
     last-seen resolution (a minute), so idle expiry is unaffected."""
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie_of(request.cookies)
     cache: ReadCache | None = getattr(request.app.state, "read_cache", None)
     key = ("identity", hashlib.sha256(cookie.encode()).hexdigest() if cookie else None)
     # The lookup blocks on the database: run it off the event loop, or a burst of requests

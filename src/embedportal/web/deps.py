@@ -31,6 +31,7 @@ from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService
+from embedportal.web.client_address import client_address
 from embedportal.web.push import PushHub
 
 CSRF_HEADER = "x-csrf-token"
@@ -94,6 +95,18 @@ TokenTallyDep = Annotated[TokenTally, Depends(get_token_tally)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 HealthCheckerDep = Annotated[HealthChecker, Depends(get_health_checker)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
+
+
+async def client_address_of(request: Request, settings: AppSettings) -> str:
+    """The client's address, from `X-Forwarded-For` only behind a trusted proxy."""
+    return client_address(
+        peer=request.client.host if request.client else None,
+        forwarded_for=request.headers.get("x-forwarded-for"),
+        trusted=settings.trusted_proxy_networks,
+    )
+
+
+ClientAddress = Annotated[str, Depends(client_address_of)]
 
 
 def get_db(request: Request) -> Iterator[Session]:

@@ -87,6 +87,36 @@ class PasswordForm(PostedForm):
     password: str = ""
 
 
+class PasswordStrengthForm(PostedForm):
+    """A password being typed, for the strength meter: whichever field it is in, and the
+    e-mail and name it must not be made of (the new-user form sends them too)."""
+
+    password: str = ""
+    new_password: str = ""
+    email: str = ""
+    name: str = ""
+
+    @property
+    def typed(self) -> str:
+        return self.new_password or self.password
+
+
+class UnlockForm(PostedForm):
+    """Unlock from Admin → Users: the list's search and page, to show the same list again."""
+
+    q: str = ""
+    page: str = "1"
+    locked: Checkbox = False
+
+    @property
+    def page_number(self) -> int:
+        # ASCII digits only: int() would also take "²" or a thousand digits.
+        text = self.page.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 7:
+            return max(int(text), 1)
+        return 1
+
+
 class GroupForm(CapacityRightsForm):
     """The fields of a group, for "new group" and the group's page."""
 

@@ -9,16 +9,20 @@ from fastapi.responses import Response
 
 from embedportal import i18n
 from embedportal.access.groups import groups_of
+from embedportal.access.passwords import MIN_STRENGTH, STRENGTH_LEVELS, password_strength
 from embedportal.access.users import UserInputError, change_own_password, set_language
 from embedportal.db.models import User
 from embedportal.i18n import _
 from embedportal.web.deps import AppSettings, CsrfProtected, CurrentUser, DbSession
+from embedportal.web.forms import PasswordStrengthForm
 from embedportal.web.routes.auth import remember_language
 from embedportal.web.templating import flash_redirect, render
 
 router = APIRouter(prefix="/account", tags=["account"], include_in_schema=False)
 
 BROWSER = "browser"  # the form's value for "follow the browser" (User.language = None)
+# Longer than any password the rules allow: the meter has nothing to add past it.
+MAX_METER_LENGTH = 256
 
 
 def _page(
@@ -96,4 +100,22 @@ def change_password(
         request,
         "/account",
         _("Your password is changed. Your other browsers and devices are signed out."),
+    )
+
+
+@router.post("/password-strength", dependencies=[CsrfProtected])
+def password_strength_meter(
+    request: Request, user: CurrentUser, form: Annotated[PasswordStrengthForm, Form()]
+) -> Response:
+    """The strength meter under a new-password field (htmx, as the password is typed): the same
+    zxcvbn score the rules use, so "too easy" here is what the form would refuse. Nothing typed
+    is stored or logged."""
+    typed = form.typed[:MAX_METER_LENGTH]
+    # The new-user form names the person the password is for; otherwise it is the user's own.
+    inputs = (form.email, form.name) if form.email or form.name else (user.email, user.name)
+    score = password_strength(typed, user_inputs=inputs) if typed else None
+    return render(
+        request,
+        "_password_strength.html",
+        {"score": score, "levels": STRENGTH_LEVELS - 1, "acceptable": MIN_STRENGTH},
     )

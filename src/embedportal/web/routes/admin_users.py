@@ -10,12 +10,21 @@ from fastapi.responses import Response
 from embedportal.access import users
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.groups import groups_of
+from embedportal.access.login import lockouts
 from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
 from embedportal.db.models import User
 from embedportal.i18n import _
-from embedportal.web.deps import AdminUser, CsrfProtected, DbSession, PushHubDep
-from embedportal.web.forms import NewUserForm, PasswordForm, UserForm
+from embedportal.settings import Settings
+from embedportal.web.deps import (
+    AdminUser,
+    AppSettings,
+    CsrfProtected,
+    DbSession,
+    IsHtmx,
+    PushHubDep,
+)
+from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm
 from embedportal.web.push import PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
@@ -37,33 +46,67 @@ def _user_or_404(db: DbSession, user_id: int) -> User:
     return user
 
 
-def _list_context(db: DbSession, q: str, page: int) -> dict[str, Any]:
+def _list_context(
+    db: DbSession,
+    settings: Settings,
+    q: str,
+    page: int,
+    *,
+    locked: bool = False,
+    message: str = "",
+) -> dict[str, Any]:
     page = min(max(page, 1), MAX_PAGE)
-    result = users.list_users(session=db, search=q, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    now = utcnow()
+    # Every locked account, not only this page's: the list says how many there are.
+    held = lockouts(session=db, settings=settings, now=now)
+    result = users.list_users(
+        session=db,
+        search=q,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        only_ids=held.keys() if locked else None,
+    )
     return {
         "users": result.users,
+        "lockouts": held,
+        "locked_only": locked,
+        "message": message,
         "total": result.total,
         "q": q,
         "page": page,
         "pages": max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
-        "now": utcnow(),
+        "now": now,
         "zone": organization_zone(session=db),
     }
 
 
 @router.get("")
 def users_page(
-    request: Request, db: DbSession, _admin: AdminUser, q: str = "", page: int = 1
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    _admin: AdminUser,
+    q: str = "",
+    page: int = 1,
+    locked: bool = False,
 ) -> Response:
-    return render(request, "admin/users.html", _list_context(db, q, page))
+    context = _list_context(db, settings, q, page, locked=locked)
+    return render(request, "admin/users.html", context)
 
 
 @router.get("/rows")
 def users_rows(
-    request: Request, db: DbSession, _admin: AdminUser, q: str = "", page: int = 1
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    _admin: AdminUser,
+    q: str = "",
+    page: int = 1,
+    locked: bool = False,
 ) -> Response:
     """The list alone: the htmx target of the search box."""
-    return render(request, "admin/_users_table.html", _list_context(db, q, page))
+    context = _list_context(db, settings, q, page, locked=locked)
+    return render(request, "admin/_users_table.html", context)
 
 
 @router.get("/new")
@@ -96,6 +139,7 @@ def _edit_page(
     db: DbSession,
     user: User,
     *,
+    settings: Settings,
     values: UserForm | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
@@ -108,6 +152,9 @@ def _edit_page(
             "values": values if values is not None else UserForm.of(user),
             "errors": errors or {},
             "groups": groups_of(session=db, user=user),
+            "lockout": lockouts(
+                session=db, settings=settings, now=utcnow(), user_ids=[user.id]
+            ).get(user.id),
             "now": utcnow(),
             "zone": organization_zone(session=db),
         },
@@ -116,14 +163,17 @@ def _edit_page(
 
 
 @router.get("/{user_id}")
-def edit_user_page(request: Request, db: DbSession, _admin: AdminUser, user_id: UserId) -> Response:
-    return _edit_page(request, db, _user_or_404(db, user_id))
+def edit_user_page(
+    request: Request, db: DbSession, settings: AppSettings, _admin: AdminUser, user_id: UserId
+) -> Response:
+    return _edit_page(request, db, _user_or_404(db, user_id), settings=settings)
 
 
 @router.post("/{user_id}", dependencies=[CsrfProtected])
 def update_user(
     request: Request,
     db: DbSession,
+    settings: AppSettings,
     admin: AdminUser,
     hub: PushHubDep,
     user_id: UserId,
@@ -133,7 +183,15 @@ def update_user(
     try:
         changes = users.update_user(session=db, user=user, **form.model_dump(), actor=admin)
     except UserInputError as error:
-        return _edit_page(request, db, user, values=form, errors=error.errors, status_code=400)
+        return _edit_page(
+            request,
+            db,
+            user,
+            settings=settings,
+            values=form,
+            errors=error.errors,
+            status_code=400,
+        )
     db.commit()
     if ACCESS_FIELDS.intersection(changes):
         notify_access_changed(hub, [user.id])
@@ -145,6 +203,7 @@ def update_user(
 def set_user_password(
     request: Request,
     db: DbSession,
+    settings: AppSettings,
     admin: AdminUser,
     user_id: UserId,
     form: Annotated[PasswordForm, Form()],
@@ -158,6 +217,7 @@ def set_user_password(
             request,
             db,
             user,
+            settings=settings,
             errors={"new_password": next(iter(error.errors.values()))},
             status_code=400,
         )
@@ -170,13 +230,21 @@ def set_user_password(
 
 
 def _set_blocked(
-    request: Request, db: DbSession, hub: PushHub, admin: User, user_id: int, blocked: bool
+    request: Request,
+    db: DbSession,
+    settings: Settings,
+    hub: PushHub,
+    admin: User,
+    user_id: int,
+    blocked: bool,
 ) -> Response:
     user = _user_or_404(db, user_id)
     try:
         users.set_blocked(session=db, user=user, blocked=blocked, actor=admin)
     except UserInputError as error:
-        return _edit_page(request, db, user, errors=error.errors, status_code=400)
+        return _edit_page(
+            request, db, user, settings=settings, errors=error.errors, status_code=400
+        )
     db.commit()
     if blocked:
         # Their sessions are ended: the re-check gets 401, and the viewer shows access removed.
@@ -189,16 +257,52 @@ def _set_blocked(
 
 @router.post("/{user_id}/block", dependencies=[CsrfProtected])
 def block_user(
-    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, user_id: UserId
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    admin: AdminUser,
+    hub: PushHubDep,
+    user_id: UserId,
 ) -> Response:
-    return _set_blocked(request, db, hub, admin, user_id, blocked=True)
+    return _set_blocked(request, db, settings, hub, admin, user_id, blocked=True)
 
 
 @router.post("/{user_id}/unblock", dependencies=[CsrfProtected])
 def unblock_user(
-    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, user_id: UserId
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    admin: AdminUser,
+    hub: PushHubDep,
+    user_id: UserId,
 ) -> Response:
-    return _set_blocked(request, db, hub, admin, user_id, blocked=False)
+    return _set_blocked(request, db, settings, hub, admin, user_id, blocked=False)
+
+
+@router.post("/{user_id}/unlock", dependencies=[CsrfProtected])
+def unlock_user(
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    admin: AdminUser,
+    htmx: IsHtmx,
+    user_id: UserId,
+    form: Annotated[UnlockForm, Form()],
+) -> Response:
+    """End the user's sign-in waits from every address; from the list, htmx swaps the list."""
+    user = _user_or_404(db, user_id)
+    ended = users.unlock_user(session=db, user=user, actor=admin)
+    db.commit()
+    if ended:
+        message = _("%(email)s can sign in again from anywhere.", email=user.email)
+    else:
+        message = _("%(email)s was not locked.", email=user.email)
+    if htmx:
+        context = _list_context(
+            db, settings, form.q, form.page_number, locked=form.locked, message=message
+        )
+        return render(request, "admin/_users_table.html", context)
+    return flash_redirect(request, f"/admin/users/{user.id}", message)
 
 
 @router.get("/{user_id}/delete")

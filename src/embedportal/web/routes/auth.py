@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
@@ -14,13 +15,21 @@ from embedportal import i18n
 from embedportal.access.audit import record
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
-from embedportal.access.sessions import SESSION_COOKIE, end_session, start_session
+from embedportal.access.sessions import (
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    end_session,
+    session_cookie_name,
+    session_cookie_of,
+    start_session,
+)
 from embedportal.db.base import utcnow
 from embedportal.i18n import _
 from embedportal.settings import Settings
 from embedportal.web.context import ANONYMOUS_CSRF_COOKIE, LANGUAGE_COOKIE
 from embedportal.web.deps import (
     AppSettings,
+    ClientAddress,
     CsrfProtected,
     CsrfProtectedWhenSignedIn,
     DbSession,
@@ -51,7 +60,13 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 
 def is_https(request: Request, settings: Settings) -> bool:
-    return request.url.scheme == "https" or (settings.public_url or "").startswith("https://")
+    """Whether cookies must be `Secure`: served over https (directly or, by the public URL,
+    behind a proxy), or forced by EMBEDPORTAL_SECURE_COOKIES."""
+    return (
+        settings.secure_cookies
+        or request.url.scheme == "https"
+        or (settings.public_url or "").strip().lower().startswith("https://")
+    )
 
 
 def remember_language(
@@ -91,8 +106,10 @@ def _login_form(
 
 def _failure_message(failure: LoginFailure, *, locked_until_local: datetime | None) -> str:
     if failure.reason == LoginFailureReason.LOCKED and locked_until_local is not None:
+        # The same words whether the e-mail has an account or not, and whatever limit held
+        # the attempt back, so the answer tells nothing about who exists.
         return _(
-            "Too many wrong passwords: this account is locked. Try again after %(time)s.",
+            "Too many failed sign-ins. Try again after %(time)s.",
             time=locked_until_local.strftime("%H:%M %Z"),
         )
     if failure.reason == LoginFailureReason.BLOCKED:
@@ -116,6 +133,7 @@ def login(
     request: Request,
     db: DbSession,
     settings: AppSettings,
+    address: ClientAddress,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next_url: Annotated[str, Form(alias="next")] = "",
@@ -127,34 +145,56 @@ def login(
         errors["password"] = _("Enter your password.")
     if errors:
         return _login_form(request, email=email, next_url=next_url, errors=errors, status_code=400)
+    now = utcnow()
     result = authenticate(
-        session=db, email=email, password=password, settings=settings, now=utcnow()
+        session=db,
+        email=email,
+        password=password,
+        client_address=address,
+        settings=settings,
+        now=now,
     )
     if isinstance(result, LoginFailure):
         zone = organization_zone(session=db)
         local = result.locked_until.astimezone(zone) if result.locked_until else None
         db.commit()  # the failed attempt counts even though the answer is an error
         message = _failure_message(result, locked_until_local=local)
-        return _login_form(
+        response = _login_form(
             request,
             email=email,
             next_url=safe_next(next_url, default=""),
             errors={"_form": message},
-            status_code=400,
+            status_code=429 if result.locked_until is not None else 400,
         )
-    # Signing in over an existing session (as someone else, say) ends that one first.
-    end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
-    new = start_session(session=db, user=result, user_agent=request.headers.get("user-agent", ""))
+        if result.locked_until is not None:
+            wait = (result.locked_until - now).total_seconds()
+            response.headers["Retry-After"] = str(max(math.ceil(wait), 1))
+        return response
+    # Signing in over an existing session (as someone else, say) ends that one first, and the
+    # new one gets a new token: a session id planted before sign-in is never promoted.
+    for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
+        end_session(session=db, cookie_value=request.cookies.get(name))
+    new = start_session(
+        session=db,
+        user=result,
+        user_agent=request.headers.get("user-agent", ""),
+        lifetime=timedelta(days=settings.session_lifetime_days),
+        now=now,
+    )
     db.commit()  # before the browser follows the redirect with its new cookie
     response = RedirectResponse(safe_next(next_url), status_code=303)
+    secure = is_https(request, settings)
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(secure=secure),
         new.cookie_value,
         httponly=True,
         samesite="lax",
-        secure=is_https(request, settings),
+        secure=secure,
         path="/",
     )
+    if secure and SESSION_COOKIE in request.cookies:
+        # A plain-named cookie is an older session's (ended above): the new one is `__Host-`.
+        forget_session_cookies(response, plain_only=True)
     # The pre-sign-in token has done its job; the session carries its own from now on.
     response.delete_cookie(ANONYMOUS_CSRF_COOKIE, path="/")
     return response
@@ -172,7 +212,7 @@ def tell_open_viewers_of_sign_out(hub: PushHub, user_id: int) -> None:
 
 @router.post("/logout", dependencies=[CsrfProtectedWhenSignedIn])
 def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep) -> Response:
-    end_session(session=db, cookie_value=request.cookies.get(SESSION_COOKIE))
+    end_session(session=db, cookie_value=session_cookie_of(request.cookies))
     if user is not None:
         record(session=db, actor=user, action="logout", target_type="user", target_id=str(user.id))
     db.commit()
@@ -180,8 +220,16 @@ def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep)
         # After the commit: a viewer that asks must find the session already ended.
         tell_open_viewers_of_sign_out(hub, user.id)
     response = flash_redirect(request, "/login", _("You have signed out."), category="info")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    forget_session_cookies(response)
     return response
+
+
+def forget_session_cookies(response: Response, *, plain_only: bool = False) -> None:
+    """Tell the browser to drop the session cookie under both its names (a `__Host-` cookie
+    is only replaced by a Secure one, so its removal is Secure too)."""
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    if not plain_only:
+        response.delete_cookie(SECURE_SESSION_COOKIE, path="/", secure=True, httponly=True)
 
 
 @router.post("/language", dependencies=[CsrfProtected])
