@@ -119,7 +119,11 @@ def test_a_sync_records_both_capacities_and_prefills_the_configured_one(
 ) -> None:
     settings = portal_settings(emulator)
     admin = create_user(
-        session=db, email="admin@example.com", password="x" * 12, role=Role.ADMIN, actor=None
+        session=db,
+        email="admin@example.com",
+        password="inventory admin passphrase 42",
+        role=Role.ADMIN,
+        actor=None,
     )
     result = sync(db, settings, admin)
     assert (result.added, result.updated, result.unchanged) == (2, 0, 0)

@@ -5,7 +5,6 @@ answer and time for unknown and known e-mails."""
 from __future__ import annotations
 
 import re
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -143,12 +142,12 @@ def test_unknown_and_known_emails_get_the_same_answers(
 
 
 @pytest.mark.parametrize("settings_overrides", [{"login_max_attempts": 100}])
-def test_unknown_and_known_emails_take_as_long(
+def test_unknown_and_known_emails_cost_the_same_work(
     app: FastAPI, client: TestClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both cost one argon2 verification at the same parameters: the difference between them
-    is noise next to it."""
-    # Costly enough that argon2 is most of an attempt, as in production.
+    """Both cost one argon2 verification at the same parameters (a real user's hash, or the
+    dummy made with the same hasher), so their time differs by noise only. Asserted as the work
+    done, not as a measured time, which a busy machine would make flaky."""
     hasher = PasswordHasher(time_cost=3, memory_cost=32 * 1024, parallelism=1)
     monkeypatch.setattr(passwords, "_hasher", hasher)
     user = make_user("north@example.com")
@@ -156,17 +155,21 @@ def test_unknown_and_known_emails_take_as_long(
         db.execute(
             update(User).where(User.id == user.id).values(password_hash=hasher.hash("x" * 12))
         )
+    verified: list[str] = []
+    real = login_module.verify_password
+
+    def counting(password_hash: str, password: str) -> bool:
+        verified.append(password_hash)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(login_module, "verify_password", counting)
     token = _csrf(client)
-    _post(client, "warm@example.com", "wrong-password", token=token)  # builds the dummy hash
-    times: dict[str, list[float]] = {"north@example.com": [], "nobody@example.com": []}
-    for _round in range(6):
-        for email, series in times.items():
-            started = time.perf_counter()
-            assert _post(client, email, "wrong-password", token=token).status_code == 400
-            series.append(time.perf_counter() - started)
-    known = statistics.median(times["north@example.com"])
-    unknown = statistics.median(times["nobody@example.com"])
-    assert 0.6 < known / unknown < 1.6, times
+    for email in ("north@example.com", "nobody@example.com"):
+        verified.clear()
+        assert _post(client, email, "wrong-password", token=token).status_code == 400
+        assert len(verified) == 1, email
+        # The same argon2 parameters (the hash's "$argon2id$v=19$m=…,t=…,p=…" prefix).
+        assert verified[0].rsplit("$", 2)[0] == hasher.hash("probe").rsplit("$", 2)[0], email
 
 
 def test_thirty_parallel_sign_ins_over_http_the_right_one_21st_none_signs_in(
