@@ -50,6 +50,7 @@ from embedportal.web.routes import (
     vendor,
     viewer,
 )
+from embedportal.web.security_headers import SecurityHeaders
 from embedportal.web.templating import create_templates
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -146,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(request_context_middleware)
     # Added last, so outermost: it sees every request, and the context middleware's errors.
     app.add_middleware(RequestObservability, metrics=app.state.metrics)
+    # Outermost of all: every answer, the observability layer's own 503 included, carries them.
+    app.add_middleware(SecurityHeaders, settings=settings)
     install_error_handlers(app)
     _track_shared_state(app)
 

@@ -6,15 +6,18 @@ one is missing there.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_POWERBI_API_URL = "https://api.powerbi.com"
+# A CSP host source: scheme, host (optionally `*.`-prefixed) and port; nothing that ends it.
+CSP_ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?")
 
 
 class UnsafeSettingsError(ValueError):
@@ -147,6 +150,29 @@ class Settings(BaseSettings):
         description="The portal's public base URL when it runs behind a proxy "
         "(used for secure cookies and links).",
     )
+    frame_ancestors: str = Field(
+        "'self'",
+        description="Who may show the portal in a frame (CSP `frame-ancestors`): `'self'`, "
+        "`'none'`, or space-separated origins such as `https://intranet.example.com`.",
+    )
+    report_frame_origins: str | None = Field(
+        None,
+        description="Further origins report frames may load from (CSP `frame-src`, "
+        "space-separated), e.g. a sovereign cloud's `https://app.powerbigov.us`.",
+    )
+    hsts_max_age_seconds: int = Field(
+        31_536_000,
+        ge=0,
+        le=63_072_000,
+        description="`Strict-Transport-Security` max-age sent when the portal is served over "
+        "https; 0 sends none.",
+    )
+    emulator_url: str | None = Field(
+        None,
+        description="Base URL of the Power BI emulator standing in while no real connection "
+        "is configured; `serve` sets it when it starts the built-in one. A connection entered "
+        "in Admin → Settings is never sent there.",
+    )
     powerbi_tenant_id: str | None = Field(
         None, description="Entra tenant id of the service principal that calls Power BI."
     )
@@ -233,6 +259,37 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return value
+
+    @field_validator("emulator_url")
+    @classmethod
+    def _emulator_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not CSP_ORIGIN.fullmatch(value.strip().rstrip("/")):
+            raise ValueError("give the emulator's base URL, e.g. http://127.0.0.1:8001")
+        return value.strip().rstrip("/")
+
+    @field_validator("frame_ancestors", "report_frame_origins")
+    @classmethod
+    def _csp_sources(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        # The value goes into a header as it is: only plain sources, never a `;` that would
+        # start a directive of its own.
+        keywords = ("'self'", "'none'") if info.field_name == "frame_ancestors" else ()
+        sources = value.split()
+        for source in sources:
+            if source not in keywords and not CSP_ORIGIN.fullmatch(source):
+                raise ValueError(
+                    f"{source!r} is not an origin such as https://intranet.example.com"
+                    + (" (or 'self' / 'none')" if keywords else "")
+                )
+        if info.field_name == "frame_ancestors":
+            if not sources:
+                raise ValueError("name at least one source, e.g. 'self'")
+            if "'none'" in sources and len(sources) > 1:
+                raise ValueError("'none' stands alone")
+        return " ".join(sources)
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Settings:
