@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
@@ -27,6 +27,7 @@ from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
+from embedportal.web.input_guard import guard_input
 from embedportal.web.observability import RequestObservability
 from embedportal.web.push import PushHub
 from embedportal.web.routes import (
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # Before any route's own dependencies: what no field accepts never reaches them.
+        dependencies=[Depends(guard_input)],
     )
     engine = create_db_engine(settings.resolved_database_url)
     app.state.settings = settings
