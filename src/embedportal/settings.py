@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         description="`Strict-Transport-Security` max-age sent when the portal is served over "
         "https; 0 sends none.",
     )
+    builtin_emulator: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Whether `serve` starts the built-in Power BI emulator: `auto` only in "
+        "development and test while no Power BI credentials are set; `on` also in production "
+        "(never with the emulator's published secret); `off` never.",
+    )
     emulator_url: str | None = Field(
         None,
         description="Base URL of the Power BI emulator standing in while no real connection "
@@ -318,6 +324,8 @@ class Settings(BaseSettings):
     def powerbi_url_to_check(self) -> str | None:
         """The Power BI base URL `/healthz` probes: only when this instance is pointed at one
         (credentials in the environment, or a base URL of its own, such as an emulator)."""
+        if self.emulator_url:
+            return self.emulator_url
         if self.has_powerbi_credentials or self.powerbi_api_url != DEFAULT_POWERBI_API_URL:
             return self.powerbi_api_url
         return None
