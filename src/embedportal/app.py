@@ -30,6 +30,7 @@ from embedportal.web.errors import install_error_handlers
 from embedportal.web.input_guard import guard_input
 from embedportal.web.observability import RequestObservability
 from embedportal.web.push import PushHub
+from embedportal.web.rate_limit import SessionBuckets
 from embedportal.web.routes import (
     account,
     admin_audit,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_cache.watch_commits(app.state.session_factory)
     app.state.push_hub.add_listener(app.state.read_cache.invalidate)
     app.state.token_tally = TokenTally(app.state.session_factory)
+    app.state.telemetry_limiter = SessionBuckets(per_minute=settings.telemetry_events_per_minute)
     app.state.background.append(app.state.token_tally.run)
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Entries the in-process read cache holds at most.",
     )
+    telemetry_events_per_minute: int = Field(
+        600,
+        ge=100,
+        le=1_000_000,
+        description="Viewer telemetry events one web session may send per minute (a burst of "
+        "as many at once); beyond it `/api/telemetry` answers 429 with Retry-After.",
+    )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     emulator_port: int | None = Field(

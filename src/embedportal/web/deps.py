@@ -31,6 +31,7 @@ from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService
 from embedportal.web.push import PushHub
+from embedportal.web.rate_limit import SessionBuckets
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -70,6 +71,7 @@ get_read_cache = _app_service("read_cache")
 get_token_gate = _app_service("token_gate")
 get_token_tally = _app_service("token_tally")
 get_session_factory = _app_service("session_factory")
+get_telemetry_limiter = _app_service("telemetry_limiter")
 
 
 def is_htmx(request: Request) -> bool:
@@ -90,6 +92,7 @@ ReadCacheDep = Annotated[ReadCache, Depends(get_read_cache)]
 TokenGateDep = Annotated[TokenGate, Depends(get_token_gate)]
 TokenTallyDep = Annotated[TokenTally, Depends(get_token_tally)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+TelemetryLimiterDep = Annotated[SessionBuckets, Depends(get_telemetry_limiter)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 
