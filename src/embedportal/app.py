@@ -41,6 +41,7 @@ from embedportal.web.routes import (
     admin_settings,
     admin_users,
     admin_viewers,
+    api_docs,
     api_session,
     api_tokens,
     auth,
@@ -84,9 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         title="embedportal",
         version=__version__,
-        docs_url="/api/docs",
+        # The schema and Swagger UI are routes of ours (web/routes/api_docs.py): not public
+        # outside development, and Swagger UI from the npm package rather than a CDN.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
         # Before any route's own dependencies: what no field accepts never reaches them.
         dependencies=[Depends(guard_input)],
     )
@@ -171,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(viewer.router, include_in_schema=False)
     app.include_router(api_tokens.router)
     app.include_router(api_session.router)
+    app.include_router(api_docs.router)
     app.include_router(tv.router, include_in_schema=False)
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)
