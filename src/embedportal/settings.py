@@ -230,8 +230,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None,
         description="When set, `/metrics` answers only requests with "
-        "`Authorization: Bearer <this token>`. Unset, `/metrics` is open to anyone who can reach "
-        "the portal: then keep it on a private network.",
+        "`Authorization: Bearer <this token>`. Unset, in production `/metrics` answers only "
+        "direct connections from the machine itself; elsewhere anyone who reaches the portal.",
     )
     default_language: Literal["en", "pt_BR"] = Field(
         "en", description="UI language when neither the user nor the browser picks one."

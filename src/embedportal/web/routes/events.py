@@ -343,21 +343,54 @@ def _bearer_token_matches(authorization: str | None, expected: str) -> bool:
     return hmac.compare_digest(supplied.strip().encode(), expected.encode())
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def metrics_refusal(
+    *,
+    environment: str,
+    token: str | None,
+    authorization: str | None,
+    client_host: str | None,
+    forwarded: bool,
+) -> str | None:
+    """Why `/metrics` is refused to this caller, or None. With a metrics token, only its
+    bearer reads; without one, anyone outside production, and in production only a direct
+    connection from this machine (through no proxy: a proxy on the same host would make every
+    outside caller look local, so a forwarded request is not local)."""
+    if token is not None:
+        if _bearer_token_matches(authorization, token):
+            return None
+        return _("Send the metrics token as “Authorization: Bearer <token>”.")
+    if environment != "production":
+        return None
+    if client_host in LOOPBACK_HOSTS and not forwarded:
+        return None
+    return _(
+        "In production /metrics answers only this machine unless EMBEDPORTAL_METRICS_TOKEN is "
+        "set; then send it as “Authorization: Bearer <token>”."
+    )
+
+
 @router.get("/metrics", include_in_schema=False)
 def prometheus_metrics(
     request: Request,
     settings: AppSettings,
     metrics: MetricsDep,
 ) -> Response:
-    """Prometheus text format. With EMBEDPORTAL_METRICS_TOKEN set, only for that bearer token;
-    without it, open to anyone who reaches the portal (keep it on a private network)."""
+    """Prometheus text format: see `metrics_refusal` for who may read it."""
     expected = settings.metrics_token
-    if expected is not None and not _bearer_token_matches(
-        request.headers.get("authorization"), expected.get_secret_value()
-    ):
+    refusal = metrics_refusal(
+        environment=settings.environment,
+        token=expected.get_secret_value() if expected is not None else None,
+        authorization=request.headers.get("authorization"),
+        client_host=request.client.host if request.client is not None else None,
+        forwarded="x-forwarded-for" in request.headers or "forwarded" in request.headers,
+    )
+    if refusal is not None:
         raise HTTPException(
             status_code=401,
-            detail=_("Send the metrics token as “Authorization: Bearer <token>”."),
+            detail=refusal,
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
