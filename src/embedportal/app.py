@@ -28,6 +28,7 @@ from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
 from embedportal.web.input_guard import guard_input
+from embedportal.web.last_resort import LastResort
 from embedportal.web.observability import RequestObservability
 from embedportal.web.push import PushHub
 from embedportal.web.rate_limit import SessionBuckets
@@ -153,6 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.background.append(app.state.capacity_controller.run)
 
     app.middleware("http")(request_context_middleware)
+    # Inside the observability layer: an unhandled error becomes a generic 500 naming the request
+    # id, logged with its traceback (web/last_resort.py).
+    app.add_middleware(LastResort)
     # Added last, so outermost: it sees every request, and the context middleware's errors.
     app.add_middleware(RequestObservability, metrics=app.state.metrics)
     # Outermost of all: every answer, the observability layer's own 503 included, carries them.

@@ -184,3 +184,22 @@ def test_the_pages_hold_no_inline_script_and_no_htmx_eval(
         for attributes, body in re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S):
             assert "src=" in attributes or 'type="application/json"' in attributes, (path, body)
         assert '"allowEval": false' in page
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/app/",
+        "/static/app/js/",
+        "/static/app/../../pyproject.toml",
+        "/static/vendor/..%2F..%2Fpackage.json",
+        "/static/vendor/package.json",
+        "/.git/config",
+    ],
+)
+def test_no_directory_listing_and_nothing_outside_the_served_files(
+    client: TestClient, path: str
+) -> None:
+    answer = client.get(path)
+    assert answer.status_code in (400, 404), (path, answer.status_code)
+    assert '"dependencies"' not in answer.text and "[project]" not in answer.text
