@@ -295,3 +295,28 @@ def test_no_input_makes_a_route_fail(
         assert_refused(response, allowed=allowed)
 
     never_a_server_error()
+
+
+def test_markup_in_a_stored_name_is_shown_as_text(admin_client: TestClient) -> None:
+    name = '<script>alert("x")</script>'
+    created = admin_client.post("/admin/groups", data={"name": name}, follow_redirects=True)
+    assert created.status_code == 200
+    page = admin_client.get("/admin/groups").text
+    assert name not in page
+    assert "&lt;script&gt;alert(" in page
+
+
+@pytest.mark.parametrize("tenant", ["evil.example/x", "a?b", "a#b", "a b", "t" * 65])
+def test_a_tenant_that_would_change_the_authority_address_is_refused(
+    admin_client: TestClient, tenant: str
+) -> None:
+    form = {
+        "name": "Org",
+        "time_zone": "UTC",
+        "token_lifetime_minutes": "60",
+        "refresh_margin_minutes": "10",
+        "powerbi_tenant_id": tenant,
+    }
+    answer = admin_client.post("/admin/settings", data=form)
+    assert answer.status_code == 400
+    assert "tenant" in answer.text.lower()

@@ -38,6 +38,10 @@ def assert_protected(response: object, *, cached: bool = False) -> None:
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "same-origin"
     assert "strict-transport-security" not in headers, "plain http: no HSTS"
+    assert "access-control-allow-origin" not in headers, "same-origin only: no CORS"
+    content_type = headers.get("content-type", "")
+    if content_type.startswith("text/html"):
+        assert "charset=utf-8" in content_type
     if not cached:
         assert headers["cache-control"] == "no-store"
 
