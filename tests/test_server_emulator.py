@@ -24,7 +24,12 @@ from embedportal.emulator.settings import DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_
 from embedportal.powerbi import PowerBIClient, PowerBIConnection
 from embedportal.powerbi.arm import CapacityClient
 from embedportal.powerbi.connection import CapacityCoordinates
-from embedportal.server import embedded_default_settings, emulator_refusal, emulator_wanted
+from embedportal.server import (
+    embedded_default_settings,
+    emulator_refusal,
+    emulator_wanted,
+    no_connection_note,
+)
 from embedportal.settings import Settings
 from tests.support.portal import LoginAs, MakeUser, csrf_of
 
@@ -258,3 +263,18 @@ def test_serve_refuses_the_published_secret_in_production_with_a_message(
     assert "Traceback" not in result.output
     assert "published demo value" in result.output
     assert DEFAULT_CLIENT_SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"environment": "production"}, "EMBEDPORTAL_BUILTIN_EMULATOR=on"),
+        ({"environment": "development", "builtin_emulator": "off"}, "=off"),
+    ],
+)
+def test_serve_says_where_to_connect_when_it_starts_no_emulator(
+    values: dict[str, object], reason: str
+) -> None:
+    note = no_connection_note(_settings(**values))
+    assert reason in note
+    assert "Admin → Settings" in note

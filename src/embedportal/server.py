@@ -99,6 +99,19 @@ def emulator_refusal(settings: Settings) -> str | None:
     return None
 
 
+def no_connection_note(settings: Settings) -> str:
+    """What `serve` says when it starts with no Power BI connection and no emulator."""
+    why = (
+        "production starts no emulator unless EMBEDPORTAL_BUILTIN_EMULATOR=on"
+        if settings.environment == "production" and settings.builtin_emulator != "off"
+        else "EMBEDPORTAL_BUILTIN_EMULATOR=off"
+    )
+    return (
+        "No Power BI connection in the environment and no emulator "
+        f"({why}): enter the connection in Admin → Settings."
+    )
+
+
 def _emulator_allowed(settings: Settings) -> bool:
     """`emulator_wanted`, after refusing an unsafe emulator outright (the CLI says why first)."""
     refusal = emulator_refusal(settings)
@@ -129,6 +142,8 @@ async def run_portal(settings: Settings, *, console: Console) -> None:
         )
         for line in emulator_settings.describe():  # type: ignore[attr-defined]
             console.print(f"  {line}")
+    elif not settings.has_powerbi_credentials:
+        console.print(no_connection_note(settings))
 
     portal_app = create_app(settings)
     from embedportal.demo import demo_wanted, prepare_demo
@@ -198,6 +213,8 @@ def run_workers(settings: Settings, *, workers: int, console: Console) -> None:
     upgrade_database(settings.resolved_database_url)
     base = Settings()
     with_emulator = _emulator_allowed(settings)
+    if not with_emulator and not settings.has_powerbi_credentials:
+        console.print(no_connection_note(settings))
     with _parent_emulator(settings, enabled=with_emulator, console=console) as portal_settings:
         _prepare_demo_once(portal_settings, with_emulator=with_emulator)
         _export(worker_environment(portal_settings, base))
