@@ -76,12 +76,14 @@ def check_text(name: str, value: str, *, limit: int) -> None:
 
 async def guard_input(request: Request) -> None:
     """The app-wide dependency: path, query values and form values, as described above."""
-    path = request.url.path
+    # From the scope, not `request.url`: building the URL object costs more than this check.
+    scope = request.scope
+    path: str = scope["path"]
     if len(path) > MAX_PATH:
         raise too_long_refusal(_("the address"), MAX_PATH)
     if _CONTROL_IN_PATH.search(path):
         raise control_character_refusal(_("the address"))
-    raw_query: bytes = request.scope.get("query_string", b"")
+    raw_query: bytes = scope.get("query_string", b"")
     if raw_query:
         if len(raw_query) > MAX_QUERY_STRING:
             raise too_long_refusal(_("the address"), MAX_QUERY_STRING)
@@ -90,8 +92,9 @@ async def guard_input(request: Request) -> None:
             for name, text in request.query_params.multi_items():
                 check_text(name, name, limit=MAX_QUERY_VALUE)
                 check_text(name, text, limit=MAX_QUERY_VALUE)
-    content_type = request.headers.get("content-type", "")
-    if request.method in ("POST", "PUT", "PATCH") and content_type.startswith(FORM_TYPES):
+    if scope["method"] in ("POST", "PUT", "PATCH") and request.headers.get(
+        "content-type", ""
+    ).startswith(FORM_TYPES):
         # Starlette keeps the parsed form: the route's own Form() reads the same object.
         form = await request.form()
         for name, item in form.multi_items():
