@@ -118,7 +118,6 @@ class _Addresses:
     authority_host: str
     api_url: str
     arm_url: str
-    # The environment's capacity: the emulator's own stands in only for the emulator.
     subscription_id: str | None
     resource_group: str | None
     capacity_name: str | None
@@ -126,33 +125,17 @@ class _Addresses:
 
 def _addresses(settings: Settings, *, emulated: bool) -> _Addresses:
     """Where a connection is sent: the emulator, only with the emulator's identity; else the
-    configured (by default Microsoft's) services."""
-    if emulated and settings.emulator_url:
-        base = settings.emulator_url
-        return _Addresses(
-            base,
-            base,
-            base,
-            settings.capacity_subscription_id,
-            settings.capacity_resource_group,
-            settings.capacity_name,
-        )
-    if settings.emulator_url:
-        return _Addresses(
-            settings.powerbi_authority_host,
-            settings.powerbi_api_url,
-            settings.arm_url,
-            None,
-            None,
-            None,
-        )
+    configured (by default Microsoft's) services. With an emulator standing in, the
+    environment's capacity is the emulator's too, and no capacity of a real tenant."""
+    base = settings.emulator_url
+    environment_capacity = not base or emulated
     return _Addresses(
-        settings.powerbi_authority_host,
-        settings.powerbi_api_url,
-        settings.arm_url,
-        settings.capacity_subscription_id,
-        settings.capacity_resource_group,
-        settings.capacity_name,
+        authority_host=base if emulated and base else settings.powerbi_authority_host,
+        api_url=base if emulated and base else settings.powerbi_api_url,
+        arm_url=base if emulated and base else settings.arm_url,
+        subscription_id=settings.capacity_subscription_id if environment_capacity else None,
+        resource_group=settings.capacity_resource_group if environment_capacity else None,
+        capacity_name=settings.capacity_name if environment_capacity else None,
     )
 
 
