@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from embedportal import __version__
@@ -27,8 +27,11 @@ from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.context import request_context_middleware
 from embedportal.web.errors import install_error_handlers
+from embedportal.web.input_guard import guard_input
+from embedportal.web.last_resort import LastResort
 from embedportal.web.observability import RequestObservability
 from embedportal.web.push import PushHub
+from embedportal.web.rate_limit import SessionBuckets
 from embedportal.web.routes import (
     account,
     admin_audit,
@@ -39,6 +42,7 @@ from embedportal.web.routes import (
     admin_settings,
     admin_users,
     admin_viewers,
+    api_docs,
     api_session,
     api_tokens,
     auth,
@@ -50,6 +54,7 @@ from embedportal.web.routes import (
     vendor,
     viewer,
 )
+from embedportal.web.security_headers import SecurityHeaders
 from embedportal.web.templating import create_templates
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -81,9 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         title="embedportal",
         version=__version__,
-        docs_url="/api/docs",
+        # The schema and Swagger UI are routes of ours (web/routes/api_docs.py): not public
+        # outside development, and Swagger UI from the npm package rather than a CDN.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
+        # Before any route's own dependencies: what no field accepts never reaches them.
+        dependencies=[Depends(guard_input)],
     )
     engine = create_db_engine(settings.resolved_database_url)
     app.state.settings = settings
@@ -116,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_cache.watch_commits(app.state.session_factory)
     app.state.push_hub.add_listener(app.state.read_cache.invalidate)
     app.state.token_tally = TokenTally(app.state.session_factory)
+    app.state.telemetry_limiter = SessionBuckets(per_minute=settings.telemetry_events_per_minute)
     app.state.background.append(app.state.token_tally.run)
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
@@ -144,8 +154,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.background.append(app.state.capacity_controller.run)
 
     app.middleware("http")(request_context_middleware)
+    # Inside the observability layer: an unhandled error becomes a generic 500 naming the request
+    # id, logged with its traceback (web/last_resort.py).
+    app.add_middleware(LastResort)
     # Added last, so outermost: it sees every request, and the context middleware's errors.
     app.add_middleware(RequestObservability, metrics=app.state.metrics)
+    # Outermost of all: every answer, the observability layer's own 503 included, carries them.
+    app.add_middleware(SecurityHeaders, settings=settings)
     install_error_handlers(app)
     _track_shared_state(app)
 
@@ -163,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(viewer.router, include_in_schema=False)
     app.include_router(api_tokens.router)
     app.include_router(api_session.router)
+    app.include_router(api_docs.router)
     app.include_router(tv.router, include_in_schema=False)
     app.include_router(admin_reports.router, include_in_schema=False)
     app.include_router(admin_settings.router, include_in_schema=False)

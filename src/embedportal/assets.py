@@ -15,6 +15,8 @@ VENDOR_FILES: dict[str, str] = {
     "htmx.min.js": "htmx.org/dist/htmx.min.js",
     "pico.min.css": "@picocss/pico/css/pico.min.css",
     "chart.umd.js": "chart.js/dist/chart.umd.js",
+    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
+    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
 }
 
 

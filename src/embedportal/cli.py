@@ -73,11 +73,15 @@ def serve(
     if emulator_port is not None:
         overrides["emulator_port"] = emulator_port
     settings = load_settings(**overrides)
-    from embedportal.server import run_portal, run_workers, workers_refusal
+    from embedportal.server import emulator_refusal, run_portal, run_workers, workers_refusal
 
     refusal = workers_refusal(settings, workers)
     if refusal is not None:
         err_console.print(f"[red]Cannot serve with {workers} workers:[/red] {refusal}")
+        raise typer.Exit(code=2)
+    refusal = emulator_refusal(settings)
+    if refusal is not None:
+        err_console.print(f"[red]Cannot start the built-in emulator:[/red] {refusal}")
         raise typer.Exit(code=2)
     if workers > 1:
         run_workers(settings, workers=workers, console=console)

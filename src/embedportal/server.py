@@ -1,4 +1,4 @@
-"""Running the servers: the portal, and the built-in emulator beside it when it is the default."""
+"""Running the servers: the portal, and the built-in emulator beside it when it is wanted."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
-from embedportal.settings import Settings
+from embedportal.settings import Settings, UnsafeSettingsError
 
 logger = logging.getLogger("embedportal")
 
@@ -49,7 +49,12 @@ def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
 
 
 def embedded_default_settings(settings: Settings) -> tuple[Settings, object]:
-    """Point the portal's Power BI settings at a built-in emulator on the emulator port. The
+    """The portal's settings with the built-in emulator standing in for Power BI, on the
+    emulator port: its identity fills the connection, and `emulator_url` says where it is.
+
+    The Power BI, Entra and ARM addresses stay as set (Microsoft's, by default): the emulator's
+    address goes with the emulator's identity only (access.organization.effective_connection),
+    so a connection an administrator enters in Admin → Settings reaches the real services. The
     workspace stays as set (unset: every workspace, so the demo shows both of the emulator's)."""
     from embedportal.emulator.settings import EmulatorSettings
 
@@ -61,15 +66,60 @@ def embedded_default_settings(settings: Settings) -> tuple[Settings, object]:
             "powerbi_client_id": emulator_settings.client_id,
             # model_copy does not validate: wrap the secret as the field's type.
             "powerbi_client_secret": SecretStr(emulator_settings.client_secret),
-            "powerbi_authority_host": base,
-            "powerbi_api_url": base,
-            "arm_url": base,
+            "emulator_url": base,
             "capacity_subscription_id": emulator_settings.subscription_id,
             "capacity_resource_group": emulator_settings.resource_group,
             "capacity_name": emulator_settings.capacity_name,
         }
     )
     return portal_settings, emulator_settings
+
+
+def emulator_wanted(settings: Settings) -> bool:
+    """Whether `serve` starts the built-in emulator: never beside real credentials; in
+    production only when EMBEDPORTAL_BUILTIN_EMULATOR=on says so (a production portal with no
+    connection yet waits for one in Admin → Settings instead)."""
+    if settings.has_powerbi_credentials or settings.builtin_emulator == "off":
+        return False
+    return settings.builtin_emulator == "on" or settings.environment != "production"
+
+
+def emulator_refusal(settings: Settings) -> str | None:
+    """Why the built-in emulator may not start with these settings, or None when it may: in
+    production its published demo secret would let anyone who reaches its port act as the
+    portal's service principal."""
+    if not emulator_wanted(settings) or settings.environment != "production":
+        return None
+    from embedportal.emulator.settings import DEFAULT_CLIENT_SECRET, EmulatorSettings
+
+    if EmulatorSettings().client_secret == DEFAULT_CLIENT_SECRET:
+        return (
+            "The built-in emulator's client secret is the published demo value. In production "
+            "set EMBEDPORTAL_EMULATOR_CLIENT_SECRET to a random value, or leave "
+            "EMBEDPORTAL_BUILTIN_EMULATOR unset and connect Power BI in Admin → Settings."
+        )
+    return None
+
+
+def no_connection_note(settings: Settings) -> str:
+    """What `serve` says when it starts with no Power BI connection and no emulator."""
+    why = (
+        "production starts no emulator unless EMBEDPORTAL_BUILTIN_EMULATOR=on"
+        if settings.environment == "production" and settings.builtin_emulator != "off"
+        else "EMBEDPORTAL_BUILTIN_EMULATOR=off"
+    )
+    return (
+        "No Power BI connection in the environment and no emulator "
+        f"({why}): enter the connection in Admin → Settings."
+    )
+
+
+def _emulator_allowed(settings: Settings) -> bool:
+    """`emulator_wanted`, after refusing an unsafe emulator outright (the CLI says why first)."""
+    refusal = emulator_refusal(settings)
+    if refusal is not None:
+        raise UnsafeSettingsError(refusal)
+    return emulator_wanted(settings)
 
 
 async def run_portal(settings: Settings, *, console: Console) -> None:
@@ -79,7 +129,7 @@ async def run_portal(settings: Settings, *, console: Console) -> None:
     setup_logging(settings)
     upgrade_database(settings.resolved_database_url)
     servers: list[uvicorn.Server] = []
-    with_emulator = not settings.has_powerbi_credentials
+    with_emulator = _emulator_allowed(settings)
     if with_emulator:
         from embedportal.emulator.app import create_emulator_app
 
@@ -94,6 +144,8 @@ async def run_portal(settings: Settings, *, console: Console) -> None:
         )
         for line in emulator_settings.describe():  # type: ignore[attr-defined]
             console.print(f"  {line}")
+    elif not settings.has_powerbi_credentials:
+        console.print(no_connection_note(settings))
 
     portal_app = create_app(settings)
     from embedportal.demo import demo_wanted, prepare_demo
@@ -162,7 +214,9 @@ def run_workers(settings: Settings, *, workers: int, console: Console) -> None:
     setup_logging(settings)
     upgrade_database(settings.resolved_database_url)
     base = Settings()
-    with_emulator = not settings.has_powerbi_credentials
+    with_emulator = _emulator_allowed(settings)
+    if not with_emulator and not settings.has_powerbi_credentials:
+        console.print(no_connection_note(settings))
     with _parent_emulator(settings, enabled=with_emulator, console=console) as portal_settings:
         _prepare_demo_once(portal_settings, with_emulator=with_emulator)
         _export(worker_environment(portal_settings, base))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
@@ -24,6 +25,8 @@ MIN_SECRET_BITS = 128
 # What zlib adds to any input (header, checksum, block framing): `zlib.compress(b"")` is 8 bytes.
 ZLIB_OVERHEAD_BYTES = 8
 DEFAULT_POWERBI_API_URL = "https://api.powerbi.com"
+# A CSP host source: scheme, host (optionally `*.`-prefixed) and port; nothing that ends it.
+CSP_ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?")
 
 
 class UnsafeSettingsError(ValueError):
@@ -185,6 +188,13 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Entries the in-process read cache holds at most.",
     )
+    telemetry_events_per_minute: int = Field(
+        600,
+        ge=100,
+        le=1_000_000,
+        description="Viewer telemetry events one web session may send per minute (a burst of "
+        "as many at once); beyond it `/api/telemetry` answers 429 with Retry-After.",
+    )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     emulator_port: int | None = Field(
@@ -209,6 +219,35 @@ class Settings(BaseSettings):
         False,
         description="Mark every cookie `Secure` even when the portal sees plain HTTP and the "
         "public URL is not `https://` (they are `Secure` anyway when it is).",
+    )
+    frame_ancestors: str = Field(
+        "'self'",
+        description="Who may show the portal in a frame (CSP `frame-ancestors`): `'self'`, "
+        "`'none'`, or space-separated origins such as `https://intranet.example.com`.",
+    )
+    report_frame_origins: str | None = Field(
+        None,
+        description="Further origins report frames may load from (CSP `frame-src`, "
+        "space-separated), e.g. a sovereign cloud's `https://app.powerbigov.us`.",
+    )
+    hsts_max_age_seconds: int = Field(
+        31_536_000,
+        ge=0,
+        le=63_072_000,
+        description="`Strict-Transport-Security` max-age sent when the portal is served over "
+        "https; 0 sends none.",
+    )
+    builtin_emulator: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Whether `serve` starts the built-in Power BI emulator: `auto` only in "
+        "development and test while no Power BI credentials are set; `on` also in production "
+        "(never with the emulator's published secret); `off` never.",
+    )
+    emulator_url: str | None = Field(
+        None,
+        description="Base URL of the Power BI emulator standing in while no real connection "
+        "is configured; `serve` sets it when it starts the built-in one. A connection entered "
+        "in Admin → Settings is never sent there.",
     )
     powerbi_tenant_id: str | None = Field(
         None, description="Entra tenant id of the service principal that calls Power BI."
@@ -284,8 +323,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None,
         description="When set, `/metrics` answers only requests with "
-        "`Authorization: Bearer <this token>`. Unset, `/metrics` is open to anyone who can reach "
-        "the portal: then keep it on a private network.",
+        "`Authorization: Bearer <this token>`. Unset, in production `/metrics` answers only "
+        "direct connections from the machine itself; elsewhere anyone who reaches the portal.",
     )
     default_language: Literal["en", "pt_BR"] = Field(
         "en", description="UI language when neither the user nor the browser picks one."
@@ -326,6 +365,37 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return value
+
+    @field_validator("emulator_url")
+    @classmethod
+    def _emulator_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not CSP_ORIGIN.fullmatch(value.strip().rstrip("/")):
+            raise ValueError("give the emulator's base URL, e.g. http://127.0.0.1:8001")
+        return value.strip().rstrip("/")
+
+    @field_validator("frame_ancestors", "report_frame_origins")
+    @classmethod
+    def _csp_sources(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        # The value goes into a header as it is: only plain sources, never a `;` that would
+        # start a directive of its own.
+        keywords = ("'self'", "'none'") if info.field_name == "frame_ancestors" else ()
+        sources = value.split()
+        for source in sources:
+            if source not in keywords and not CSP_ORIGIN.fullmatch(source):
+                raise ValueError(
+                    f"{source!r} is not an origin such as https://intranet.example.com"
+                    + (" (or 'self' / 'none')" if keywords else "")
+                )
+        if info.field_name == "frame_ancestors":
+            if not sources:
+                raise ValueError("name at least one source, e.g. 'self'")
+            if "'none'" in sources and len(sources) > 1:
+                raise ValueError("'none' stands alone")
+        return " ".join(sources)
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Settings:
@@ -368,6 +438,8 @@ class Settings(BaseSettings):
     def powerbi_url_to_check(self) -> str | None:
         """The Power BI base URL `/healthz` probes: only when this instance is pointed at one
         (credentials in the environment, or a base URL of its own, such as an emulator)."""
+        if self.emulator_url:
+            return self.emulator_url
         if self.has_powerbi_credentials or self.powerbi_api_url != DEFAULT_POWERBI_API_URL:
             return self.powerbi_api_url
         return None

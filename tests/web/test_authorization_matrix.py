@@ -192,6 +192,19 @@ EXPECTED: dict[str, Row] = {
     # Says whether anyone is signed in (200 either way): open viewers ask it when signed out.
     "GET /api/session": public(),
     "POST /api/telemetry": api(NO_CONTENT, json={"events": [{"type": "refreshed"}]}),
+    # The API reference: open only in development; this app runs as `test`.
+    "GET /api/openapi.json": Row(
+        anonymous=UNAUTHORIZED,
+        viewer=Expect(403, json_code="Forbidden"),
+        granted=Expect(403, json_code="Forbidden"),
+        admin=OK,
+    ),
+    "GET /api/docs": Row(
+        anonymous=UNAUTHORIZED,
+        viewer=Expect(403, json_code="Forbidden"),
+        granted=Expect(403, json_code="Forbidden"),
+        admin=OK,
+    ),
     # --- admin: reports and settings --------------------------------------------------------
     "GET /admin/reports": admin_only(),
     # No Power BI connection in this test app: the sync reports that, on the same page.
@@ -257,7 +270,8 @@ EXPECTED: dict[str, Row] = {
 
 
 def _excluded(app: FastAPI) -> set[str]:
-    """FastAPI's own documentation routes: generated, and public on purpose."""
+    """FastAPI's own documentation routes, if any (the portal serves its reference itself:
+    web/routes/api_docs.py, rows above)."""
     paths = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     return {path for path in paths if path}
 

@@ -33,13 +33,13 @@ def test_a_value_the_database_cannot_store_is_a_clear_refusal(
     client: TestClient, make_user: MakeUser, login_as: LoginAs
 ) -> None:
     """PostgreSQL takes no NUL character in text: a search for one is refused with a reason
-    (on SQLite it is simply found nowhere), never a server error."""
+    before the database is asked (web/input_guard.py), on SQLite as well, never a server
+    error."""
     login_as(make_user("admin@example.com", role="admin"))
     for path in ("/admin/users", "/admin/audit", "/admin/capacities", "/admin/capacities/audit"):
         answer = client.get(path, params={"q": "\x00", "user": "\x00"})
-        assert answer.status_code in (200, 400), (path, answer.status_code)
-        if answer.status_code == 400:
-            assert "cannot be stored" in answer.text
+        assert answer.status_code == 400, (path, answer.status_code)
+        assert "control character" in answer.text
 
 
 # --- The database failing: a clean 503 with a reason, never a 500 ----------------------------
@@ -111,3 +111,35 @@ def test_request_latency_is_measured_by_route_template(client: TestClient) -> No
     assert 'route="<unmatched>"' in text
     assert "/api/reports/abc/token" not in text
     assert 'status="4xx"' in text
+
+
+# --- an error nothing else handled: a generic answer naming the request id ------------------
+
+
+def test_an_unhandled_error_is_a_generic_500_with_a_reference(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.get("/api/test-unhandled")
+    def broken_api() -> None:
+        raise RuntimeError("secret internal detail")
+
+    @app.get("/test-unhandled-page")
+    def broken_page() -> None:
+        raise RuntimeError("secret internal detail")
+
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        api = client.get("/api/test-unhandled", headers={"X-Request-ID": "support-ref-1"})
+        page = client.get("/test-unhandled-page")
+    assert api.status_code == 500
+    assert api.json()["code"] == "InternalError"
+    assert api.json()["requestId"] == "support-ref-1" == api.headers["x-request-id"]
+    assert "support-ref-1" in api.json()["detail"]
+    assert page.status_code == 500
+    assert "text/html" in page.headers["content-type"]
+    assert page.headers["x-request-id"] in page.text
+    for answer in (api, page):
+        assert "secret internal detail" not in answer.text
+        assert "Traceback" not in answer.text
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+    assert "secret internal detail" in caplog.text, "the log keeps what the caller is not told"

@@ -157,7 +157,7 @@ def test_telemetry_counts_viewer_events_into_metrics(app: FastAPI, client: TestC
         "/api/telemetry",
         json={
             "events": [
-                {"type": "refreshed", "reason": "margin", "reportId": "r1"},
+                {"type": "refreshed", "reason": "margin"},
                 {"type": "expired"},
                 {"type": "recovered"},
             ]

@@ -104,10 +104,58 @@ def _pick(own: str, fallback: str | None) -> tuple[str, Source]:
     return "", "missing"
 
 
+def has_own_connection(organization: Organization) -> bool:
+    """True when Admin → Settings names any part of a connection (tenant, client id, secret)."""
+    return bool(
+        organization.powerbi_tenant_id.strip()
+        or organization.powerbi_client_id.strip()
+        or organization.powerbi_client_secret_encrypted
+    )
+
+
+@dataclass(frozen=True)
+class _Addresses:
+    authority_host: str
+    api_url: str
+    arm_url: str
+    subscription_id: str | None
+    resource_group: str | None
+    capacity_name: str | None
+
+
+def _addresses(settings: Settings, *, emulated: bool) -> _Addresses:
+    """Where a connection is sent: the emulator, only with the emulator's identity; else the
+    configured (by default Microsoft's) services. With an emulator standing in, the
+    environment's capacity is the emulator's too, and no capacity of a real tenant."""
+    base = settings.emulator_url
+    environment_capacity = not base or emulated
+    return _Addresses(
+        authority_host=base if emulated and base else settings.powerbi_authority_host,
+        api_url=base if emulated and base else settings.powerbi_api_url,
+        arm_url=base if emulated and base else settings.arm_url,
+        subscription_id=settings.capacity_subscription_id if environment_capacity else None,
+        resource_group=settings.capacity_resource_group if environment_capacity else None,
+        capacity_name=settings.capacity_name if environment_capacity else None,
+    )
+
+
 def effective_connection(*, session: Session, settings: Settings) -> EffectiveConnection:
+    """The connection in effect. With an emulator standing in (`emulator_url`, set by `serve`),
+    its identity fills the connection only while Admin → Settings names none of its own: a
+    tenant, client id or secret entered there is a real tenant's, completed from nothing the
+    emulator has and sent to the real services (issue #11)."""
     organization = get_organization(session=session)
-    tenant_id, tenant_source = _pick(organization.powerbi_tenant_id, settings.powerbi_tenant_id)
-    client_id, client_source = _pick(organization.powerbi_client_id, settings.powerbi_client_id)
+    own = has_own_connection(organization)
+    emulated = settings.emulator_url is not None and not own
+    # The environment's identity is the emulator's when one stands in: no fallback for a
+    # connection of the organization's own.
+    environment = not (settings.emulator_url is not None and own)
+    tenant_id, tenant_source = _pick(
+        organization.powerbi_tenant_id, settings.powerbi_tenant_id if environment else None
+    )
+    client_id, client_source = _pick(
+        organization.powerbi_client_id, settings.powerbi_client_id if environment else None
+    )
     workspace_id, workspace_source = _pick(
         organization.powerbi_workspace_id, settings.powerbi_workspace_id
     )
@@ -122,7 +170,7 @@ def effective_connection(*, session: Session, settings: Settings) -> EffectiveCo
             )
         except SecretUnreadableError as error:
             problem = str(error)
-    elif settings.powerbi_client_secret is not None:
+    elif environment and settings.powerbi_client_secret is not None:
         secret = settings.powerbi_client_secret.get_secret_value()
         secret_source = "environment" if secret else "missing"
 
@@ -139,17 +187,18 @@ def effective_connection(*, session: Session, settings: Settings) -> EffectiveCo
     if problem is None and missing:
         problem = "The Power BI connection is incomplete: " + ", ".join(missing) + " missing."
     if problem is None:
+        addresses = _addresses(settings, emulated=emulated)
         try:
             connection = PowerBIConnection(
                 tenant_id=tenant_id,
                 client_id=client_id,
                 client_secret=secret,
-                authority_host=settings.powerbi_authority_host,
-                api_url=settings.powerbi_api_url,
-                arm_url=settings.arm_url,
-                subscription_id=settings.capacity_subscription_id,
-                resource_group=settings.capacity_resource_group,
-                capacity_name=settings.capacity_name,
+                authority_host=addresses.authority_host,
+                api_url=addresses.api_url,
+                arm_url=addresses.arm_url,
+                subscription_id=addresses.subscription_id,
+                resource_group=addresses.resource_group,
+                capacity_name=addresses.capacity_name,
             )
         except ValueError as error:
             problem = f"The Power BI connection is not valid: {error}"
@@ -324,18 +373,31 @@ def candidate_connection(
     """The connection the Settings form describes (blank fields: what is in effect now), for
     "Test connection" before saving. Raises ValueError with a message to show."""
     current = effective_connection(session=session, settings=settings)
-    tenant_id = form.get("powerbi_tenant_id", "").strip() or current.tenant_id
-    client_id = form.get("powerbi_client_id", "").strip() or current.client_id
-    secret = form.get("powerbi_client_secret", "").strip()
-    if not secret and current.connection is not None:
+    typed = {
+        name: form.get(name, "").strip()
+        for name in ("powerbi_tenant_id", "powerbi_client_id", "powerbi_client_secret")
+    }
+    # Something typed in is a real tenant's: nothing of an emulator standing in completes it,
+    # and it is tested against the real services.
+    emulator_stands_in = (
+        settings.emulator_url is not None
+        and current.connection is not None
+        and current.tenant_source == "environment"
+    )
+    keep_current = not (emulator_stands_in and any(typed.values()))
+    tenant_id = typed["powerbi_tenant_id"] or (current.tenant_id if keep_current else "")
+    client_id = typed["powerbi_client_id"] or (current.client_id if keep_current else "")
+    secret = typed["powerbi_client_secret"]
+    if not secret and keep_current and current.connection is not None:
         secret = current.connection.client_secret
     if not (tenant_id and client_id and secret):
         raise ValueError(N_("Enter the tenant id, client id and client secret first."))
+    addresses = _addresses(settings, emulated=emulator_stands_in and keep_current)
     return PowerBIConnection(
         tenant_id=tenant_id,
         client_id=client_id,
         client_secret=secret,
-        authority_host=settings.powerbi_authority_host,
-        api_url=settings.powerbi_api_url,
-        arm_url=settings.arm_url,
+        authority_host=addresses.authority_host,
+        api_url=addresses.api_url,
+        arm_url=addresses.arm_url,
     )

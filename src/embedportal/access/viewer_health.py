@@ -399,6 +399,20 @@ class TokenTally:
                 )
             )
 
+    def note_events(self, events: Sequence[ReportedEvent]) -> None:
+        """Viewer telemetry (refreshes, failures, expiry screens, recoveries), counted like
+        tokens: in memory, written with the next ``flush`` (the telemetry endpoint is a hot
+        path and writes nothing itself)."""
+        unknown_types = {event.event_type for event in events} - set(VIEWER_EVENT_TYPES)
+        if unknown_types:
+            raise ValueError(f"unknown viewer event types: {sorted(unknown_types)}")
+        day = self._clock().astimezone(UTC).date()
+        with self._lock:
+            for event in events:
+                # "" is no report id: flush counts it without a report, like an unknown one.
+                key = (day, event.report_id or "", event.event_type, stored_reason(event.reason))
+                self._counts[key] += 1
+
     @property
     def pending(self) -> int:
         with self._lock:

@@ -144,13 +144,16 @@ class PowerBIConnection:
             raise ValueError(
                 "EMBEDPORTAL_POWERBI_TENANT_ID, _CLIENT_ID and _CLIENT_SECRET must all be set"
             )
+        # An emulator standing in (`serve`'s built-in one) answers for the environment's
+        # identity, which is then its own.
+        emulator = settings.emulator_url
         return cls(
             tenant_id=settings.powerbi_tenant_id,
             client_id=settings.powerbi_client_id,
             client_secret=secret.get_secret_value(),
-            authority_host=settings.powerbi_authority_host,
-            api_url=settings.powerbi_api_url,
-            arm_url=settings.arm_url,
+            authority_host=emulator or settings.powerbi_authority_host,
+            api_url=emulator or settings.powerbi_api_url,
+            arm_url=emulator or settings.arm_url,
             subscription_id=settings.capacity_subscription_id,
             resource_group=settings.capacity_resource_group,
             capacity_name=settings.capacity_name,

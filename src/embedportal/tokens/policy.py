@@ -91,9 +91,16 @@ class PolicyFormResult:
     errors: dict[str, str]
 
 
+# Far beyond any field's range, far below what `int` refuses (4300 digits) or a column holds.
+MAX_DIGITS = 9
+
+
 def _whole_number(raw: str) -> int | None:
+    """The whole number ``raw`` spells in ASCII digits, or None: `str.isdigit` alone also
+    takes "²" and "٣", which `int` refuses with an exception."""
     text = raw.strip()
-    if not text or not (text.isdigit() or (text.startswith("-") and text[1:].isdigit())):
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or len(digits) > MAX_DIGITS or not (digits.isascii() and digits.isdigit()):
         return None
     return int(text)
 

@@ -33,6 +33,7 @@ from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService
 from embedportal.web.client_address import client_address
 from embedportal.web.push import PushHub
+from embedportal.web.rate_limit import SessionBuckets
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -73,6 +74,7 @@ get_token_gate = _app_service("token_gate")
 get_token_tally = _app_service("token_tally")
 get_session_factory = _app_service("session_factory")
 get_health_checker = _app_service("health")
+get_telemetry_limiter = _app_service("telemetry_limiter")
 
 
 def is_htmx(request: Request) -> bool:
@@ -94,6 +96,7 @@ TokenGateDep = Annotated[TokenGate, Depends(get_token_gate)]
 TokenTallyDep = Annotated[TokenTally, Depends(get_token_tally)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 HealthCheckerDep = Annotated[HealthChecker, Depends(get_health_checker)]
+TelemetryLimiterDep = Annotated[SessionBuckets, Depends(get_telemetry_limiter)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from embedportal.db.models import Capacity, Group, Organization, Role, User
+from embedportal.web.input_guard import ascii_whole_number
 
 # Beyond a 32-bit integer an id is no row of ours; the database is never asked (it would overflow).
 MAX_ID = 2**31 - 1
@@ -192,9 +193,9 @@ class GrantForm(GrantRolesForm):
     def grantee_id(self, kind: Literal["user", "group"]) -> int | None:
         """The id of the chosen user or group, if one of that kind is chosen."""
         chosen_kind, _sep, raw_id = self.grantee.partition(":")
-        if chosen_kind != kind or not raw_id.isascii() or not raw_id.isdigit():
+        grantee_id = ascii_whole_number(raw_id, max_digits=10)
+        if chosen_kind != kind or grantee_id is None:
             return None
-        grantee_id = int(raw_id)
         return grantee_id if 1 <= grantee_id <= MAX_ID else None
 
 
@@ -283,10 +284,9 @@ class ScheduleForm(PostedForm):
     def edited(self) -> Self:
         """The form after its "Add a row" or "Remove" button: one blank row more, or one less."""
         rows = self.rows()
-        if self.remove_row.isascii() and self.remove_row.isdigit():
-            index = int(self.remove_row)
-            if index < len(rows):
-                del rows[index]
+        index = ascii_whole_number(self.remove_row)
+        if index is not None and index < len(rows):
+            del rows[index]
         if self.add_row:
             rows.append({})
         return (

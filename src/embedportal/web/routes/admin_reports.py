@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -33,7 +33,7 @@ from embedportal.web.deps import (
     PowerBIClientsDep,
     PushHubDep,
 )
-from embedportal.web.forms import GrantForm, GrantRolesForm
+from embedportal.web.forms import MAX_ID, GrantForm, GrantRolesForm
 from embedportal.web.push import PushEvent, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
@@ -52,7 +52,11 @@ def admin_report(report_id: str, _admin: AdminUser, db: DbSession) -> Report:
 AdminReport = Annotated[Report, Depends(admin_report)]
 
 
-def report_grant(grant_id: int, report: AdminReport, db: DbSession) -> ReportGrant:
+# Beyond a 32-bit integer an id is no row of ours; the database is never asked (it would overflow).
+GrantId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def report_grant(grant_id: GrantId, report: AdminReport, db: DbSession) -> ReportGrant:
     grant = db.get(ReportGrant, grant_id)
     if grant is None or grant.report_id != report.id:
         raise HTTPException(status_code=404, detail=_("There is no such grant."))

@@ -7,8 +7,10 @@ the reports it names, and a viewer's `interaction` telemetry is a person using a
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
+import math
 import random
 import re
 import time
@@ -16,20 +18,22 @@ from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.capacity_rights import capacity_rights
 from embedportal.access.grants import can_view
-from embedportal.access.viewer_health import ReportedEvent, record_viewer_events
+from embedportal.access.read_cache import ReadCache
+from embedportal.access.viewer_health import ReportedEvent
 from embedportal.capacity.activity import ActivityKind
 from embedportal.capacity.ledger import ActivityLedger
 from embedportal.db.models import Capacity, Report, User
+from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS
 from embedportal.web.deps import (
@@ -40,6 +44,12 @@ from embedportal.web.deps import (
     DbSession,
     MetricsDep,
     PushHubDep,
+    ReadCacheDep,
+    SessionFactoryDep,
+    SignedInUser,
+    TelemetryLimiterDep,
+    TokenTallyDep,
+    signed_in_user,
 )
 from embedportal.web.push import PushEvent
 from embedportal.web.routes.tv import MAX_TV_REPORTS
@@ -191,8 +201,9 @@ class ViewerEvent(BaseModel):
     # `interaction`: a person used the report (the keeper sends at most one a minute per report);
     # it goes to the capacity's activity ledger, not to the per-day viewer-health counts.
     type: Literal["refreshed", "refreshFailed", "expired", "recovered", "interaction"]
-    # Free text up to 40 characters; reasons the portal does not know are counted as "other".
-    reason: str | None = Field(None, max_length=40)
+    # Free text up to 40 printable characters; reasons the portal does not know are counted as
+    # "other".
+    reason: str | None = Field(None, max_length=40, pattern=r"^[\x20-\x7e]*$")
     # The portal's report ids are Power BI ids (GUIDs); nothing else is looked up.
     report_id: str | None = Field(
         None, alias="reportId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"
@@ -203,41 +214,121 @@ class TelemetryBatch(BaseModel):
     events: list[ViewerEvent] = Field(..., max_length=100)
 
 
-@router.post("/api/telemetry", status_code=204, dependencies=[CsrfProtected])
+@dataclass(frozen=True)
+class ReportAccess:
+    """What telemetry needs of one report for one user: may they open it, and the capacity
+    whose activity ledger an interaction with it counts for (None: shared capacity, or one the
+    portal has no row for)."""
+
+    viewable: bool
+    capacity_id: str | None
+
+
+def _load_report_access(
+    session_factory: sessionmaker[Session], user_id: int, report_id: str
+) -> ReportAccess:
+    with session_scope(session_factory) as session:
+        user = session.get(User, user_id)
+        report = session.get(Report, report_id)
+        if user is None or user.is_blocked or report is None or not report.is_available:
+            return ReportAccess(viewable=False, capacity_id=None)
+        if not can_view(session=session, user=user, report=report):
+            return ReportAccess(viewable=False, capacity_id=None)
+        capacity_id = report.capacity_id
+        if capacity_id is not None and session.get(Capacity, capacity_id) is None:
+            capacity_id = None
+        return ReportAccess(viewable=True, capacity_id=capacity_id)
+
+
+async def _report_access(
+    read_cache: ReadCache, session_factory: sessionmaker[Session], user_id: int, report_id: str
+) -> ReportAccess:
+    """Through the read cache: an open viewer reports on the same reports batch after batch,
+    and any change to access (grants, groups, blocking) drops the cache at once."""
+    load = functools.partial(_load_report_access, session_factory, user_id, report_id)
+    return await read_cache.get_or_load(("telemetry-access", user_id, report_id), load)
+
+
+def _too_many(wait_seconds: float) -> JSONResponse:
+    retry_after = max(1, math.ceil(min(wait_seconds, 3600.0)))
+    return JSONResponse(
+        {
+            "detail": _("Too much telemetry from this session. Send it again later."),
+            "code": "TooManyRequests",
+        },
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+@router.post(
+    "/api/telemetry",
+    status_code=204,
+    # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
+    dependencies=[Depends(signed_in_user), CsrfProtected],
+    responses={
+        403: {"description": "A report the user may not open is named"},
+        429: {"description": "Too much telemetry from this session; Retry-After says when"},
+    },
+)
 async def telemetry(
+    request: Request,
     batch: TelemetryBatch,
-    user: CurrentUser,
-    db: DbSession,
+    user: SignedInUser,
+    read_cache: ReadCacheDep,
+    session_factory: SessionFactoryDep,
+    limiter: TelemetryLimiterDep,
+    tally: TokenTallyDep,
     metrics: MetricsDep,
     ledger: ActivityLedgerDep,
 ) -> Response:
     """Open viewers report refreshes, failures, expiry screens and recoveries: counted in this
-    instance's Prometheus metrics, and per day in the database for Admin → Viewer health.
-    Interactions are noted in the capacity's activity ledger (in memory; no write here)."""
-    health = [event for event in batch.events if event.type != "interaction"]
-    touched = {
-        event.report_id for event in batch.events if event.type == "interaction" and event.report_id
-    }
-    if health:
-        events = [
-            ReportedEvent(event_type=event.type, reason=event.reason, report_id=event.report_id)
-            for event in health
-        ]
-        # The database is written in a worker thread: the event loop serves push streams.
-        await run_in_threadpool(record_viewer_events, session=db, events=events)
-    if touched:
-        # Only reports this person may view count: telemetry cannot keep any capacity on.
-        capacities = await run_in_threadpool(
-            _viewable_capacities, db, user, sorted(touched)[:MAX_WATCHED_REPORTS]
+    instance's Prometheus metrics, and per day for Admin → Viewer health. Interactions are noted
+    in the capacity's activity ledger. Both are kept in memory and written every few seconds:
+    no database write here, and reads only through the read cache.
+
+    Each web session may send `EMBEDPORTAL_TELEMETRY_EVENTS_PER_MINUTE` events (429 with
+    Retry-After beyond). A batch naming a report the user may not open is refused whole (403):
+    nobody's telemetry speaks for reports they cannot see."""
+    wait = limiter.take(request.state.web_session_id, max(1, len(batch.events)))
+    if wait > 0:
+        return _too_many(wait)
+    named = sorted({event.report_id for event in batch.events if event.report_id})
+    if len(named) > MAX_WATCHED_REPORTS:
+        raise HTTPException(
+            status_code=400,
+            detail=_("A batch may name at most %(count)s reports.", count=MAX_WATCHED_REPORTS),
         )
-        for capacity_id in sorted(capacities):
-            # Interaction always counts (activity.ALWAYS_COUNTED): the keeps-on flag is moot.
-            ledger.note(
-                capacity_id=capacity_id,
-                user_id=user.id,
-                kind=ActivityKind.INTERACTION,
-                keeps_capacity_on=False,
-            )
+    access = {
+        report_id: await _report_access(read_cache, session_factory, user.id, report_id)
+        for report_id in named
+    }
+    if not all(found.viewable for found in access.values()):
+        raise HTTPException(
+            status_code=403,
+            detail=_("Telemetry names a report you do not have access to. Nothing was counted."),
+        )
+    health = [event for event in batch.events if event.type != "interaction"]
+    if health:
+        tally.note_events(
+            [
+                ReportedEvent(event_type=event.type, reason=event.reason, report_id=event.report_id)
+                for event in health
+            ]
+        )
+    touched = {
+        access[event.report_id].capacity_id
+        for event in batch.events
+        if event.type == "interaction" and event.report_id
+    }
+    for capacity_id in sorted(capacity for capacity in touched if capacity is not None):
+        # Interaction always counts (activity.ALWAYS_COUNTED): the keeps-on flag is moot.
+        ledger.note(
+            capacity_id=capacity_id,
+            user_id=user.id,
+            kind=ActivityKind.INTERACTION,
+            keeps_capacity_on=False,
+        )
     for event in health:
         reason = event.reason if event.reason in REFRESH_REASONS else None
         metrics.record_viewer_event(event.type, reason)
@@ -252,21 +343,54 @@ def _bearer_token_matches(authorization: str | None, expected: str) -> bool:
     return hmac.compare_digest(supplied.strip().encode(), expected.encode())
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def metrics_refusal(
+    *,
+    environment: str,
+    token: str | None,
+    authorization: str | None,
+    client_host: str | None,
+    forwarded: bool,
+) -> str | None:
+    """Why `/metrics` is refused to this caller, or None. With a metrics token, only its
+    bearer reads; without one, anyone outside production, and in production only a direct
+    connection from this machine (through no proxy: a proxy on the same host would make every
+    outside caller look local, so a forwarded request is not local)."""
+    if token is not None:
+        if _bearer_token_matches(authorization, token):
+            return None
+        return _("Send the metrics token as “Authorization: Bearer <token>”.")
+    if environment != "production":
+        return None
+    if client_host in LOOPBACK_HOSTS and not forwarded:
+        return None
+    return _(
+        "In production /metrics answers only this machine unless EMBEDPORTAL_METRICS_TOKEN is "
+        "set; then send it as “Authorization: Bearer <token>”."
+    )
+
+
 @router.get("/metrics", include_in_schema=False)
 def prometheus_metrics(
     request: Request,
     settings: AppSettings,
     metrics: MetricsDep,
 ) -> Response:
-    """Prometheus text format. With EMBEDPORTAL_METRICS_TOKEN set, only for that bearer token;
-    without it, open to anyone who reaches the portal (keep it on a private network)."""
+    """Prometheus text format: see `metrics_refusal` for who may read it."""
     expected = settings.metrics_token
-    if expected is not None and not _bearer_token_matches(
-        request.headers.get("authorization"), expected.get_secret_value()
-    ):
+    refusal = metrics_refusal(
+        environment=settings.environment,
+        token=expected.get_secret_value() if expected is not None else None,
+        authorization=request.headers.get("authorization"),
+        client_host=request.client.host if request.client is not None else None,
+        forwarded="x-forwarded-for" in request.headers or "forwarded" in request.headers,
+    )
+    if refusal is not None:
         raise HTTPException(
             status_code=401,
-            detail=_("Send the metrics token as “Authorization: Bearer <token>”."),
+            detail=refusal,
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

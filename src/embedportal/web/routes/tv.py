@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from embedportal.access.grants import visible_reports
 from embedportal.i18n import _
 from embedportal.web.deps import CurrentUser, DbSession
+from embedportal.web.input_guard import ascii_whole_number
 from embedportal.web.templating import render
 
 router = APIRouter(prefix="/tv", tags=["reports"])
@@ -59,7 +60,7 @@ def tv_show(
         errors["report"] = _(
             "Choose at most %(count)s reports for one screen.", count=MAX_TV_REPORTS
         )
-    seconds = int(interval) if interval.strip().isdigit() else None
+    seconds = ascii_whole_number(interval)
     if seconds is None or not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
         errors["interval"] = _(
             "Enter the seconds each report stays on screen: a whole number, at least %(min)s.",

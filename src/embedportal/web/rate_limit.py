@@ -1,0 +1,59 @@
+"""Token buckets by key, in memory: how the telemetry endpoint limits each web session.
+
+Pure bookkeeping, no I/O: a bucket holds up to `capacity` tokens and regains `capacity` per
+minute, continuously; `take` either spends what a request costs or says how long until it could.
+Each instance keeps its own buckets (a client spread over several instances gets each one's
+allowance): the limit bounds what one session can do to the figures, it is no quota.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+DEFAULT_MAX_KEYS = 100_000
+
+
+class SessionBuckets:
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self.capacity = float(per_minute)
+        self._per_second = per_minute / 60.0
+        self._max_keys = max(1, max_keys)
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        # key → (tokens, when last topped up); least recently used first.
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: Hashable, amount: float = 1.0) -> float:
+        """Spend ``amount`` from ``key``'s bucket and return 0, or spend nothing and return
+        the seconds until the bucket holds ``amount`` (more than its capacity: never)."""
+        if amount > self.capacity:
+            return float("inf")
+        now = self._monotonic()
+        with self._lock:
+            tokens, then = self._buckets.pop(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - then) * self._per_second)
+            if tokens >= amount:
+                tokens -= amount
+                wait = 0.0
+            else:
+                wait = (amount - tokens) / self._per_second
+            self._buckets[key] = (tokens, now)
+            # A full bucket is what a new key gets anyway: forgetting the oldest loses nothing
+            # but that key's recent spending.
+            while len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
