@@ -31,7 +31,7 @@ from embedportal.server import (
     no_connection_note,
 )
 from embedportal.settings import Settings
-from tests.support.portal import LoginAs, MakeUser, csrf_of
+from tests.support.portal import TEST_SECRET_KEY, LoginAs, MakeUser, csrf_of
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -208,7 +208,7 @@ def test_settings_of_the_environment_alone_still_go_where_they_say(settings: Set
 
 
 def _settings(**values: object) -> Settings:
-    return Settings(_env_file=None, secret_key="k" * 48, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, secret_key=TEST_SECRET_KEY, **values)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_serve_refuses_the_published_secret_in_production_with_a_message(
     env = {
         "EMBEDPORTAL_DATABASE_URL": database_url,
         "EMBEDPORTAL_ENVIRONMENT": "production",
-        "EMBEDPORTAL_SECRET_KEY": "Zq3" * 16,
+        "EMBEDPORTAL_SECRET_KEY": TEST_SECRET_KEY,
         "EMBEDPORTAL_BUILTIN_EMULATOR": "on",
     }
     monkeypatch.delenv("EMBEDPORTAL_EMULATOR_CLIENT_SECRET", raising=False)
