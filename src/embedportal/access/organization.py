@@ -122,6 +122,29 @@ class _Addresses:
     resource_group: str | None
     capacity_name: str | None
 
+    def connection(
+        self, *, tenant_id: str, client_id: str, client_secret: str, with_capacity: bool = True
+    ) -> PowerBIConnection:
+        """The connection to these addresses (raises ValueError for a malformed value)."""
+        capacity = (
+            {
+                "subscription_id": self.subscription_id,
+                "resource_group": self.resource_group,
+                "capacity_name": self.capacity_name,
+            }
+            if with_capacity
+            else {}
+        )
+        return PowerBIConnection(
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=client_secret,
+            authority_host=self.authority_host,
+            api_url=self.api_url,
+            arm_url=self.arm_url,
+            **capacity,
+        )
+
 
 def _addresses(settings: Settings, *, emulated: bool) -> _Addresses:
     """Where a connection is sent: the emulator, only with the emulator's identity; else the
@@ -189,16 +212,8 @@ def effective_connection(*, session: Session, settings: Settings) -> EffectiveCo
     if problem is None:
         addresses = _addresses(settings, emulated=emulated)
         try:
-            connection = PowerBIConnection(
-                tenant_id=tenant_id,
-                client_id=client_id,
-                client_secret=secret,
-                authority_host=addresses.authority_host,
-                api_url=addresses.api_url,
-                arm_url=addresses.arm_url,
-                subscription_id=addresses.subscription_id,
-                resource_group=addresses.resource_group,
-                capacity_name=addresses.capacity_name,
+            connection = addresses.connection(
+                tenant_id=tenant_id, client_id=client_id, client_secret=secret
             )
         except ValueError as error:
             problem = f"The Power BI connection is not valid: {error}"
@@ -393,11 +408,6 @@ def candidate_connection(
     if not (tenant_id and client_id and secret):
         raise ValueError(N_("Enter the tenant id, client id and client secret first."))
     addresses = _addresses(settings, emulated=emulator_stands_in and keep_current)
-    return PowerBIConnection(
-        tenant_id=tenant_id,
-        client_id=client_id,
-        client_secret=secret,
-        authority_host=addresses.authority_host,
-        api_url=addresses.api_url,
-        arm_url=addresses.arm_url,
+    return addresses.connection(
+        tenant_id=tenant_id, client_id=client_id, client_secret=secret, with_capacity=False
     )
