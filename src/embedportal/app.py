@@ -25,7 +25,7 @@ from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService, create_token_cache
-from embedportal.web.context import request_context_middleware
+from embedportal.web.context import RequestContext
 from embedportal.web.errors import install_error_handlers
 from embedportal.web.observability import RequestObservability
 from embedportal.web.push import PushHub
@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # No OpenTelemetry here (Prometheus at /metrics): FastAPI would otherwise look for a
+        # configured provider, through os.environ, on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     engine = create_db_engine(settings.resolved_database_url)
     app.state.settings = settings
@@ -143,13 +146,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.capacity_controller:
         app.state.background.append(app.state.capacity_controller.run)
 
-    app.middleware("http")(request_context_middleware)
+    app.add_middleware(RequestContext)
     # Added last, so outermost: it sees every request, and the context middleware's errors.
     app.add_middleware(RequestObservability, metrics=app.state.metrics)
     install_error_handlers(app)
     _track_shared_state(app)
 
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    # First: every open viewer calls it, and routes are matched in order.
+    app.include_router(api_tokens.router)
     app.include_router(health.router)
     app.include_router(vendor.router)
     app.include_router(home.router)
@@ -161,7 +166,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(reports.router, include_in_schema=False)
     app.include_router(viewer.router, include_in_schema=False)
-    app.include_router(api_tokens.router)
     app.include_router(api_session.router)
     app.include_router(tv.router, include_in_schema=False)
     app.include_router(admin_reports.router, include_in_schema=False)

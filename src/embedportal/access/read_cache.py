@@ -79,15 +79,18 @@ class ReadCache:
     def get(self, key: Hashable) -> Any | None:
         if self.ttl_seconds <= 0:
             return None
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            expires, value = item
-            if self._monotonic() >= expires:
-                del self._items[key]
-                return None
-            return value
+        # No lock: a dict read is atomic, and every open viewer's call comes through here. An
+        # expired entry is dropped under the lock, and only if no fresher one replaced it.
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if self._monotonic() >= expires:
+            with self._lock:
+                if self._items.get(key) is item:
+                    del self._items[key]
+            return None
+        return value
 
     def put(self, key: Hashable, value: Any, *, generation: int) -> None:
         if self.ttl_seconds <= 0:

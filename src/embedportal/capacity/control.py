@@ -163,8 +163,7 @@ class CapacityControl:
         """The capacity as ARM says it is now (remembered a few seconds unless ``fresh``).
         Never raises for ARM's sake: a failure is a status with ``problem`` set."""
         now = self._clock()
-        cached = self._statuses.get(capacity_id)
-        if not fresh and cached is not None and now - cached.read_at < _fresh_for(cached):
+        if not fresh and (cached := self.remembered_status(capacity_id)) is not None:
             return cached
         lock = self._locks.setdefault(capacity_id, asyncio.Lock())
         async with lock:  # one ARM call per capacity at a time; the others read its answer
@@ -197,6 +196,14 @@ class CapacityControl:
     def operating_here(self, capacity_id: str) -> bool:
         """Whether this instance is carrying out an operation on the capacity right now."""
         return capacity_id in self._operating
+
+    def remembered_status(self, capacity_id: str) -> CapacityStatus | None:
+        """The status ``status`` would answer without asking ARM, or None (no I/O, no await:
+        the token API reads it on every call)."""
+        cached = self._statuses.get(capacity_id)
+        if cached is not None and self._clock() - cached.read_at < _fresh_for(cached):
+            return cached
+        return None
 
     def cached_status(self, capacity_id: str) -> CapacityStatus | None:
         return self._statuses.get(capacity_id)

@@ -23,6 +23,10 @@ REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Load balancers probe these many times a second: counted, not logged.
 _QUIET_PATHS = ("/healthz", "/metrics", "/static/")
+# Every open viewer calls these, all of them at once in a burst: their answers are counted and
+# timed in /metrics, and a line per success (at info, a quarter of a cache hit's cost, and a wall
+# of screens writing thousands an hour) is logged at debug. Refusals and errors stay at info.
+_HOT_ROUTES = frozenset({"/api/reports/{report_id}/token", "/api/telemetry"})
 
 
 def request_id_of(raw: str | None) -> str:
@@ -85,19 +89,28 @@ class RequestObservability:
             response = database_unavailable_response(Request(scope))
             await response(scope, receive, send_with_id)
         finally:
-            path = scope.get("path", "")
-            if not path.startswith(_QUIET_PATHS):
-                logger.info(
-                    "%s %s %s %.1fms",
-                    scope["method"],
-                    route_template(scope),
-                    state["status"],
-                    (time.perf_counter() - started) * 1000,
-                    extra={
-                        "method": scope["method"],
-                        "route": route_template(scope),
-                        "status": state["status"],
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+            if not scope.get("path", "").startswith(_QUIET_PATHS):
+                _log_request(scope, state["status"], time.perf_counter() - started)
             request_id_var.reset(token)
+
+
+def _log_request(scope: Scope, status: int, seconds: float) -> None:
+    route = route_template(scope)
+    level = logging.DEBUG if status < 400 and route in _HOT_ROUTES else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    milliseconds = seconds * 1000
+    logger.log(
+        level,
+        "%s %s %s %.1fms",
+        scope["method"],
+        route,
+        status,
+        milliseconds,
+        extra={
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "duration_ms": round(milliseconds, 2),
+        },
+    )
