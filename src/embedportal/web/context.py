@@ -10,9 +10,11 @@ import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,7 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from embedportal import i18n
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.sessions import SESSION_COOKIE, resolve_session
-from embedportal.db.models import Organization, User
+from embedportal.db.base import utcnow
+from embedportal.db.models import Organization, User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.settings import Settings
 
@@ -62,6 +65,35 @@ def _load_identity(
         if record is None:
             return _Identity(None, None, "", name)
         return _Identity(record.user, record.id, record.csrf_token, name)
+
+
+# Session ids per query when checking open streams: well under SQLite's bound-parameter limit.
+_LIVE_CHUNK = 500
+
+
+def live_session_ids(
+    session_factory: sessionmaker[Session], session_ids: list[str], idle_minutes: int
+) -> set[str]:
+    """Which of these web sessions are still signed in: not ended, not idle too long, their
+    user not blocked. One read for many open push streams, and no write: a stream's heartbeat
+    must not keep its session's last-seen time moving (requests do that)."""
+    cutoff = utcnow() - timedelta(minutes=idle_minutes)
+    live: set[str] = set()
+    with session_scope(session_factory) as db:
+        for start in range(0, len(session_ids), _LIVE_CHUNK):
+            chunk = session_ids[start : start + _LIVE_CHUNK]
+            live.update(
+                db.scalars(
+                    select(WebSession.id)
+                    .join(User, User.id == WebSession.user_id)
+                    .where(
+                        WebSession.id.in_(chunk),
+                        WebSession.last_seen_at >= cutoff,
+                        User.is_blocked.is_(False),
+                    )
+                )
+            )
+    return live
 
 
 async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
