@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,12 +54,10 @@ from embedportal.tokens.gate import GateBusyError
 from embedportal.tokens.policy import TokenPolicy
 from embedportal.tokens.service import IssuedToken, TokenWaitTimeoutError, policy_of
 from embedportal.web.deps import (
-    CsrfProtected,
     NotSignedIn,
-    SignedInUser,
+    SignedInUserWithCsrf,
     TokenApiServices,
     TokenApiServicesDep,
-    signed_in_user,
 )
 
 logger = logging.getLogger("embedportal.tokens")
@@ -272,12 +270,11 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
         502: {"description": "Power BI refused (credentials, permissions)"},
         503: {"description": "Capacity off (code CapacityNotActive) or Power BI unreachable"},
     },
-    # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
-    dependencies=[Depends(signed_in_user), CsrfProtected],
 )
 async def issue_token(
     report_id: str,
-    user: SignedInUser,
+    # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
+    user: SignedInUserWithCsrf,
     api: TokenApiServicesDep,
     body: Annotated[TokenRequestBody | None, Body()] = None,
 ) -> JSONResponse:
