@@ -94,9 +94,13 @@ class RequestObservability:
             request_id_var.reset(token)
 
 
+def _log_level(route: str, status: int) -> int:
+    return logging.DEBUG if status < 400 and route in _HOT_ROUTES else logging.INFO
+
+
 def _log_request(scope: Scope, status: int, seconds: float) -> None:
     route = route_template(scope)
-    level = logging.DEBUG if status < 400 and route in _HOT_ROUTES else logging.INFO
+    level = _log_level(route, status)
     if not logger.isEnabledFor(level):
         return
     milliseconds = seconds * 1000
