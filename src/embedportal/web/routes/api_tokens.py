@@ -425,8 +425,9 @@ async def _capacity_refusal(
             return None
         return _error(503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=5)
     capacity = context.capacity
-    # Almost always remembered: read without a task (a cache hit must not pay for one).
-    status = None if fresh else control.remembered_status(capacity.capacity_id)
+    # Almost always remembered, or refreshed in the background while a recent one stands in:
+    # read without a task, and without every open viewer waiting on ARM when it expires.
+    status = None if fresh else control.status_without_waiting(capacity.capacity_id)
     if status is None:
         try:
             status = await _within_wait(
