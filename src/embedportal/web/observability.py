@@ -23,10 +23,6 @@ REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Load balancers probe these many times a second: counted, not logged.
 _QUIET_PATHS = ("/healthz", "/metrics", "/static/")
-# Every open viewer calls these, all of them at once in a burst: their answers are counted and
-# timed in /metrics, and a line per success (at info, a quarter of a cache hit's cost, and a wall
-# of screens writing thousands an hour) is logged at debug. Refusals and errors stay at info.
-_HOT_ROUTES = frozenset({"/api/reports/{report_id}/token", "/api/telemetry"})
 
 
 def request_id_of(raw: str | None) -> str:
@@ -94,18 +90,12 @@ class RequestObservability:
             request_id_var.reset(token)
 
 
-def _log_level(route: str, status: int) -> int:
-    return logging.DEBUG if status < 400 and route in _HOT_ROUTES else logging.INFO
-
-
 def _log_request(scope: Scope, status: int, seconds: float) -> None:
-    route = route_template(scope)
-    level = _log_level(route, status)
-    if not logger.isEnabledFor(level):
+    if not logger.isEnabledFor(logging.INFO):
         return
+    route = route_template(scope)
     milliseconds = seconds * 1000
-    logger.log(
-        level,
+    logger.info(
         "%s %s %s %.1fms",
         scope["method"],
         route,
