@@ -86,7 +86,12 @@ def serve(
     if workers > 1:
         run_workers(settings, workers=workers, console=console)
     else:
-        asyncio.run(run_portal(settings, console=console))
+        # The event loop uvicorn picks for its own workers (uvloop where installed): the token
+        # API's and the push channel's socket work costs less on it.
+        from uvicorn.loops.auto import auto_loop_factory
+
+        with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+            runner.run(run_portal(settings, console=console))
 
 
 @app.command()

@@ -12,7 +12,7 @@ file to forget. English is the source language.
 from __future__ import annotations
 
 import gettext
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -85,8 +85,13 @@ def match_language(tag: str) -> str | None:
     return None
 
 
-def activate(language: str) -> None:
-    _current.set(translations_for(language))
+def activate(language: str) -> Token[gettext.NullTranslations | None]:
+    """Speak ``language`` in this context from now on; ``deactivate`` with the result undoes it."""
+    return _current.set(translations_for(language))
+
+
+def deactivate(token: Token[gettext.NullTranslations | None]) -> None:
+    _current.reset(token)
 
 
 def gettext_(message: str, **variables: object) -> str:

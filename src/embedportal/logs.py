@@ -90,6 +90,12 @@ def configure_logging(
     *, log_format: LogFormat = "text", level: str = "info", stream: TextIO | None = None
 ) -> logging.Handler:
     """Send every logger (uvicorn's included) to one handler on ``stream`` (stderr)."""
+    # Neither format writes where a call came from, nor the thread's or process's name, and
+    # a line is written per request: skip gathering them (the logging HOWTO's "Optimization").
+    logging._srcfile = None  # noqa: SLF001
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(_RequestIdFilter())

@@ -226,3 +226,35 @@ async def test_a_failed_load_is_raised_to_its_callers_and_not_kept(anyio_backend
     with pytest.raises(RuntimeError):
         await cache.get_or_load("k", load)
     assert await cache.get_or_load("k", lambda: "back") == "back"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_entry_just_expired_answers_while_one_reload_renews_it(
+    anyio_backend: str,
+) -> None:
+    """Every open viewer reads the same few entries: when one expires they are answered from
+    it while one reload runs, not all held on the database; an entry older than two TTLs, or
+    an invalidated one, is waited for."""
+    ticks = Ticks()
+    cache = ReadCache(ttl_seconds=5, monotonic=ticks)
+    loads: list[str] = []
+
+    def load() -> str:
+        loads.append("read")
+        time.sleep(0.05)
+        return f"value {len(loads)}"
+
+    assert await cache.get_or_load("k", load) == "value 1"
+    ticks.now += 6  # expired a second ago
+    answers = await asyncio.gather(*(cache.get_or_load("k", load) for _ in range(20)))
+    assert answers == ["value 1"] * 20  # at once, from the entry that just expired
+    for _ in range(100):
+        if cache.get("k") == "value 2":
+            break
+        await asyncio.sleep(0.01)
+    assert loads == ["read", "read"]  # one reload behind them, now stored
+    ticks.now += 11  # two TTLs past: too old to answer from
+    assert await cache.get_or_load("k", load) == "value 3"
+    cache.invalidate()
+    assert await cache.get_or_load("k", load) == "value 4"

@@ -18,7 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from embedportal.capacity.activity import ActivityKind
-from embedportal.capacity.control import CapacityBusyError, CapacityControl
+from embedportal.capacity.control import (
+    STATUS_FRESH_FOR,
+    STATUS_STALE_OK,
+    CapacityBusyError,
+    CapacityControl,
+)
 from embedportal.capacity.controller import (
     CapacityController,
     acquire_lease,
@@ -522,3 +527,37 @@ def test_the_app_runs_the_controller_only_when_enabled(settings: Settings, enabl
         assert controller.interval_seconds == settings.capacity_controller_seconds
     finally:
         app.state.engine.dispose()
+
+
+def test_the_token_api_reads_a_recent_status_while_a_new_one_is_read_behind_it(
+    world: World,
+) -> None:
+    """Every open viewer asks at once: when the remembered status expires, they are answered
+    from it (up to STATUS_STALE_OK old) while one read refreshes it, instead of all waiting on
+    ARM; past that, nothing stands in and the caller must ask (and wait)."""
+    control = world.control
+    assert control.status_without_waiting(DEDICATED_ID) is None  # nothing read yet
+    first = world.run(control.status(capacity_id=DEDICATED_ID))
+
+    async def twice_without_waiting() -> tuple[Any, Any]:
+        return (
+            control.status_without_waiting(DEDICATED_ID),
+            control.status_without_waiting(DEDICATED_ID),
+        )
+
+    assert world.run(twice_without_waiting()) == (first, first)  # fresh: no read
+    world.clock.ahead = STATUS_FRESH_FOR + timedelta(seconds=1)
+    stale, again = world.run(twice_without_waiting())
+    assert stale is first and again is first  # answered at once, from the recent one
+
+    async def refreshed() -> Any:
+        for _ in range(200):
+            if (status := control.remembered_status(DEDICATED_ID)) is not None:
+                return status
+            await asyncio.sleep(0.025)
+        return None
+
+    renewed = world.run(refreshed())
+    assert renewed is not None and renewed.read_at > first.read_at  # one read, behind them
+    world.clock.ahead += STATUS_STALE_OK + timedelta(seconds=1)
+    assert world.run(twice_without_waiting()) == (None, None)  # too old to stand in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from embedportal.powerbi import (
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import MemoryTokenCache, RedisTokenCache, TokenService
-from embedportal.web.deps import get_powerbi_clients, get_settings, get_token_service
+from embedportal.web.deps import TokenApiServices, get_token_api_services
 from embedportal.web.push import PushEvent
 from tests.emulator.harness import Emulator
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
@@ -45,6 +46,13 @@ def settings_overrides(emulator_settings_overrides: dict[str, object]) -> dict[s
     return emulator_settings_overrides
 
 
+def use_services(app: FastAPI, **replaced: object) -> None:
+    """The token API with some of its services replaced; the others are the app's own."""
+    app.dependency_overrides[get_token_api_services] = lambda: dataclasses.replace(
+        TokenApiServices.of(app.state), **replaced
+    )
+
+
 @pytest.fixture(params=["memory", "redis"])
 def cache_backend(request: pytest.FixtureRequest, app: FastAPI) -> str:
     """Run a test with the in-process cache, and again with Redis when the suite has one."""
@@ -53,7 +61,7 @@ def cache_backend(request: pytest.FixtureRequest, app: FastAPI) -> str:
         service = TokenService(
             cache=RedisTokenCache(url, prefix=f"embedportal-test:{uuid.uuid4().hex}")
         )
-        app.dependency_overrides[get_token_service] = lambda: service
+        use_services(app, service=service)
         app.state.on_shutdown.append(service.aclose)
     return str(request.param)
 
@@ -363,7 +371,7 @@ def test_power_bi_failures_are_passed_on_with_a_reason_never_a_500(
     viewer = make_user("viewer@example.com")
     grant(synced_reports[SALES], user=viewer)
     client = login_as(viewer)
-    app.dependency_overrides[get_powerbi_clients] = lambda: FailingClients(error)
+    use_services(app, clients=FailingClients(error))
     response = post_token(client, synced_reports[SALES])
     assert response.status_code == status
     assert response.json()["code"] == code
@@ -382,7 +390,7 @@ def test_without_a_power_bi_connection_the_answer_says_so(
     grant(synced_reports[SALES], user=viewer)
     client = login_as(viewer)
     unconnected = app.state.settings.model_copy(update={"powerbi_client_secret": None})
-    app.dependency_overrides[get_settings] = lambda: unconnected
+    use_services(app, settings=unconnected)
     response = post_token(client, synced_reports[SALES])
     assert response.status_code == 503
     assert response.json()["code"] == "PowerBINotConnected"
@@ -489,9 +497,8 @@ def test_power_bi_hung_is_answered_503_with_retry_after_and_one_call(
     client = login_as(viewer)
     csrf = csrf_of(client, "/reports")
     hung = SlowClients(delay=60)
-    app.dependency_overrides[get_powerbi_clients] = lambda: hung
     patient = TokenService(cache=MemoryTokenCache(), wait_seconds=0.2, first_wait_seconds=0.2)
-    app.dependency_overrides[get_token_service] = lambda: patient
+    use_services(app, clients=hung, service=patient)
     app.state.on_shutdown.append(patient.aclose)  # cancels the mint still waiting on Power BI
     with ThreadPoolExecutor(max_workers=10) as pool:
         responses = list(
@@ -517,7 +524,7 @@ def test_power_bi_throttling_costs_one_call_and_every_viewer_gets_its_retry_afte
     throttled = SlowClients(
         delay=0.1, error=PowerBIThrottledError("slow down", status=429, retry_after_seconds=30)
     )
-    app.dependency_overrides[get_powerbi_clients] = lambda: throttled
+    use_services(app, clients=throttled)
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(
             pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(20))
@@ -540,7 +547,7 @@ def test_a_saturated_token_api_answers_busy_with_retry_after_never_hangs(
     client = login_as(viewer)
     csrf = csrf_of(client, "/reports")
     app.state.token_gate = TokenGate(limit=1, queue_seconds=0.05)
-    app.dependency_overrides[get_powerbi_clients] = lambda: SlowClients(delay=0.5)
+    use_services(app, clients=SlowClients(delay=0.5))
     with ThreadPoolExecutor(max_workers=4) as pool:
         responses = list(
             pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(4))
@@ -565,7 +572,7 @@ def test_a_burst_of_256_viewers_is_answered_and_healthz_answers_throughout(
         service = TokenService(
             cache=RedisTokenCache(f"redis://127.0.0.1:{free_port()}/0", prefix="gone")
         )
-        app.dependency_overrides[get_token_service] = lambda: service
+        use_services(app, service=service)
         app.state.on_shutdown.append(service.aclose)
     viewers = [make_user(f"viewer{n}@example.com") for n in range(8)]
     grant(synced_reports[SALES], group="Wall", members=viewers)

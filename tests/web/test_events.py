@@ -8,20 +8,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import select
 
-from embedportal.access.sessions import SESSION_COOKIE, start_session
-from embedportal.access.users import create_user
+from embedportal.access.sessions import SESSION_COOKIE, end_session, start_session
+from embedportal.access.users import create_user, set_blocked
 from embedportal.app import create_app
+from embedportal.db.models import Role, User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.settings import Settings
-from embedportal.web.push import PushEvent, PushHub
+from embedportal.web.push import PushEvent, PushHub, notify_access_changed
 from embedportal.web.routes import events as events_route
+from embedportal.web.routes.auth import tell_open_viewers_of_sign_out
 from tests.support.threaded import serve_in_thread
 
 
@@ -291,3 +295,102 @@ def test_portals_with_other_redis_prefixes_do_not_hear_each_other(redis_url: str
     received, leaked = asyncio.run(scenario())
     assert received is not None and received.data == {"n": 1}
     assert leaked is None
+
+
+def _kinds_until_closed(base_url: str, cookie: str, kinds: list[str]) -> None:
+    """Read a stream until the server ends it, noting each event's name."""
+    with httpx.stream(
+        "GET", f"{base_url}/api/events", cookies={SESSION_COOKIE: cookie}, timeout=10
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kinds.append(line[len("event: ") :])
+
+
+def _end_session(app: FastAPI, how: str, cookie: str, user_id: int) -> None:
+    """As the sign-out and block routes do (commit, then the push event), or silently."""
+    with session_scope(app.state.session_factory) as db:
+        if how == "blocked":
+            admin = create_user(
+                session=db,
+                email="admin@example.com",
+                password="long-enough-password",
+                role=Role.ADMIN,
+                actor=None,
+            )
+            user = db.get(User, user_id)
+            assert user is not None
+            set_blocked(session=db, user=user, blocked=True, actor=admin)
+        else:
+            end_session(session=db, cookie_value=cookie)
+    if how == "blocked":
+        notify_access_changed(app.state.push_hub, [user_id])
+    elif how == "signed out":
+        tell_open_viewers_of_sign_out(app.state.push_hub, user_id)
+
+
+@pytest.mark.parametrize("how", ["signed out", "blocked", "ended without an event"])
+def test_a_stream_ends_when_its_session_does(
+    how: str, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sign-out or a block ends the user's streams at once, after the event that says so (a
+    heartbeat a minute away does not wait); a session ended with no event (another instance
+    without Redis, an idle expiry) at the latest at the stream's next heartbeat."""
+    heartbeat = 0.3 if how == "ended without an event" else 60.0
+    monkeypatch.setattr(events_route, "HEARTBEAT_SECONDS", heartbeat)
+    cookie, _csrf, user_id = _signed_in_cookie(app)
+    kinds: list[str] = []
+    with serve_in_thread(app) as base_url:
+        listener = threading.Thread(target=_kinds_until_closed, args=(base_url, cookie, kinds))
+        listener.start()
+        deadline = time.monotonic() + 10
+        while app.state.push_hub.connected == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.push_hub.connected == 1
+        ended_at = time.monotonic()
+        _end_session(app, how, cookie, user_id)
+        listener.join(timeout=10)
+        assert not listener.is_alive(), "the stream outlived its session"
+        assert time.monotonic() - ended_at < 3
+        deadline = time.monotonic() + 5
+        while app.state.push_hub.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.push_hub.connected == 0
+        # The stream is refused from now on.
+        with httpx.Client(base_url=base_url, cookies={SESSION_COOKIE: cookie}) as client:
+            assert client.get("/api/events").status_code == 401
+    assert kinds[0] == "hello"
+    if how == "ended without an event":
+        # The heartbeat due found the session gone: the stream ended instead of beating.
+        assert set(kinds) <= {"hello", "heartbeat"}
+    else:
+        assert kinds[-1] == {"signed out": "session", "blocked": "access"}[how]
+
+
+def test_an_open_stream_does_not_keep_its_session_alive(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat's session check only reads: an open stream is not a request."""
+    monkeypatch.setattr(events_route, "HEARTBEAT_SECONDS", 0.2)
+    cookie, _csrf, user_id = _signed_in_cookie(app)
+    with session_scope(app.state.session_factory) as db:
+        record = db.scalars(select(WebSession).where(WebSession.user_id == user_id)).one()
+        record.last_seen_at = record.last_seen_at - timedelta(minutes=5)
+        before = record.last_seen_at
+    kinds: list[str] = []
+    with (
+        serve_in_thread(app) as base_url,
+        httpx.stream(
+            "GET", f"{base_url}/api/events", cookies={SESSION_COOKIE: cookie}, timeout=10
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kinds.append(line[len("event: ") :])
+            if kinds.count("heartbeat") == 3:
+                break
+    with session_scope(app.state.session_factory) as db:
+        record = db.scalars(select(WebSession).where(WebSession.user_id == user_id)).one()
+        # The stream's own request resolved the session once (as every request does); the
+        # heartbeats after it wrote nothing.
+        assert record.last_seen_at - before >= timedelta(minutes=4)

@@ -10,7 +10,8 @@ dropped at once when something they depend on may have changed:
 * a commit in this process that wrote to a table access depends on (``watch_commits``), so a
   change made here is never served stale, pushed or not.
 
-The TTL bounds staleness for changes that reach neither (another instance writing without Redis).
+The TTL bounds staleness for changes that reach neither (another instance writing without Redis);
+an entry is answered from for up to one more TTL while its reload runs, so the bound is about two.
 Invalidation drops everything: it is rare, and a miss only costs the read the cache saves.
 A load that started before an invalidation is not stored (the generation check), so a reader
 racing a writer cannot put the old state back.
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 from sqlalchemy import event
@@ -87,15 +88,18 @@ class ReadCache:
     def get(self, key: Hashable) -> Any | None:
         if self.ttl_seconds <= 0:
             return None
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            expires, value = item
-            if self._monotonic() >= expires:
-                del self._items[key]
-                return None
-            return value
+        # No lock: a dict read is atomic, and every open viewer's call comes through here. An
+        # expired entry is dropped under the lock, and only if no fresher one replaced it.
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if self._monotonic() >= expires:
+            with self._lock:
+                if self._items.get(key) is item:
+                    del self._items[key]
+            return None
+        return value
 
     def put(self, key: Hashable, value: Any, *, generation: int) -> None:
         if self.ttl_seconds <= 0:
@@ -110,15 +114,30 @@ class ReadCache:
 
     async def get_or_load(self, key: Hashable, load: Callable[[], T]) -> T:
         """The cached value, or ``load()`` run in a worker thread (it blocks on the database)
-        once for every caller that asks for ``key`` meanwhile. ``load`` must not return None."""
-        cached: T | None = self.get(key)
-        if cached is not None:
-            return cached
+        once for every caller that asks for ``key`` meanwhile. ``load`` must not return None.
+
+        An entry that expired less than a TTL ago is answered from while one reload renews it
+        behind the callers: every open viewer asks for the same few entries, and all of them
+        waiting on one read each time one expires was a stall every few seconds. An
+        invalidation still drops everything at once, so a change is never answered from."""
+        item = self._items.get(key) if self.ttl_seconds > 0 else None
+        if item is not None:
+            expires, value = item
+            now = self._monotonic()
+            if now < expires:
+                return cast(T, value)
+            if now < expires + self.ttl_seconds:
+                self._loading_task(key, load)
+                return cast(T, value)
+        value = await asyncio.shield(self._loading_task(key, load))
+        return cast(T, value)
+
+    def _loading_task(self, key: Hashable, load: Callable[[], T]) -> asyncio.Task[T]:
+        """The load of ``key`` under way on this loop, or a new one, stored when it lands."""
         loop = asyncio.get_running_loop()
         pending = self._loading.get(key)
         if pending is not None and pending[0] is loop and not pending[1].done():
-            shared: T = await asyncio.shield(pending[1])
-            return shared
+            return cast("asyncio.Task[T]", pending[1])
         generation = self._generation
         task: asyncio.Task[T] = loop.create_task(anyio.to_thread.run_sync(load))
         self._loading[key] = (loop, task)
@@ -126,12 +145,12 @@ class ReadCache:
         def landed(done: asyncio.Task[T]) -> None:
             if self._loading.get(key, (None, None))[1] is done:
                 del self._loading[key]
+            # exception() also marks a failure seen: a reload nobody awaited may fail.
             if not done.cancelled() and done.exception() is None:
                 self.put(key, done.result(), generation=generation)
 
         task.add_done_callback(landed)
-        value: T = await asyncio.shield(task)
-        return value
+        return task
 
     def invalidate(self, *_event: object) -> None:
         """Forget everything (callable as a push listener: the event itself does not matter)."""

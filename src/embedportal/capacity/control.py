@@ -42,6 +42,9 @@ logger = logging.getLogger("embedportal.capacity")
 # seconds costs ARM one call; shorter while the state is changing.
 STATUS_FRESH_FOR = timedelta(seconds=10)
 STATUS_FRESH_WHILE_CHANGING = timedelta(seconds=3)
+# How old a status the token API may still act on while a new one is read in the background:
+# every open viewer asks at once, and none of them should wait on ARM each time one expires.
+STATUS_STALE_OK = timedelta(seconds=30)
 # An operation the portal started and never saw finish (the instance died) stops blocking the
 # capacity once ARM shows a settled state this long after it began.
 STALE_OPERATION_AFTER = timedelta(minutes=2)
@@ -127,6 +130,7 @@ class CapacityControl:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._operating: set[str] = set()  # capacities with an operation running here
+        self._refreshing: set[str] = set()  # capacities whose status is read in the background
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -163,8 +167,7 @@ class CapacityControl:
         """The capacity as ARM says it is now (remembered a few seconds unless ``fresh``).
         Never raises for ARM's sake: a failure is a status with ``problem`` set."""
         now = self._clock()
-        cached = self._statuses.get(capacity_id)
-        if not fresh and cached is not None and now - cached.read_at < _fresh_for(cached):
+        if not fresh and (cached := self.remembered_status(capacity_id)) is not None:
             return cached
         lock = self._locks.setdefault(capacity_id, asyncio.Lock())
         async with lock:  # one ARM call per capacity at a time; the others read its answer
@@ -197,6 +200,41 @@ class CapacityControl:
     def operating_here(self, capacity_id: str) -> bool:
         """Whether this instance is carrying out an operation on the capacity right now."""
         return capacity_id in self._operating
+
+    def remembered_status(self, capacity_id: str) -> CapacityStatus | None:
+        """The status ``status`` would answer without asking ARM, or None (no I/O, no await:
+        the token API reads it on every call)."""
+        cached = self._statuses.get(capacity_id)
+        if cached is not None and self._clock() - cached.read_at < _fresh_for(cached):
+            return cached
+        return None
+
+    def status_without_waiting(self, capacity_id: str) -> CapacityStatus | None:
+        """The remembered status while fresh; past that, one read at most STATUS_STALE_OK ago
+        while a new one is read in the background (one read at a time); None when there is
+        none (then ``status`` must be awaited). No I/O, no await."""
+        remembered = self.remembered_status(capacity_id)
+        if remembered is not None:
+            return remembered
+        cached = self._statuses.get(capacity_id)
+        if cached is None or self._clock() - cached.read_at >= STATUS_STALE_OK:
+            return None
+        if capacity_id not in self._refreshing:
+            self._refreshing.add(capacity_id)
+            task = asyncio.get_running_loop().create_task(self._refresh(capacity_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return cached
+
+    async def _refresh(self, capacity_id: str) -> None:
+        try:
+            await self.status(capacity_id=capacity_id)
+        except CapacityNotConfiguredError:
+            self.forget(capacity_id)
+        except Exception as error:  # noqa: BLE001 - nobody awaits it; the next one tries again
+            logger.info("capacity %s: status not refreshed: %s", capacity_id, error)
+        finally:
+            self._refreshing.discard(capacity_id)
 
     def cached_status(self, capacity_id: str) -> CapacityStatus | None:
         return self._statuses.get(capacity_id)

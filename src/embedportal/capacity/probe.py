@@ -60,9 +60,7 @@ class CapacityProbe:
             return CapacityReading(running=None, state="NotConfigured", read_at=self._clock())
         if fresh:
             self._readings.pop(connection, None)
-        cached = self._readings.get(connection)
-        if self._fresh(cached):
-            assert cached is not None
+        if (cached := self.remembered(connection)) is not None:
             return cached
         lock = self._locks.setdefault(connection, asyncio.Lock())
         async with lock:  # one ARM call at a time per capacity; the others read its answer
@@ -73,6 +71,11 @@ class CapacityProbe:
             reading = await self._read(connection)
             self._readings[connection] = reading
             return reading
+
+    def remembered(self, connection: PowerBIConnection) -> CapacityReading | None:
+        """The reading ``reading`` would answer without asking, or None (no I/O, no await)."""
+        cached = self._readings.get(connection)
+        return cached if self._fresh(cached) else None
 
     async def _read(self, connection: PowerBIConnection) -> CapacityReading:
         client = self._clients.get(connection)

@@ -9,19 +9,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedportal import i18n
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.sessions import resolve_session, session_cookie_of
-from embedportal.db.models import Organization, User
+from embedportal.db.base import utcnow
+from embedportal.db.models import Organization, User, WebSession
 from embedportal.db.session import session_scope
+from embedportal.settings import Settings
 
 ANONYMOUS_CSRF_COOKIE = "embedportal_csrf"
 LANGUAGE_COOKIE = "embedportal_lang"
@@ -63,6 +67,38 @@ def _load_identity(
         return _Identity(record.user, record.id, record.csrf_token, name)
 
 
+# Session ids per query when checking open streams: well under SQLite's bound-parameter limit.
+_LIVE_CHUNK = 500
+
+
+def live_session_ids(
+    session_factory: sessionmaker[Session], session_ids: list[str], idle_minutes: int
+) -> set[str]:
+    """Which of these web sessions are still signed in: not ended, not idle too long, not past
+    their absolute lifetime, their user not blocked. One read for many open push streams, and
+    no write: a stream's heartbeat must not keep its session's last-seen time moving (requests
+    do that)."""
+    now = utcnow()
+    cutoff = now - timedelta(minutes=idle_minutes)
+    live: set[str] = set()
+    with session_scope(session_factory) as db:
+        for start in range(0, len(session_ids), _LIVE_CHUNK):
+            chunk = session_ids[start : start + _LIVE_CHUNK]
+            live.update(
+                db.scalars(
+                    select(WebSession.id)
+                    .join(User, User.id == WebSession.user_id)
+                    .where(
+                        WebSession.id.in_(chunk),
+                        WebSession.last_seen_at >= cutoff,
+                        WebSession.expires_at > now,  # the absolute lifetime
+                        User.is_blocked.is_(False),
+                    )
+                )
+            )
+    return live
+
+
 async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
     """The request's identity, through the read cache: an open viewer's calls (the token API,
     telemetry) then cost no database round trip. Signing out, blocking or removing a user
@@ -81,45 +117,75 @@ async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
     return await cache.get_or_load(key, load)
 
 
-async def request_context_middleware(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    settings = request.app.state.settings
-    request.state.user = None
-    request.state.web_session_id = None
-    request.state.organization_name = "embedportal"
-    new_anonymous_csrf: str | None = None
-    if not request.url.path.startswith(("/static/", "/healthz")):
-        identity = await _identity_of(request, settings.session_idle_minutes)
-        request.state.organization_name = identity.organization_name
-        if identity.user is not None:
-            request.state.user = identity.user
-            request.state.web_session_id = identity.web_session_id
-            request.state.csrf_token = identity.csrf_token
-        if request.state.user is None:
-            token, is_new = _anonymous_csrf(request)
-            request.state.csrf_token = token
-            if is_new:
-                new_anonymous_csrf = token
+class RequestContext:
+    """The middleware that resolves the context (pure ASGI: Starlette's function middleware runs
+    every request in a task of its own and pipes the response through a memory stream, a cost
+    the token API and every open push stream paid per request)."""
 
-    user = request.state.user
-    language = (
-        (user.language if user is not None and user.language else None)
-        or i18n.match_language(request.cookies.get(LANGUAGE_COOKIE, ""))
-        or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
-    )
-    request.state.language = language
-    i18n.activate(language)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-    response = await call_next(request)
-    if new_anonymous_csrf is not None:
-        serializer = URLSafeSerializer(settings.secret_key.get_secret_value(), salt="csrf")
-        response.set_cookie(
-            ANONYMOUS_CSRF_COOKIE,
-            serializer.dumps(new_anonymous_csrf),
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-            path="/",
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        settings = request.app.state.settings
+        request.state.user = None
+        request.state.web_session_id = None
+        request.state.organization_name = "embedportal"
+        new_anonymous_csrf: str | None = None
+        if not scope["path"].startswith(("/static/", "/healthz")):
+            identity = await _identity_of(request, settings.session_idle_minutes)
+            request.state.organization_name = identity.organization_name
+            if identity.user is not None:
+                request.state.user = identity.user
+                request.state.web_session_id = identity.web_session_id
+                request.state.csrf_token = identity.csrf_token
+            if request.state.user is None:
+                token, is_new = _anonymous_csrf(request)
+                request.state.csrf_token = token
+                if is_new:
+                    new_anonymous_csrf = token
+
+        user = request.state.user
+        language = (
+            (user.language if user is not None and user.language else None)
+            or i18n.match_language(request.cookies.get(LANGUAGE_COOKIE, ""))
+            or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
         )
-    return response
+        request.state.language = language
+        # Reset afterwards: an app called in the caller's task (a test's ASGI transport) must
+        # not leave the caller speaking this request's language.
+        activated = i18n.activate(language)
+        try:
+            if new_anonymous_csrf is None:
+                await self.app(scope, receive, send)
+            else:
+                cookie = _anonymous_csrf_cookie(request, settings, new_anonymous_csrf)
+                await self.app(scope, receive, _adding_header(send, b"set-cookie", cookie))
+        finally:
+            i18n.deactivate(activated)
+
+
+def _anonymous_csrf_cookie(request: Request, settings: Settings, token: str) -> bytes:
+    serializer = URLSafeSerializer(settings.secret_key.get_secret_value(), salt="csrf")
+    carrier = Response()
+    carrier.set_cookie(
+        ANONYMOUS_CSRF_COOKIE,
+        serializer.dumps(token),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return next(value for name, value in carrier.raw_headers if name == b"set-cookie")
+
+
+def _adding_header(send: Send, name: bytes, value: bytes) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (name, value)]}
+        await send(message)
+
+    return sending

@@ -85,19 +85,26 @@ class RequestObservability:
             response = database_unavailable_response(Request(scope))
             await response(scope, receive, send_with_id)
         finally:
-            path = scope.get("path", "")
-            if not path.startswith(_QUIET_PATHS):
-                logger.info(
-                    "%s %s %s %.1fms",
-                    scope["method"],
-                    route_template(scope),
-                    state["status"],
-                    (time.perf_counter() - started) * 1000,
-                    extra={
-                        "method": scope["method"],
-                        "route": route_template(scope),
-                        "status": state["status"],
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+            if not scope.get("path", "").startswith(_QUIET_PATHS):
+                _log_request(scope, state["status"], time.perf_counter() - started)
             request_id_var.reset(token)
+
+
+def _log_request(scope: Scope, status: int, seconds: float) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    route = route_template(scope)
+    milliseconds = seconds * 1000
+    logger.info(
+        "%s %s %s %.1fms",
+        scope["method"],
+        route,
+        status,
+        milliseconds,
+        extra={
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "duration_ms": round(milliseconds, 2),
+        },
+    )

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import queue
 import random
 import threading
@@ -51,6 +52,15 @@ class PushEvent:
         return cls(kind=str(value["kind"]), data=dict(value["data"]), user_id=value["user_id"])
 
 
+# What the hub's one heartbeat task puts in a stream's queue (compared by identity): time for a
+# heartbeat, or the stream's session has ended (signed out, blocked, idle) and it must close.
+HEARTBEAT = PushEvent(kind="heartbeat")
+SESSION_ENDED = PushEvent(kind="session-ended")
+# Which of these web session ids are still signed in (run in a worker thread: it reads the
+# database, once for every stream due, never once per stream).
+LiveSessions = Callable[[list[str]], set[str]]
+
+
 class Subscription:
     """One open viewer connection's queue of events."""
 
@@ -59,17 +69,28 @@ class Subscription:
 
     async def next(self, timeout: float | None = None) -> PushEvent | None:
         """The next event, or None when ``timeout`` seconds pass without one."""
+        if timeout is None:
+            return await self._queue.get()
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None
 
+    def end(self) -> None:
+        """Make ``next`` answer SESSION_ENDED (the connection went away: stop serving it)."""
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(SESSION_ENDED)
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class _Subscriber:
     user_id: int
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[PushEvent]
+    session_id: str | None = None
+    # When its next heartbeat (and session check) is due, on the monotonic clock.
+    due: float = 0.0
 
 
 class PushHub:
@@ -110,6 +131,8 @@ class PushHub:
         self.fallbacks = 0  # events delivered locally because Redis could not carry them
         # Called with every event, local or from Redis (e.g. the read cache's invalidation).
         self._event_listeners: list[Callable[[PushEvent], None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._live_check_failing = False
 
     @property
     def connected(self) -> int:
@@ -157,6 +180,10 @@ class PushHub:
                 s for s in self._subscribers if event.user_id is None or s.user_id == event.user_id
             ]
         for subscriber in targets:
+            if event.user_id is not None:
+                # Addressed to this user (a sign-out, a block, an access change): the heartbeat
+                # task checks the session at its next tick, not a heartbeat later.
+                subscriber.due = 0.0
             try:
                 subscriber.loop.call_soon_threadsafe(self._offer, subscriber.queue, event)
             except RuntimeError:  # that viewer's loop has closed; it is leaving anyway
@@ -174,14 +201,20 @@ class PushHub:
         queue.put_nowait(event)
 
     @contextmanager
-    def subscribe(self, *, user_id: int) -> Iterator[Subscription]:
-        """Receive the events for one user (and broadcasts) while the block runs.
+    def subscribe(
+        self, *, user_id: int, session_id: str | None = None, heartbeat_seconds: float = 0.0
+    ) -> Iterator[Subscription]:
+        """Receive the events for one user (and broadcasts) while the block runs; with
+        ``heartbeat_seconds`` (see ``keep_alive``), HEARTBEAT that often, and SESSION_ENDED
+        once ``session_id`` is no longer signed in.
 
         Registration happens on entry, so nothing published after entry is missed."""
         subscriber = _Subscriber(
             user_id=user_id,
             loop=asyncio.get_running_loop(),
             queue=asyncio.Queue(maxsize=self._queue_size),
+            session_id=session_id,
+            due=time.monotonic() + heartbeat_seconds if heartbeat_seconds > 0 else math.inf,
         )
         with self._lock:
             self._subscribers.add(subscriber)
@@ -191,12 +224,70 @@ class PushHub:
             with self._lock:
                 self._subscribers.discard(subscriber)
 
+    # --- Heartbeats: one task for every open stream of this process ----------------------
+
+    def keep_alive(self, *, every: float, live_sessions: LiveSessions | None = None) -> None:
+        """Start, once, the task that puts HEARTBEAT in each stream's queue every ``every``
+        seconds (from its own opening, so the beats of many streams are spread out) and checks
+        their sessions then, in one database read for all the streams due; a stream whose
+        session ended gets SESSION_ENDED instead. One task and one timer for the process rather
+        than a sleeping timer per open viewer."""
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat(every, live_sessions), name="push-heartbeat"
+            )
+
+    async def _beat(self, every: float, live_sessions: LiveSessions | None) -> None:
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, every / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            with self._lock:
+                due = [s for s in self._subscribers if s.due <= now and s.loop is loop]
+            if not due:
+                continue
+            live = await self._live(live_sessions, due)
+            for subscriber in due:
+                subscriber.due = now + every
+                ended = (
+                    live is not None
+                    and subscriber.session_id is not None
+                    and subscriber.session_id not in live
+                )
+                self._offer(subscriber.queue, SESSION_ENDED if ended else HEARTBEAT)
+
+    async def _live(
+        self, live_sessions: LiveSessions | None, due: list[_Subscriber]
+    ) -> set[str] | None:
+        """The live sessions among those due; None when unknown (the database is down: a
+        viewer is not cut off for that, its session is checked again at its next beat)."""
+        ids = sorted({s.session_id for s in due if s.session_id is not None})
+        if live_sessions is None or not ids:
+            return None
+        try:
+            live = await asyncio.to_thread(live_sessions, ids)
+        except Exception as error:  # noqa: BLE001 - a database outage must not end push streams
+            if not self._live_check_failing:
+                logger.warning(
+                    "push: open viewers' sessions not checked (%s)", type(error).__name__
+                )
+                self._live_check_failing = True
+            return None
+        self._live_check_failing = False
+        return live
+
     async def start(self) -> None:
         """With Redis, listen to the shared channel and deliver to local subscribers."""
         if self._redis_url and self._listener is None:
             self._listener = asyncio.create_task(self._listen())
 
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
         if self._listener is not None:
             self._listener.cancel()
             try:

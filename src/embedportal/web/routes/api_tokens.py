@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,22 +54,10 @@ from embedportal.tokens.gate import GateBusyError
 from embedportal.tokens.policy import TokenPolicy
 from embedportal.tokens.service import IssuedToken, TokenWaitTimeoutError, policy_of
 from embedportal.web.deps import (
-    ActivityLedgerDep,
-    AppSettings,
-    CapacityControlDep,
-    CapacityControllerDep,
-    CapacityProbeDep,
-    CsrfProtected,
-    MetricsDep,
     NotSignedIn,
-    PowerBIClientsDep,
-    ReadCacheDep,
-    SessionFactoryDep,
-    SignedInUser,
-    TokenGateDep,
-    TokenServiceDep,
-    TokenTallyDep,
-    signed_in_user,
+    SignedInUserWithCsrf,
+    TokenApiServices,
+    TokenApiServicesDep,
 )
 
 logger = logging.getLogger("embedportal.tokens")
@@ -282,47 +270,20 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
         502: {"description": "Power BI refused (credentials, permissions)"},
         503: {"description": "Capacity off (code CapacityNotActive) or Power BI unreachable"},
     },
-    # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
-    dependencies=[Depends(signed_in_user), CsrfProtected],
 )
 async def issue_token(
     report_id: str,
-    user: SignedInUser,
-    settings: AppSettings,
-    session_factory: SessionFactoryDep,
-    read_cache: ReadCacheDep,
-    gate: TokenGateDep,
-    tally: TokenTallyDep,
-    service: TokenServiceDep,
-    clients: PowerBIClientsDep,
-    probe: CapacityProbeDep,
-    control: CapacityControlDep,
-    controller: CapacityControllerDep,
-    ledger: ActivityLedgerDep,
-    metrics: MetricsDep,
+    # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
+    user: SignedInUserWithCsrf,
+    api: TokenApiServicesDep,
     body: Annotated[TokenRequestBody | None, Body()] = None,
 ) -> JSONResponse:
     reason = body.reason if body is not None and body.reason else "load"
     try:
-        async with gate.turn():
-            return await _issue(
-                report_id=report_id,
-                user=user,
-                reason=reason,
-                settings=settings,
-                session_factory=session_factory,
-                read_cache=read_cache,
-                tally=tally,
-                service=service,
-                clients=clients,
-                probe=probe,
-                control=control,
-                controller=controller,
-                ledger=ledger,
-                metrics=metrics,
-            )
+        async with api.gate.turn():
+            return await _issue(report_id=report_id, user=user, reason=reason, api=api)
     except GateBusyError as busy:
-        metrics.token_requests.labels(outcome="busy").inc()
+        api.metrics.token_requests.labels(outcome="busy").inc()
         return _error(
             503,
             _("The portal is busy. The viewer retries by itself."),
@@ -332,44 +293,21 @@ async def issue_token(
 
 
 async def _context_of(
-    *,
-    read_cache: ReadCacheDep,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    user: User,
-    report_id: str,
+    *, api: TokenApiServices, user: User, report_id: str
 ) -> tuple[Report, _TokenContext] | _Refusal:
     # The settings object is part of the key: a test (or a reload) may swap it.
-    key = ("token-context", user.id, report_id, id(settings))
-    return await read_cache.get_or_load(
-        key, functools.partial(_load_token_context, session_factory, settings, user.id, report_id)
+    key = ("token-context", user.id, report_id, id(api.settings))
+    return await api.read_cache.get_or_load(
+        key,
+        functools.partial(
+            _load_token_context, api.session_factory, api.settings, user.id, report_id
+        ),
     )
 
 
-async def _issue(
-    *,
-    report_id: str,
-    user: User,
-    reason: str,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    read_cache: ReadCacheDep,
-    tally: TokenTallyDep,
-    service: TokenServiceDep,
-    clients: PowerBIClientsDep,
-    probe: CapacityProbe,
-    control: CapacityControl,
-    controller: CapacityController,
-    ledger: ActivityLedgerDep,
-    metrics: MetricsDep,
-) -> JSONResponse:
-    loaded = await _context_of(
-        read_cache=read_cache,
-        session_factory=session_factory,
-        settings=settings,
-        user=user,
-        report_id=report_id,
-    )
+async def _issue(*, report_id: str, user: User, reason: str, api: TokenApiServices) -> JSONResponse:
+    metrics = api.metrics
+    loaded = await _context_of(api=api, user=user, report_id=report_id)
     if isinstance(loaded, _Refusal):
         if loaded.status == 401:
             raise NotSignedIn()
@@ -392,14 +330,21 @@ async def _issue(
             "PowerBINotConnected",
         )
     refusal = await _capacity_refusal(
-        context, connection.connection, user, reason, session_factory, probe, control, controller
+        context,
+        connection.connection,
+        user,
+        reason,
+        api.session_factory,
+        api.probe,
+        api.control,
+        api.controller,
     )
     if refusal is not None:
         metrics.token_requests.labels(outcome="capacity_off").inc()
         return refusal
     try:
-        issued: IssuedToken = await service.issue(
-            minter=clients.get(connection.connection),
+        issued: IssuedToken = await api.service.issue(
+            minter=api.clients.get(connection.connection),
             scope=connection.cache_scope,
             report=report,
             identity=context.identity,
@@ -416,14 +361,14 @@ async def _issue(
     (metrics.token_cache_hits if issued.shared else metrics.generate_token_calls).inc()
     metrics.token_requests.labels(outcome="issued").inc()
     if context.capacity is not None:
-        ledger.note(
+        api.ledger.note(
             capacity_id=context.capacity.capacity_id,
             user_id=user.id,
             kind=_ACTIVITY_OF_REASON.get(reason, ActivityKind.HEARTBEAT),
             keeps_capacity_on=context.capacity.rights.keeps_on.allowed,
         )
     answer = issued.as_json()
-    tally.note(
+    api.tally.note(
         user_id=user.id,
         user_email=user.email,
         report_id=report.id,
@@ -473,15 +418,23 @@ async def _capacity_refusal(
     if context.capacity is None:
         if context.capacity_known:
             return None  # a capacity without Azure coordinates: its state cannot be read
-        reading = await _within_wait(probe.reading(connection, fresh=fresh))
+        reading = (None if fresh else probe.remembered(connection)) or await _within_wait(
+            probe.reading(connection, fresh=fresh)
+        )
         if reading is None or reading.running is not False:
             return None
         return _error(503, _(CAPACITY_OFF_MESSAGE), CAPACITY_NOT_ACTIVE, retry_after=5)
     capacity = context.capacity
-    try:
-        status = await _within_wait(control.status(capacity_id=capacity.capacity_id, fresh=fresh))
-    except CapacityNotConfiguredError:
-        return None
+    # Almost always remembered, or refreshed in the background while a recent one stands in:
+    # read without a task, and without every open viewer waiting on ARM when it expires.
+    status = None if fresh else control.status_without_waiting(capacity.capacity_id)
+    if status is None:
+        try:
+            status = await _within_wait(
+                control.status(capacity_id=capacity.capacity_id, fresh=fresh)
+            )
+        except CapacityNotConfiguredError:
+            return None
     if status is None or status.state in (CapacityState.RUNNING, CapacityState.UNKNOWN):
         return None
     off = _error(

@@ -7,6 +7,7 @@ the reports it names, and a viewer's `interaction` telemetry is a person using a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import json
@@ -14,7 +15,7 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from embedportal.access.capacity_rights import capacity_rights
 from embedportal.access.grants import can_view
@@ -35,13 +37,12 @@ from embedportal.capacity.ledger import ActivityLedger
 from embedportal.db.models import Capacity, Report, User
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
-from embedportal.metrics import REFRESH_REASONS
+from embedportal.metrics import REFRESH_REASONS, PortalMetrics
+from embedportal.web.context import live_session_ids
 from embedportal.web.deps import (
     ActivityLedgerDep,
     AppSettings,
     CsrfProtected,
-    CurrentUser,
-    DbSession,
     MetricsDep,
     PushHubDep,
     ReadCacheDep,
@@ -51,7 +52,7 @@ from embedportal.web.deps import (
     TokenTallyDep,
     signed_in_user,
 )
-from embedportal.web.push import PushEvent
+from embedportal.web.push import HEARTBEAT, SESSION_ENDED, PushEvent, PushHub, Subscription
 from embedportal.web.routes.tv import MAX_TV_REPORTS
 
 router = APIRouter(tags=["viewer"])
@@ -138,7 +139,78 @@ def _stream_opening() -> str:
     return f"retry: {retry_ms}\n\nevent: hello\ndata: {hello}\n\n"
 
 
-HEARTBEAT = "event: heartbeat\ndata: {}\n\n"
+HEARTBEAT_TEXT = "event: heartbeat\ndata: {}\n\n"
+
+
+class EventStream(Response):
+    """The open viewer's stream of server-sent events, as a bare ASGI response: the hub's one
+    heartbeat task wakes it (no timer of its own), and one task per stream waits for the
+    client to go (StreamingResponse would add a task group, and the loop a timer per wait)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        *,
+        hub: PushHub,
+        user_id: int,
+        session_id: str | None,
+        on_heartbeat: Beat,
+        metrics: PortalMetrics,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self._hub = hub
+        self._user_id = user_id
+        self._session_id = session_id
+        self._on_heartbeat = on_heartbeat
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self._metrics.open_viewers.inc()
+        try:
+            with self._hub.subscribe(
+                user_id=self._user_id,
+                session_id=self._session_id,
+                heartbeat_seconds=HEARTBEAT_SECONDS,
+            ) as subscription:
+                watcher = asyncio.ensure_future(_until_disconnected(receive, subscription))
+                try:
+                    await _send_chunk(send, _stream_opening())
+                    self._on_heartbeat()  # the first note at once: the viewer is open
+                    await self._serve(subscription, send)
+                finally:
+                    watcher.cancel()
+        finally:
+            self._metrics.open_viewers.dec()
+        # The session ended (or the client went: then the server ignores this).
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _serve(self, subscription: Subscription, send: Send) -> None:
+        while True:
+            event = await subscription.next()
+            if event is None or event is SESSION_ENDED:
+                return
+            if event is HEARTBEAT:
+                self._on_heartbeat()
+                await _send_chunk(send, HEARTBEAT_TEXT)
+            else:
+                await _send_chunk(send, _sse(event))
+
+
+Beat = Callable[[], None]
+
+
+async def _send_chunk(send: Send, text: str) -> None:
+    await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+
+async def _until_disconnected(receive: Receive, subscription: Subscription) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.end()
 
 
 @router.get(
@@ -148,53 +220,65 @@ HEARTBEAT = "event: heartbeat\ndata: {}\n\n"
 )
 async def events(
     request: Request,
-    user: CurrentUser,
-    db: DbSession,
+    user: SignedInUser,
     hub: PushHubDep,
-    metrics: MetricsDep,
     ledger: ActivityLedgerDep,
+    metrics: MetricsDep,
+    settings: AppSettings,
+    session_factory: SessionFactoryDep,
     report: Annotated[list[str] | None, Query(description="A report open on the page.")] = None,
-) -> StreamingResponse:
+) -> Response:
     """Server-sent events for the signed-in user's open viewers: `policy`, `access`, `session`
     (a sign-out of this user: each viewer asks /api/session whether its own session is gone),
     `hello` first (the heartbeat interval), then `heartbeat` every 15 s while nothing else comes.
+    The stream ends when its session does (signed out, blocked, idle too long): at once after
+    the event that says so, at the latest at its next heartbeat.
 
     `report` names the reports open on the page (at most 12; unknown ones and those the user
     may not view are ignored). While the stream is open, each of their capacities is noted once
     a minute as an open viewer's heartbeat in the activity ledger."""
     user_id = user.id
     report_ids = _valid_report_ids(report or [])
-    # Read once, off the event loop, before the stream starts (the database session ends here).
+    # Read once, off the event loop, before the stream starts (its database session ends here).
     watched = (
-        await run_in_threadpool(_watched_capacities, db, user, report_ids)
+        await run_in_threadpool(_watched_capacities_of, session_factory, user_id, report_ids)
         if report_ids
         else WatchedCapacities()
     )
-
-    async def stream() -> AsyncIterator[str]:
-        metrics.open_viewers.inc()
-        try:
-            with hub.subscribe(user_id=user_id) as subscription:
-                yield _stream_opening()
-                next_note = time.monotonic()  # the first heartbeat at once: the viewer is open
-                while not await request.is_disconnected():
-                    wait = HEARTBEAT_SECONDS
-                    if watched.capacity_ids:
-                        now = time.monotonic()
-                        if now >= next_note:
-                            _note_heartbeats(ledger, user_id, watched)
-                            next_note = now + ACTIVITY_SECONDS
-                        wait = min(wait, next_note - now)
-                    event = await subscription.next(timeout=wait)
-                    yield _sse(event) if event is not None else HEARTBEAT
-        finally:
-            metrics.open_viewers.dec()
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    # One heartbeat task for every stream of the process, checking their sessions in bulk.
+    hub.keep_alive(
+        every=HEARTBEAT_SECONDS,
+        live_sessions=functools.partial(
+            live_session_ids, session_factory, idle_minutes=settings.session_idle_minutes
+        ),
     )
+    next_note = 0.0
+
+    def on_heartbeat() -> None:
+        # Noted at the last heartbeat before a minute is up: the ledger keeps a row a minute.
+        nonlocal next_note
+        now = time.monotonic()
+        if watched.capacity_ids and now + HEARTBEAT_SECONDS > next_note:
+            _note_heartbeats(ledger, user_id, watched)
+            next_note = now + ACTIVITY_SECONDS
+
+    return EventStream(
+        hub=hub,
+        user_id=user_id,
+        session_id=request.state.web_session_id,
+        on_heartbeat=on_heartbeat,
+        metrics=metrics,
+    )
+
+
+def _watched_capacities_of(
+    session_factory: sessionmaker[Session], user_id: int, report_ids: list[str]
+) -> WatchedCapacities:
+    with session_scope(session_factory) as db:
+        user = db.get(User, user_id)
+        if user is None:
+            return WatchedCapacities()
+        return _watched_capacities(db, user, report_ids)
 
 
 class ViewerEvent(BaseModel):
