@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from embedportal.asgi import HttpMiddleware
 from embedportal.emulator import arm, data_api, embed, entra, powerbi, signin
 from embedportal.emulator.errors import (
     EmulatorError,
@@ -26,17 +27,11 @@ from embedportal.emulator.settings import EmulatorSettings
 from embedportal.emulator.state import EmulatorState
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HttpMiddleware):
     """Every answer carries a `RequestId` header, as Power BI's do (ARM's also get
     `x-ms-request-id` and `x-ms-correlation-request-id`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
         is_arm = str(scope.get("path", "")).lower().startswith("/subscriptions/")
 

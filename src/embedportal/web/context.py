@@ -17,11 +17,12 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from embedportal import i18n
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.sessions import resolve_session, session_cookie_of
+from embedportal.asgi import HttpMiddleware
 from embedportal.db.base import utcnow
 from embedportal.db.models import Organization, User, WebSession
 from embedportal.db.session import session_scope
@@ -117,18 +118,11 @@ async def _identity_of(request: Request, idle_minutes: int) -> _Identity:
     return await cache.get_or_load(key, load)
 
 
-class RequestContext:
-    """The middleware that resolves the context (pure ASGI: Starlette's function middleware runs
-    every request in a task of its own and pipes the response through a memory stream, a cost
-    the token API and every open push stream paid per request)."""
+class RequestContext(HttpMiddleware):
+    """The middleware that resolves each request's context (pure ASGI, so the token API and every
+    open push stream pay no task and memory stream per request)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         settings = request.app.state.settings
         request.state.user = None

@@ -13,8 +13,9 @@ import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from embedportal.asgi import HttpMiddleware
 from embedportal.i18n import _
 from embedportal.logs import request_id_var
 from embedportal.web.errors import DATABASE_ERRORS, error_response, wants_json
@@ -39,14 +40,8 @@ def generic_failure(request: Request, request_id: str) -> Response:
         return PlainTextResponse(message, status_code=500)
 
 
-class LastResort:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class LastResort(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def watch(message: Message) -> None:

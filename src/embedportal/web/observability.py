@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from embedportal.asgi import HttpMiddleware
 from embedportal.logs import request_id_var
 from embedportal.metrics import PortalMetrics
 from embedportal.web.errors import DATABASE_ERRORS, database_unavailable_response
@@ -40,15 +41,12 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "<unmatched>"
 
 
-class RequestObservability:
+class RequestObservability(HttpMiddleware):
     def __init__(self, app: ASGIApp, *, metrics: PortalMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = None
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from embedportal.asgi import HttpMiddleware
 from embedportal.settings import Settings
 
 # Where Power BI's embed pages come from (the embed URLs the REST API hands out).
@@ -118,11 +119,11 @@ def _encoded(headers: Iterable[tuple[str, str]]) -> Headers:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds the precomputed header set to every HTTP answer of the wrapped app."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
-        self.app = app
+        super().__init__(app)
         self.always = _encoded(security_headers(settings).items())
         hsts = strict_transport_security(settings)
         self.hsts = _encoded([("Strict-Transport-Security", hsts)]) if hsts else []
@@ -133,10 +134,7 @@ class SecurityHeaders:
             self.always = self.always + self.hsts
         self.no_store = (b"cache-control", b"no-store")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         static = scope["path"].startswith(STATIC_PREFIX)
         https_request = not self.always_hsts and scope.get("scheme") == "https"
 
