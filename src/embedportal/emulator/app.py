@@ -67,11 +67,7 @@ def create_emulator_app(settings: EmulatorSettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(entra.router)
-    app.include_router(signin.router)
-    app.include_router(powerbi.router)
-    app.include_router(data_api.router)
-    app.include_router(arm.router)
-    app.include_router(embed.router)
+    for module in (entra, signin, powerbi, data_api, arm, embed):
+        app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     return app
