@@ -34,7 +34,7 @@ from embedportal.web.deps import (
     PushHubDep,
 )
 from embedportal.web.forms import MAX_ID, GrantForm, GrantRolesForm
-from embedportal.web.push import PushEvent, notify_access_changed
+from embedportal.web.push import PushEvent, PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
@@ -61,6 +61,15 @@ def report_grant(grant_id: GrantId, report: AdminReport, db: DbSession) -> Repor
     if grant is None or grant.report_id != report.id:
         raise HTTPException(status_code=404, detail=_("There is no such grant."))
     return grant
+
+
+ReportGrantOf = Annotated[ReportGrant, Depends(report_grant)]
+
+
+def _access_changed(db: Session, hub: PushHub, affected: list[int]) -> None:
+    """Commit a grant's change, then tell the people it affects (their viewers re-check)."""
+    db.commit()
+    notify_access_changed(hub, affected)
 
 
 def _grant_counts(db: Session) -> dict[str, int]:
@@ -222,9 +231,7 @@ def add_grant(
         return _grants_answer(
             request, db, report, htmx=htmx, message="", error=_(str(problem)), form=form
         )
-    affected = _affected_user_ids(db, grant)
-    db.commit()
-    notify_access_changed(hub, affected)
+    _access_changed(db, hub, _affected_user_ids(db, grant))
     who = group.name if group is not None else user.email if user is not None else ""
     message = _("%(report)s granted to %(who)s.", report=report.name, who=who)
     return _grants_answer(request, db, report, htmx=htmx, message=message)
@@ -234,7 +241,7 @@ def add_grant(
 def change_grant_roles(
     request: Request,
     report: AdminReport,
-    grant: Annotated[ReportGrant, Depends(report_grant)],
+    grant: ReportGrantOf,
     admin: AdminUser,
     db: DbSession,
     hub: PushHubDep,
@@ -246,9 +253,7 @@ def change_grant_roles(
     except GrantInputError as problem:
         return _grants_answer(request, db, report, htmx=htmx, message="", error=_(str(problem)))
     set_grant_roles(session=db, grant=grant, roles=roles, actor=admin)
-    affected = _affected_user_ids(db, grant)
-    db.commit()
-    notify_access_changed(hub, affected)
+    _access_changed(db, hub, _affected_user_ids(db, grant))
     return _grants_answer(request, db, report, htmx=htmx, message=_("RLS roles saved."))
 
 
@@ -256,7 +261,7 @@ def change_grant_roles(
 def remove_grant(
     request: Request,
     report: AdminReport,
-    grant: Annotated[ReportGrant, Depends(report_grant)],
+    grant: ReportGrantOf,
     admin: AdminUser,
     db: DbSession,
     hub: PushHubDep,
@@ -264,6 +269,5 @@ def remove_grant(
 ) -> Response:
     affected = _affected_user_ids(db, grant)
     revoke_grant(session=db, grant=grant, actor=admin)
-    db.commit()
-    notify_access_changed(hub, affected)
+    _access_changed(db, hub, affected)
     return _grants_answer(request, db, report, htmx=htmx, message=_("Access removed."))
