@@ -82,3 +82,10 @@ def render(
     if flash is not None:
         response.delete_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def render_form(
+    request: Request, template: str, context: dict[str, Any], *, refused: bool
+) -> HTMLResponse:
+    """A page with a form: 400 when it shows a refusal (the form's own errors), else 200."""
+    return render(request, template, context, status_code=400 if refused else 200)

@@ -16,7 +16,7 @@ from embedportal.i18n import _
 from embedportal.web.deps import AppSettings, CsrfProtected, CurrentUser, DbSession
 from embedportal.web.forms import PasswordStrengthForm
 from embedportal.web.routes.auth import remember_language
-from embedportal.web.templating import flash_redirect, render
+from embedportal.web.templating import flash_redirect, render, render_form
 
 router = APIRouter(prefix="/account", tags=["account"], include_in_schema=False)
 
@@ -31,9 +31,8 @@ def _page(
     db: DbSession,
     user: User,
     errors: dict[str, str] | None = None,
-    status_code: int = 200,
 ) -> Response:
-    return render(
+    return render_form(
         request,
         "account.html",
         {
@@ -42,7 +41,7 @@ def _page(
             "chosen_language": user.language or BROWSER,
             "errors": errors or {},
         },
-        status_code=status_code,
+        refused=bool(errors),
     )
 
 
@@ -63,7 +62,7 @@ def change_language(
     try:
         set_language(session=db, user=user, language=chosen)
     except UserInputError as error:
-        return _page(request, db=db, user=user, errors=error.errors, status_code=400)
+        return _page(request, db=db, user=user, errors=error.errors)
     db.commit()
     # Speak the new language at once, on the very page the redirect leads to.
     i18n.activate(
@@ -94,7 +93,7 @@ def change_password(
             keep_session_id=request.state.web_session_id,
         )
     except UserInputError as error:
-        return _page(request, db=db, user=user, errors=error.errors, status_code=400)
+        return _page(request, db=db, user=user, errors=error.errors)
     db.commit()
     return flash_redirect(
         request,

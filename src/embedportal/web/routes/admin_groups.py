@@ -18,7 +18,7 @@ from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, CsrfProtected, DbSession, IsHtmx, PushHubDep
 from embedportal.web.forms import GroupForm, MemberForm
 from embedportal.web.push import notify_access_changed
-from embedportal.web.templating import flash_redirect, render
+from embedportal.web.templating import flash_redirect, render, render_form
 
 router = APIRouter(prefix="/admin/groups", tags=["admin"], include_in_schema=False)
 
@@ -99,9 +99,8 @@ def _edit_page(
     errors: dict[str, str] | None = None,
     member_email: str = "",
     member_errors: dict[str, str] | None = None,
-    status_code: int = 200,
 ) -> Response:
-    return render(
+    return render_form(
         request,
         "admin/groups_edit.html",
         {
@@ -109,7 +108,7 @@ def _edit_page(
             "errors": errors or {},
             **_members_context(db, group, email=member_email, errors=member_errors),
         },
-        status_code=status_code,
+        refused=bool(errors or member_errors),
     )
 
 
@@ -132,7 +131,7 @@ def update_group(
     try:
         changes = groups.update_group(session=db, group=group, **form.model_dump(), actor=admin)
     except UserInputError as error:
-        return _edit_page(request, db, group, values=form, errors=error.errors, status_code=400)
+        return _edit_page(request, db, group, values=form, errors=error.errors)
     db.commit()
     message = _("Changes saved.") if changes else _("Nothing was changed.")
     return flash_redirect(request, f"/admin/groups/{group.id}", message)
@@ -174,7 +173,6 @@ def add_member(
             group,
             member_email=form.email,
             member_errors=error.errors,
-            status_code=400,
         )
     db.commit()
     # The group's grants may add RLS roles to the reports the user already sees.

@@ -26,7 +26,7 @@ from embedportal.web.deps import (
 )
 from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm
 from embedportal.web.push import PushHub, notify_access_changed
-from embedportal.web.templating import flash_redirect, render
+from embedportal.web.templating import flash_redirect, render, render_form
 
 router = APIRouter(prefix="/admin/users", tags=["admin"], include_in_schema=False)
 
@@ -142,9 +142,8 @@ def _edit_page(
     settings: Settings,
     values: UserForm | None = None,
     errors: dict[str, str] | None = None,
-    status_code: int = 200,
 ) -> Response:
-    return render(
+    return render_form(
         request,
         "admin/users_edit.html",
         {
@@ -158,7 +157,7 @@ def _edit_page(
             "now": utcnow(),
             "zone": organization_zone(session=db),
         },
-        status_code=status_code,
+        refused=bool(errors),
     )
 
 
@@ -190,7 +189,6 @@ def update_user(
             settings=settings,
             values=form,
             errors=error.errors,
-            status_code=400,
         )
     db.commit()
     if ACCESS_FIELDS.intersection(changes):
@@ -219,7 +217,6 @@ def set_user_password(
             user,
             settings=settings,
             errors={"new_password": next(iter(error.errors.values()))},
-            status_code=400,
         )
     db.commit()
     return flash_redirect(
@@ -242,9 +239,7 @@ def _set_blocked(
     try:
         users.set_blocked(session=db, user=user, blocked=blocked, actor=admin)
     except UserInputError as error:
-        return _edit_page(
-            request, db, user, settings=settings, errors=error.errors, status_code=400
-        )
+        return _edit_page(request, db, user, settings=settings, errors=error.errors)
     db.commit()
     if blocked:
         # Their sessions are ended: the re-check gets 401, and the viewer shows access removed.
