@@ -20,12 +20,10 @@ from embedportal.access.audit_log import (
 )
 from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, DbSession
+from embedportal.web.paging import Page
 from embedportal.web.templating import render
 
 router = APIRouter(prefix="/admin/audit", tags=["admin"], include_in_schema=False)
-
-PAGE_SIZE = 50
-MAX_PAGE = 1_000_000
 
 
 def _day(value: str, field: str, errors: dict[str, str]) -> date | None:
@@ -51,7 +49,7 @@ def _context(db: DbSession, asked: AuditFilters) -> tuple[dict[str, Any], int]:
     last_day = _day(asked.until, "until", errors)
     if first_day and last_day and first_day > last_day:
         errors["until"] = _("The last day comes before the first day.")
-    page = min(max(asked.page, 1), MAX_PAGE)
+    page = Page.asked(asked.page)
     zone = organization_zone(session=db)
     result = search_audit(
         session=db,
@@ -60,16 +58,14 @@ def _context(db: DbSession, asked: AuditFilters) -> tuple[dict[str, Any], int]:
         first_day=None if errors else first_day,
         last_day=None if errors else last_day,
         zone=zone,
-        offset=(page - 1) * PAGE_SIZE,
-        limit=PAGE_SIZE,
+        offset=page.offset,
+        limit=page.size,
     )
     filters = asked.model_dump(exclude={"page"})
     query = urlencode({key: value for key, value in filters.items() if value})
     context = {
         "entries": result.entries,
-        "total": result.total,
-        "page": page,
-        "pages": max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        **page.pager(result.total),
         "filters": filters,
         "filter_query": query,
         "actions": known_actions(session=db),

@@ -84,13 +84,12 @@ from embedportal.web.forms import (
     ScheduleForm,
     SkuForm,
 )
+from embedportal.web.paging import Page
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
 router = APIRouter(prefix="/admin/capacities", tags=["admin"], include_in_schema=False)
 
-PAGE_SIZE = 50
-MAX_PAGE = 1_000_000
 # Blank rows under the schedule, so a browser without JavaScript can add rows too.
 SPARE_SCHEDULE_ROWS = 3
 # A failed operation stays on the capacity's page this long after it happened.
@@ -335,16 +334,14 @@ AuditQuery = Annotated[CapacityAuditQuery, Query()]
 def _audit_context(db: Session, query: CapacityAuditQuery) -> tuple[dict[str, Any], int]:
     filters, errors = capacity_audit.parse_event_filters(**query.filter_fields())
     zone = organization_zone(session=db)
-    page = min(max(query.page, 1), MAX_PAGE)
+    page = Page.asked(query.page)
     result = capacity_audit.search_capacity_events(
-        session=db, filters=filters, zone=zone, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        session=db, filters=filters, zone=zone, offset=page.offset, limit=page.size
     )
     shown = {key: value for key, value in query.filter_fields().items() if value}
     context = {
         "events": result.events,
-        "total": result.total,
-        "page": page,
-        "pages": max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        **page.pager(result.total),
         "filters": query,
         "filter_query": urlencode(shown),
         "errors": {field: _(message) for field, message in errors.items()},

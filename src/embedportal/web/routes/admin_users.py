@@ -25,13 +25,12 @@ from embedportal.web.deps import (
     PushHubDep,
 )
 from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm
+from embedportal.web.paging import Page
 from embedportal.web.push import PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render, render_form
 
 router = APIRouter(prefix="/admin/users", tags=["admin"], include_in_schema=False)
 
-PAGE_SIZE = 50
-MAX_PAGE = 1_000_000
 # Ids beyond a 32-bit integer are refused as bad input, not passed to the database to overflow.
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # Changes that alter what a user may open or the identity their embed tokens carry (the e-mail is
@@ -55,15 +54,15 @@ def _list_context(
     locked: bool = False,
     message: str = "",
 ) -> dict[str, Any]:
-    page = min(max(page, 1), MAX_PAGE)
+    shown = Page.asked(page)
     now = utcnow()
     # Every locked account, not only this page's: the list says how many there are.
     held = lockouts(session=db, settings=settings, now=now)
     result = users.list_users(
         session=db,
         search=q,
-        offset=(page - 1) * PAGE_SIZE,
-        limit=PAGE_SIZE,
+        offset=shown.offset,
+        limit=shown.size,
         only_ids=held.keys() if locked else None,
     )
     return {
@@ -71,10 +70,8 @@ def _list_context(
         "lockouts": held,
         "locked_only": locked,
         "message": message,
-        "total": result.total,
         "q": q,
-        "page": page,
-        "pages": max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        **shown.pager(result.total),
         "now": now,
         "zone": organization_zone(session=db),
     }
