@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +35,8 @@ from embedportal.tokens.service import TokenService
 from embedportal.web.client_address import client_address
 from embedportal.web.push import PushHub
 from embedportal.web.rate_limit import SessionBuckets
+
+RowT = TypeVar("RowT")
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -246,6 +248,13 @@ AdminUser = Annotated[User, Depends(require_admin)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CsrfProtected = Depends(verify_csrf)
 CsrfProtectedWhenSignedIn = Depends(verify_csrf_when_signed_in)
+
+
+def stored_or_404(row: RowT | None, missing: str) -> RowT:
+    """The row a path named, or a 404 saying (translated) what there is no such thing of."""
+    if row is None:
+        raise HTTPException(status_code=404, detail=_(missing))
+    return row
 
 
 def known_report(report_id: str, db: DbSession) -> Report:

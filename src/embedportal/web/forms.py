@@ -302,6 +302,14 @@ class SkuForm(PostedForm):
     sku: str = ""
 
 
+class UserListQuery(PostedForm):
+    """Admin → Users' search, page and "locked only" (query parameters)."""
+
+    q: str = ""
+    page: int = 1
+    locked: bool = False
+
+
 class CapacityAuditQuery(PostedForm):
     """The capacity audit's filters (query parameters), as typed; `capacity.audit_log` checks
     them."""

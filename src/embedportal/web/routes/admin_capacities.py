@@ -76,6 +76,7 @@ from embedportal.web.deps import (
     DbSession,
     IsHtmx,
     PowerBIClientsDep,
+    stored_or_404,
 )
 from embedportal.web.forms import (
     CapacityAuditQuery,
@@ -100,9 +101,7 @@ CapacityId = Annotated[str, Path(min_length=1, max_length=64)]
 
 def admin_capacity(capacity_id: CapacityId, _admin: AdminUser, db: DbSession) -> Capacity:
     capacity = get_capacity(session=db, capacity_id=capacity_id)
-    if capacity is None:
-        raise HTTPException(status_code=404, detail=_("There is no such capacity."))
-    return capacity
+    return stored_or_404(capacity, N_("There is no such capacity."))
 
 
 AdminCapacity = Annotated[Capacity, Depends(admin_capacity)]
@@ -356,12 +355,18 @@ def _audit_context(db: Session, query: CapacityAuditQuery) -> tuple[dict[str, An
     return context, 400 if errors else 200
 
 
+def _audit_answer(
+    request: Request, db: Session, query: CapacityAuditQuery, template: str
+) -> Response:
+    context, status = _audit_context(db, query)
+    return render(request, template, context, status_code=status)
+
+
 @router.get("/audit")
 def capacity_audit_page(
     request: Request, db: DbSession, _admin: AdminUser, query: AuditQuery
 ) -> Response:
-    context, status = _audit_context(db, query)
-    return render(request, "admin/capacities_audit.html", context, status_code=status)
+    return _audit_answer(request, db, query, "admin/capacities_audit.html")
 
 
 @router.get("/audit/rows")
@@ -369,8 +374,7 @@ def capacity_audit_rows(
     request: Request, db: DbSession, _admin: AdminUser, query: AuditQuery
 ) -> Response:
     """The table alone: the htmx target of the filters."""
-    context, status = _audit_context(db, query)
-    return render(request, "admin/_capacities_audit_table.html", context, status_code=status)
+    return _audit_answer(request, db, query, "admin/_capacities_audit_table.html")
 
 
 @router.get("/audit.csv")

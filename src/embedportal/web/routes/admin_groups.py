@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
 
 from embedportal.access import groups
 from embedportal.access.users import UserInputError, all_users
 from embedportal.db.models import Group, User
-from embedportal.i18n import _
-from embedportal.web.deps import AdminUser, CsrfProtected, DbSession, IsHtmx, PushHubDep
+from embedportal.i18n import N_, _
+from embedportal.web.deps import (
+    AdminUser,
+    CsrfProtected,
+    DbSession,
+    IsHtmx,
+    PushHubDep,
+    stored_or_404,
+)
 from embedportal.web.forms import GroupForm, MemberForm
 from embedportal.web.push import notify_access_changed
 from embedportal.web.templating import flash_redirect, render, render_form
@@ -26,11 +33,12 @@ GroupId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def _group_or_404(db: DbSession, group_id: int) -> Group:
-    group = db.get(Group, group_id)
-    if group is None:
-        raise HTTPException(status_code=404, detail=_("There is no such group."))
-    return group
+def edited_group(group_id: GroupId, _admin: AdminUser, db: DbSession) -> Group:
+    """The group the path names, for an administrator (checked first); else 404."""
+    return stored_or_404(db.get(Group, group_id), N_("There is no such group."))
+
+
+AdminGroup = Annotated[Group, Depends(edited_group)]
 
 
 def _members_context(
@@ -114,9 +122,9 @@ def _edit_page(
 
 @router.get("/{group_id}")
 def edit_group_page(
-    request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
+    request: Request, db: DbSession, _admin: AdminUser, group: AdminGroup
 ) -> Response:
-    return _edit_page(request, db, _group_or_404(db, group_id))
+    return _edit_page(request, db, group)
 
 
 @router.post("/{group_id}", dependencies=[CsrfProtected])
@@ -124,10 +132,9 @@ def update_group(
     request: Request,
     db: DbSession,
     admin: AdminUser,
-    group_id: GroupId,
+    group: AdminGroup,
     form: Annotated[GroupForm, Form()],
 ) -> Response:
-    group = _group_or_404(db, group_id)
     try:
         changes = groups.update_group(session=db, group=group, **form.model_dump(), actor=admin)
     except UserInputError as error:
@@ -139,10 +146,9 @@ def update_group(
 
 @router.get("/{group_id}/members")
 def members_partial(
-    request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
+    request: Request, db: DbSession, _admin: AdminUser, group: AdminGroup
 ) -> Response:
     """The member list alone: the htmx target of adding and removing members."""
-    group = _group_or_404(db, group_id)
     return render(request, "admin/_group_members.html", _members_context(db, group))
 
 
@@ -153,10 +159,9 @@ def add_member(
     admin: AdminUser,
     hub: PushHubDep,
     htmx: IsHtmx,
-    group_id: GroupId,
+    group: AdminGroup,
     form: Annotated[MemberForm, Form()],
 ) -> Response:
-    group = _group_or_404(db, group_id)
     try:
         user = groups.add_member(session=db, group=group, email=form.email, actor=admin)
     except UserInputError as error:
@@ -188,13 +193,10 @@ def remove_member(
     admin: AdminUser,
     hub: PushHubDep,
     htmx: IsHtmx,
-    group_id: GroupId,
+    group: AdminGroup,
     user_id: UserId,
 ) -> Response:
-    group = _group_or_404(db, group_id)
-    user = db.get(User, user_id)
-    if user is None:
-        raise HTTPException(status_code=404, detail=_("There is no such user."))
+    user = stored_or_404(db.get(User, user_id), N_("There is no such user."))
     groups.remove_member(session=db, group=group, user=user, actor=admin)
     db.commit()
     notify_access_changed(hub, [user.id])
@@ -204,9 +206,8 @@ def remove_member(
 
 @router.get("/{group_id}/delete")
 def confirm_delete_group_page(
-    request: Request, db: DbSession, _admin: AdminUser, group_id: GroupId
+    request: Request, db: DbSession, _admin: AdminUser, group: AdminGroup
 ) -> Response:
-    group = _group_or_404(db, group_id)
     return render(
         request,
         "admin/groups_delete.html",
@@ -216,9 +217,8 @@ def confirm_delete_group_page(
 
 @router.post("/{group_id}/delete", dependencies=[CsrfProtected])
 def delete_group(
-    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, group_id: GroupId
+    request: Request, db: DbSession, admin: AdminUser, hub: PushHubDep, group: AdminGroup
 ) -> Response:
-    group = _group_or_404(db, group_id)
     name = group.name
     former_members = [member.id for member in groups.members_of(session=db, group=group)]
     groups.delete_group(session=db, group=group, actor=admin)

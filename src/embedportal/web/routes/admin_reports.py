@@ -22,7 +22,7 @@ from embedportal.access.grants import (
 )
 from embedportal.access.organization import effective_connection
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
-from embedportal.i18n import _
+from embedportal.i18n import N_, _
 from embedportal.powerbi import PowerBIError
 from embedportal.web.deps import (
     AdminUser,
@@ -32,6 +32,7 @@ from embedportal.web.deps import (
     IsHtmx,
     PowerBIClientsDep,
     PushHubDep,
+    stored_or_404,
 )
 from embedportal.web.forms import MAX_ID, GrantForm, GrantRolesForm
 from embedportal.web.push import PushEvent, PushHub, notify_access_changed
@@ -43,10 +44,7 @@ router = APIRouter(prefix="/admin/reports", tags=["admin"])
 
 def admin_report(report_id: str, _admin: AdminUser, db: DbSession) -> Report:
     """Any report of the catalogue, available or not (admins manage both)."""
-    report = db.get(Report, report_id)
-    if report is None:
-        raise HTTPException(status_code=404, detail=_("There is no such report."))
-    return report
+    return stored_or_404(db.get(Report, report_id), N_("There is no such report."))
 
 
 AdminReport = Annotated[Report, Depends(admin_report)]
@@ -260,13 +258,13 @@ def change_grant_roles(
 @router.post("/{report_id}/grants/{grant_id}/delete", dependencies=[CsrfProtected])
 def remove_grant(
     request: Request,
-    report: AdminReport,
-    grant: ReportGrantOf,
+    grant: ReportGrantOf,  # of the path's report, for an administrator (checked first)
     admin: AdminUser,
     db: DbSession,
     hub: PushHubDep,
     htmx: IsHtmx,
 ) -> Response:
+    report = grant.report
     affected = _affected_user_ids(db, grant)
     revoke_grant(session=db, grant=grant, actor=admin)
     _access_changed(db, hub, affected)

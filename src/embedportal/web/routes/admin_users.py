@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import Response
 
 from embedportal.access import users
@@ -14,7 +14,7 @@ from embedportal.access.login import lockouts
 from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
 from embedportal.db.models import User
-from embedportal.i18n import _
+from embedportal.i18n import N_, _
 from embedportal.settings import Settings
 from embedportal.web.deps import (
     AdminUser,
@@ -23,8 +23,9 @@ from embedportal.web.deps import (
     DbSession,
     IsHtmx,
     PushHubDep,
+    stored_or_404,
 )
-from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm
+from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm, UserListQuery
 from embedportal.web.paging import Page
 from embedportal.web.push import PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render, render_form
@@ -39,28 +40,23 @@ ACCESS_FIELDS = frozenset({"email", "role", "rls_username", "rls_roles"})
 
 
 def _user_or_404(db: DbSession, user_id: int) -> User:
-    user = db.get(User, user_id)
-    if user is None:
-        raise HTTPException(status_code=404, detail=_("There is no such user."))
-    return user
+    return stored_or_404(db.get(User, user_id), N_("There is no such user."))
+
+
+UsersQuery = Annotated[UserListQuery, Query()]
 
 
 def _list_context(
-    db: DbSession,
-    settings: Settings,
-    q: str,
-    page: int,
-    *,
-    locked: bool = False,
-    message: str = "",
+    db: DbSession, settings: Settings, query: UserListQuery, *, message: str = ""
 ) -> dict[str, Any]:
-    shown = Page.asked(page)
+    shown = Page.asked(query.page)
+    locked = query.locked
     now = utcnow()
     # Every locked account, not only this page's: the list says how many there are.
     held = lockouts(session=db, settings=settings, now=now)
     result = users.list_users(
         session=db,
-        search=q,
+        search=query.q,
         offset=shown.offset,
         limit=shown.size,
         only_ids=held.keys() if locked else None,
@@ -70,7 +66,7 @@ def _list_context(
         "lockouts": held,
         "locked_only": locked,
         "message": message,
-        "q": q,
+        "q": query.q,
         **shown.pager(result.total),
         "now": now,
         "zone": organization_zone(session=db),
@@ -79,31 +75,17 @@ def _list_context(
 
 @router.get("")
 def users_page(
-    request: Request,
-    db: DbSession,
-    settings: AppSettings,
-    _admin: AdminUser,
-    q: str = "",
-    page: int = 1,
-    locked: bool = False,
+    request: Request, db: DbSession, settings: AppSettings, _admin: AdminUser, query: UsersQuery
 ) -> Response:
-    context = _list_context(db, settings, q, page, locked=locked)
-    return render(request, "admin/users.html", context)
+    return render(request, "admin/users.html", _list_context(db, settings, query))
 
 
 @router.get("/rows")
 def users_rows(
-    request: Request,
-    db: DbSession,
-    settings: AppSettings,
-    _admin: AdminUser,
-    q: str = "",
-    page: int = 1,
-    locked: bool = False,
+    request: Request, db: DbSession, settings: AppSettings, _admin: AdminUser, query: UsersQuery
 ) -> Response:
     """The list alone: the htmx target of the search box."""
-    context = _list_context(db, settings, q, page, locked=locked)
-    return render(request, "admin/_users_table.html", context)
+    return render(request, "admin/_users_table.html", _list_context(db, settings, query))
 
 
 @router.get("/new")
@@ -292,9 +274,8 @@ def unlock_user(
     else:
         message = _("%(email)s was not locked.", email=user.email)
     if htmx:
-        context = _list_context(
-            db, settings, form.q, form.page_number, locked=form.locked, message=message
-        )
+        shown = UserListQuery(q=form.q, page=form.page_number, locked=form.locked)
+        context = _list_context(db, settings, shown, message=message)
         return render(request, "admin/_users_table.html", context)
     return flash_redirect(request, f"/admin/users/{user.id}", message)
 
