@@ -282,9 +282,12 @@ def test_change_roles_and_remove_a_grant(
     assert response.status_code == 200
     assert "RLS roles saved." in response.text
     roles_form = f"/admin/reports/{report_id}/grants/{grant_id}/roles"
-    assert form_fields(response.text, action=roles_form)["rls_roles"].value == (
-        "Region Manager, Auditor"
-    )
+    roles_fields = form_fields(response.text, action=roles_form)
+    assert roles_fields["rls_roles"].value == "Region Manager, Auditor"
+    # Each grant's forms carry the page's CSRF token, whatever draws them.
+    assert roles_fields["csrf_token"].value == csrf
+    remove_form = f"/admin/reports/{report_id}/grants/{grant_id}/delete"
+    assert form_fields(response.text, action=remove_form)["csrf_token"].value == csrf
 
     response = admin.post(
         f"/admin/reports/{report_id}/grants/{grant_id}/delete",
