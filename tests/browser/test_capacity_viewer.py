@@ -382,7 +382,11 @@ def test_a_report_whose_access_is_removed_is_no_longer_named_on_the_push_channel
         assert f"report={OPERATIONS_DASHBOARD_REPORT_ID}" in first
         assert f"report={OPERATIONS_DASHBOARD_REPORT_ID}" not in second
         assert f"report={SALES_OVERVIEW_REPORT_ID}" in second
-        assert tv.evaluate("() => window.embedportalViewers[0].keeper.snapshot().state") == "live"
+        # The first report stays on screen: the access change made it check (a refresh), live.
+        tv.wait_for_function(
+            "() => window.embedportalViewers[0].keeper.snapshot().state === 'live'",
+            timeout=10_000,
+        )
         assert marker(tv) == tv_marker
     finally:  # grant the report to the group again
         admin.goto(f"{portal.url}/admin/reports/{OPERATIONS_DASHBOARD_REPORT_ID}")
