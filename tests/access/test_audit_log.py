@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+import embedportal
+from embedportal import i18n
 from embedportal.access.audit_log import (
     action_label,
     describe_detail,
@@ -75,3 +79,23 @@ def test_details_and_labels_read_like_sentences() -> None:
     ]
     assert action_label("user.blocked") == "User blocked"
     assert action_label("capacity.something_new") == "capacity.something_new"
+
+
+def test_every_action_the_portal_records_has_words_in_both_languages() -> None:
+    """The audit page shows labels, not codes, in English and pt-BR alike (issue #13)."""
+    package = Path(embedportal.__file__).parent
+    recorded = set()
+    for source in package.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        recorded.update(re.findall(r'action="([a-z_]+\.[a-z_.]+|logout)"', text))
+        recorded.update(re.findall(r'"(user\.(?:un)?blocked)"', text))
+    assert {"login.succeeded", "token.issued", "capacity.configured"} <= recorded
+    unlabelled = sorted(action for action in recorded if action_label(action) == action)
+    assert unlabelled == []
+    english = {action: action_label(action) for action in recorded}
+    token = i18n.activate("pt_BR")
+    try:
+        untranslated = sorted(a for a in recorded if action_label(a) == english[a])
+    finally:
+        i18n.deactivate(token)
+    assert untranslated == []

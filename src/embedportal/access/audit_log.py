@@ -134,5 +134,15 @@ def action_label(action: str) -> str:
         "group.deleted": _("Group deleted"),
         "group.member_added": _("Member added to a group"),
         "group.member_removed": _("Member removed from a group"),
+        "report.granted": _("Report granted"),
+        "report.grant_changed": _("A grant's RLS roles changed"),
+        "report.revoked": _("Report access removed"),
+        "reports.synced": _("Reports read from Power BI"),
+        "token.issued": _("First embed token of the day for a report"),
+        "organization.changed": _("Organization settings changed"),
+        "capacities.synced": _("Capacities read from Power BI"),
+        "capacity.configured": _("Capacity's Azure coordinates set"),
+        "capacity.settings_changed": _("Capacity settings changed"),
+        "capacity.schedule_changed": _("Capacity schedule changed"),
     }
     return labels.get(action, action)
