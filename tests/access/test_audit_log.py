@@ -77,6 +77,10 @@ def test_details_and_labels_read_like_sentences() -> None:
         ("rls_roles", "— → North, South"),
         ("may_start_capacity", "yes"),
     ]
+    # The organization's and the capacities' form of a change, and other mappings: no dict text.
+    assert describe_detail(
+        {"refresh_every_minutes": {"old": None, "new": 5}, "grantee": {"user": "ana", "id": 7}}
+    ) == [("refresh_every_minutes", "— → 5"), ("grantee", "user: ana, id: 7")]
     assert action_label("user.blocked") == "User blocked"
     assert action_label("capacity.something_new") == "capacity.something_new"
 

@@ -99,8 +99,8 @@ def _shown(value: object) -> str:
 
 
 def describe_detail(detail: dict[str, Any]) -> list[tuple[str, str]]:
-    """An entry's detail as (name, text) lines: changes as "before → after", empty values
-    left out."""
+    """An entry's detail as (name, text) lines: changes as "before → after" (in either form the
+    portal records them), other mappings as "name: value" pairs, empty values left out."""
     lines: list[tuple[str, str]] = []
     for key, value in detail.items():
         if key == "changes" and isinstance(value, dict):
@@ -109,6 +109,12 @@ def describe_detail(detail: dict[str, Any]) -> list[tuple[str, str]]:
                     lines.append((field, f"{_shown(change[0])} → {_shown(change[1])}"))
                 else:
                     lines.append((field, _shown(change)))
+        elif isinstance(value, dict) and set(value) == {"old", "new"}:
+            # The organization's and the capacities' entries: {"old": …, "new": …} per field.
+            lines.append((key, f"{_shown(value['old'])} → {_shown(value['new'])}"))
+        elif isinstance(value, dict):
+            shown = ", ".join(f"{name}: {_shown(item)}" for name, item in value.items())
+            lines.append((key, shown or "—"))
         elif value is not None and value != "" and value != []:
             lines.append((key, _shown(value)))
     return lines
