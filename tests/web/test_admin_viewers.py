@@ -420,8 +420,8 @@ def test_the_page_shows_totals_per_day_and_per_report(
     rows = table_rows(text)
     for row in (
         ["Token refreshes in open reports", "3"],
-        ["Margin (before expiry) margin", "2"],  # the reason's name, then its code
-        ["Interaction interaction", "1"],
+        ["Margin (before expiry)", "2"],  # the reason's words; its code is the cell's title
+        ["Interaction", "1"],
         ["Refresh failures", "1"],
         ["Expiry screens seen", "1"],
         ["Recoveries without a reload", "1"],
@@ -429,6 +429,8 @@ def test_the_page_shows_totals_per_day_and_per_report(
         ["freshly minted (GenerateToken calls)", "1"],
     ):
         assert row in rows, row
+    codes = {cell.attrs.get("title") for cell in elements(text, "td") if cell.attrs.get("title")}
+    assert {"margin", "interaction"} <= codes
     page_links = links(text)
     assert ("Sales Overview", f"/admin/reports/{reports['sales']}") in page_links
     assert ("Stock Levels", f"/admin/reports/{reports['stock']}") in page_links
