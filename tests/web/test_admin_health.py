@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from embedportal.health import HealthChecker
 from embedportal.metrics import PortalMetrics, quantile_from_buckets, snapshot
 from embedportal.web.deps import get_health_checker
+from tests.support.html import elements, links
 from tests.support.portal import LoginAs, MakeUser
 from tests.support.servers import free_port
 
@@ -24,12 +25,14 @@ def test_the_page_shows_dependencies_figures_and_the_chart_script(admin: TestCli
     admin.get("/reports")  # something to count
     page = admin.get("/admin/health")
     assert page.status_code == 200
-    assert 'data-dependency="database"' in page.text
-    assert 'data-status="ok"' in page.text
+    shown = [e.attrs["data-dependency"] for e in elements(page.text, having="data-dependency")]
+    assert "database" in shown
+    assert _status_of(page.text) == "ok"
     assert "Every dependency answers." in page.text
     assert "Open viewers" in page.text
-    assert "/static/app/js/health-charts.js" in page.text
-    assert 'href="/admin/health"' in page.text  # in the admin menu
+    scripts = [script.attrs.get("src") or "" for script in elements(page.text, "script")]
+    assert any(src.startswith("/static/app/js/health-charts.js") for src in scripts)
+    assert "/admin/health" in [href for _text, href in links(page.text)]  # in the admin menu
 
 
 def test_a_dependency_down_is_named_on_the_page(app: FastAPI, admin: TestClient) -> None:
@@ -41,8 +44,14 @@ def test_a_dependency_down_is_named_on_the_page(app: FastAPI, admin: TestClient)
     )
     app.dependency_overrides[get_health_checker] = lambda: checker
     page = admin.get("/admin/health")
-    assert 'data-status="degraded"' in page.text
+    assert _status_of(page.text) == "degraded"
     assert "Down: the portal serves without it" in page.text
+
+
+def _status_of(html: str) -> str | None:
+    """The page's overall status (the first element that states one)."""
+    found = elements(html, having="data-status")
+    return found[0].attrs["data-status"] if found else None
 
 
 def test_figures_are_json_for_the_charts(admin: TestClient) -> None:
