@@ -137,3 +137,80 @@ def test_report_status_follows_critical_dependencies() -> None:
     assert HealthReport((up, side), 0).status == "degraded"
     assert HealthReport((down, side), 0).status == "unavailable"
     assert HealthReport((down,), 0).down == ["database"]
+
+
+def test_past_its_window_the_last_report_answers_while_the_next_check_runs(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    release = threading.Event()
+    checker = HealthChecker(
+        engine=app.state.engine,
+        redis_url=None,
+        powerbi_url=None,
+        timeout_seconds=5,
+        cache_seconds=0,
+        stale_seconds=60,
+    )
+
+    async def scenario() -> tuple[HealthReport, HealthReport, HealthReport]:
+        first = await checker.report()
+        # The next check is slow (a busy interpreter): probes keep getting the last report.
+        monkeypatch.setattr(checker, "_select_one", lambda: release.wait(5))
+        started = asyncio.get_running_loop().time()
+        meanwhile = await checker.report()
+        assert asyncio.get_running_loop().time() - started < 0.5
+        release.set()
+        await asyncio.sleep(0.2)
+        return first, meanwhile, await checker.report()
+
+    try:
+        first, meanwhile, after = asyncio.run(scenario())
+    finally:
+        release.set()
+    assert meanwhile is first
+    assert after is not first and after.serving  # the check that ran meanwhile is the answer
+
+
+def test_a_report_older_than_the_stale_limit_is_never_served(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checker = HealthChecker(
+        engine=app.state.engine,
+        redis_url=None,
+        powerbi_url=None,
+        timeout_seconds=0.2,
+        cache_seconds=0,
+        stale_seconds=0,
+    )
+
+    def down() -> None:
+        raise OSError("connection refused")
+
+    async def scenario() -> tuple[HealthReport, HealthReport]:
+        up = await checker.report()
+        monkeypatch.setattr(checker, "_select_one", down)
+        return up, await checker.report()
+
+    up, now = asyncio.run(scenario())
+    assert up.serving
+    assert now.down == ["database"]  # the database that went down shows at once
+
+
+def test_with_every_pooled_connection_held_the_database_still_answers_healthz(
+    app: FastAPI,
+) -> None:
+    engine = app.state.engine
+    held = []
+    try:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            # What a burst of requests does to the pool: every connection it has is taken.
+            for _ in range(engine.pool.size() + engine.pool._max_overflow):
+                held.append(engine.connect())
+            response = client.get("/healthz")
+    finally:
+        for connection in held:
+            connection.close()
+    assert response.status_code == 200
+    assert response.json()["dependencies"]["database"]["ok"] is True

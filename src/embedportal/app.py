@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 
 from embedportal import __version__
 from embedportal.access.organization import PowerBIClients
@@ -85,6 +86,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await close()
 
 
+def _disposer(engine: Engine) -> Callable[[], Awaitable[None]]:
+    async def dispose() -> None:
+        engine.dispose()
+
+    return dispose
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
@@ -137,14 +145,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.background.append(app.state.token_tally.run)
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
+    # A connection of its own: a burst of requests holding every pooled connection must not make
+    # a database that answers look down.
+    health_engine = create_db_engine(settings.resolved_database_url, connections=1)
     app.state.health = HealthChecker(
-        engine=engine,
+        engine=health_engine,
         redis_url=settings.redis_url,
         powerbi_url=settings.powerbi_url_to_check,
         timeout_seconds=settings.health_timeout_seconds,
         cache_seconds=settings.health_cache_seconds,
     )
     app.state.on_shutdown.append(app.state.health.aclose)
+    app.state.on_shutdown.append(_disposer(health_engine))
     app.state.capacity_probe = CapacityProbe()
     app.state.on_shutdown.append(app.state.capacity_probe.aclose)
     app.state.activity_ledger = ActivityLedger(app.state.session_factory)

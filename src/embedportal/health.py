@@ -2,7 +2,10 @@
 
 `/healthz` and Admin → Health read one cached report: each check has a short timeout, the
 checks run concurrently, and a flood of probes within the cache window costs one check. A
-dependency that hangs costs a probe its timeout, never a stall.
+dependency that hangs costs a probe its timeout, never a stall. Past the cache window a probe
+gets the last report while the next check runs, as long as that report is a few seconds old:
+under a burst of token requests the check itself is slowed (its database thread waits for the
+interpreter), and a load balancer must not read a busy instance as a dead one.
 """
 
 from __future__ import annotations
@@ -80,12 +83,14 @@ class HealthChecker:
         powerbi_url: str | None,
         timeout_seconds: float = 1.0,
         cache_seconds: float = 1.5,
+        stale_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self._redis_url = redis_url
         self._powerbi_url = powerbi_url
         self._timeout = timeout_seconds
         self._cache_seconds = cache_seconds
+        self._stale_seconds = max(stale_seconds, cache_seconds)
         self._report: HealthReport | None = None
         self._checking: asyncio.Task[HealthReport] | None = None
         # A database probe stuck in its thread is not started again until it ends, so a hung
@@ -101,15 +106,17 @@ class HealthChecker:
 
     async def report(self) -> HealthReport:
         cached = self._report
-        if cached is not None and time.monotonic() - cached.checked_at < self._cache_seconds:
+        age = None if cached is None else time.monotonic() - cached.checked_at
+        if cached is not None and age is not None and age < self._cache_seconds:
             return cached
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._check_all())
-        # Shielded: a probe whose client went away must not cancel everyone's check. Never a
-        # stale answer past the window: a load balancer must see a database that went down.
-        report = await asyncio.shield(self._checking)
-        self._report = report
-        return report
+        if cached is not None and age is not None and age < self._stale_seconds:
+            return cached
+        # Shielded: a probe whose client went away must not cancel everyone's check. Never an
+        # answer older than ``stale_seconds``: a load balancer must see a database that went
+        # down.
+        return await asyncio.shield(self._checking)
 
     async def _check_all(self) -> HealthReport:
         checks: list[tuple[str, bool, Probe]] = [(DATABASE, True, self._check_database)]
@@ -120,7 +127,9 @@ class HealthChecker:
         states = await asyncio.gather(
             *(self._run(name, critical, probe) for name, critical, probe in checks)
         )
-        return HealthReport(dependencies=tuple(states), checked_at=time.monotonic())
+        report = HealthReport(dependencies=tuple(states), checked_at=time.monotonic())
+        self._report = report
+        return report
 
     async def _run(self, name: str, critical: bool, probe: Probe) -> DependencyState:
         started = time.monotonic()

@@ -140,11 +140,11 @@ class Settings(BaseSettings):
         description="Token requests one process works on at once; more wait their turn.",
     )
     token_queue_seconds: float = Field(
-        1.0,
+        5.0,
         ge=0,
         le=30,
         description="How long a token request waits for its turn before it is answered 503 "
-        "with Retry-After (code `Busy`).",
+        "with Retry-After (code `Busy`); the wait comes off its wait for Power BI.",
     )
     token_wait_seconds: float = Field(
         2.0,

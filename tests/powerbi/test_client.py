@@ -3,11 +3,13 @@ timeouts, TokenExpired, error mapping, malformed bodies, paging, and no secrets 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -23,6 +25,7 @@ from embedportal.powerbi import (
     PowerBIThrottledError,
     PowerBIUnavailableError,
 )
+from embedportal.powerbi._http import MAX_CALLS_IN_FLIGHT
 from tests.powerbi.fakes import (
     API_BASE,
     SECRET,
@@ -453,3 +456,36 @@ async def test_unsupported_media_type_is_an_error_with_its_code(
         await h.client.generate_token(report_ids=["r1"], dataset_ids=["d1"])
     assert caught.value.status == 415 and caught.value.code == "UnsupportedMediaType"
     assert "send application/json" in caught.value.message
+
+
+class _SlowPowerBI(httpx.AsyncBaseTransport):
+    """Answers every call after a moment, noting how many were open at once."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most_open = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            await anyio.sleep(0.02)
+            return json_response(200, EMBED)
+        finally:
+            self.open -= 1
+
+
+async def test_a_burst_of_calls_keeps_at_most_the_in_flight_bound_open(
+    closer: list[PowerBIClient],
+) -> None:
+    slow = _SlowPowerBI()
+    client = PowerBIClient(
+        connection(), transport=slow, entra_transport=FakeEntra().transport(), sleep=FakeSleep()
+    )
+    closer.append(client)
+    burst = MAX_CALLS_IN_FLIGHT * 3
+    tokens = await asyncio.gather(
+        *(client.generate_token(report_ids=[f"r{n}"], dataset_ids=["d"]) for n in range(burst))
+    )
+    assert len(tokens) == burst  # every call answered, the rest waited their turn
+    assert slow.most_open == MAX_CALLS_IN_FLIGHT

@@ -50,3 +50,22 @@ async def test_a_waiting_request_gets_the_turn_given_back_within_its_queue_time(
 
     await asyncio.gather(first(), second())
     assert order == ["first", "second"]
+
+
+async def test_the_turn_says_how_long_it_was_waited_for() -> None:
+    gate = TokenGate(limit=1, queue_seconds=5)
+    waits: list[float] = []
+
+    async def holder() -> None:
+        async with gate.turn() as waited:
+            waits.append(waited)
+            await asyncio.sleep(0.1)
+
+    async def queued() -> None:
+        await asyncio.sleep(0.01)
+        async with gate.turn() as waited:
+            waits.append(waited)
+
+    await asyncio.gather(holder(), queued())
+    assert waits[0] == 0.0  # a free turn costs nothing
+    assert 0.05 < waits[1] < 1.0

@@ -281,6 +281,26 @@ async def test_a_slow_mint_answers_unavailable_in_bounded_time_and_the_retry_fin
     assert len(minter.calls) == 1
 
 
+async def test_time_already_spent_queueing_comes_off_the_wait_for_power_bi(
+    cache: TokenCache, clock: Clock
+) -> None:
+    minter = FakeMinter(clock, delay=0.3)
+    service = TokenService(cache=cache, clock=clock, wait_seconds=1.0)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TokenWaitTimeoutError) as waited:
+        await service.issue(
+            minter=minter,
+            scope="s",
+            report=report(),
+            identity=None,
+            policy=POLICY,
+            already_waited_seconds=0.95,
+        )
+    assert asyncio.get_running_loop().time() - started < 0.25  # 1.0 - 0.95, not 1.0
+    assert waited.value.retry_after_seconds is not None
+    assert waited.value.retry_after_seconds >= 1
+
+
 def test_the_cache_key_hides_the_identity_and_ignores_role_order() -> None:
     key = cache_key(
         scope="s",

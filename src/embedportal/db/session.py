@@ -14,12 +14,20 @@ from sqlalchemy.orm import Session, sessionmaker
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
-def create_db_engine(database_url: str) -> Engine:
+def create_db_engine(database_url: str, *, connections: int | None = None) -> Engine:
+    """The engine for ``database_url``. ``connections``: a pool of exactly that many, for a
+    caller that must never queue behind the requests' pool (the health check)."""
     url = make_url(database_url)
+    in_memory = not url.database or url.database == ":memory:"
+    pool: dict[str, Any] = {}
+    if connections is not None and not in_memory:
+        pool = {"pool_size": connections, "max_overflow": 0}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if not in_memory:
+            Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A pooled connection is checked before use, so one the server dropped (a restart,
@@ -28,7 +36,7 @@ def create_db_engine(database_url: str) -> Engine:
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -544,12 +544,15 @@ class TokenService:
         identity: EffectiveIdentity | None,
         policy: TokenPolicy,
         allow_stale: bool = False,
+        already_waited_seconds: float = 0.0,
     ) -> IssuedToken:
         """A token for the report (with the RLS identity when given). Raises PowerBIError
         (TokenWaitTimeoutError when it is not ready in time). ``allow_stale``: the caller has
         no token to show, so a cached one past its sharing threshold but still valid is better
         than a refusal while Power BI cannot mint, and it waits ``first_wait_seconds`` rather
-        than ``wait_seconds`` (a caller with a token keeps showing it and just retries)."""
+        than ``wait_seconds`` (a caller with a token keeps showing it and just retries).
+        ``already_waited_seconds`` (a turn in the gate) comes off that wait: the caller's
+        patience is the same however its time was spent."""
         key = cache_key(
             scope=scope, report=report, identity=identity, lifetime_minutes=policy.lifetime_minutes
         )
@@ -582,6 +585,7 @@ class TokenService:
             self._flights[key] = flight
             flight.add_done_callback(functools.partial(self._landed, key))
         patience = self.first_wait_seconds if allow_stale else self.wait_seconds
+        patience = max(0.0, patience - already_waited_seconds)
         try:
             minted, minted_here = await asyncio.wait_for(asyncio.shield(flight), patience)
         except TimeoutError:

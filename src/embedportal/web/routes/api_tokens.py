@@ -280,8 +280,10 @@ async def issue_token(
 ) -> JSONResponse:
     reason = body.reason if body is not None and body.reason else "load"
     try:
-        async with api.gate.turn():
-            return await _issue(report_id=report_id, user=user, reason=reason, api=api)
+        async with api.gate.turn() as queued:
+            return await _issue(
+                report_id=report_id, user=user, reason=reason, api=api, queued_seconds=queued
+            )
     except GateBusyError as busy:
         api.metrics.token_requests.labels(outcome="busy").inc()
         return _error(
@@ -305,7 +307,9 @@ async def _context_of(
     )
 
 
-async def _issue(*, report_id: str, user: User, reason: str, api: TokenApiServices) -> JSONResponse:
+async def _issue(
+    *, report_id: str, user: User, reason: str, api: TokenApiServices, queued_seconds: float
+) -> JSONResponse:
     metrics = api.metrics
     loaded = await _context_of(api=api, user=user, report_id=report_id)
     if isinstance(loaded, _Refusal):
@@ -350,6 +354,7 @@ async def _issue(*, report_id: str, user: User, reason: str, api: TokenApiServic
             identity=context.identity,
             policy=context.policy,
             allow_stale=reason in STALE_OK_REASONS,
+            already_waited_seconds=queued_seconds,
         )
     except TokenWaitTimeoutError as error:
         metrics.token_requests.labels(outcome="powerbi_error").inc()
