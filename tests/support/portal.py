@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from embedportal.db.models import User
+from embedportal.db.models import Report, User
 from embedportal.emulator.demo import DEMO_WORKSPACE_ID
 from tests.emulator.harness import Emulator
 
@@ -48,3 +48,16 @@ def portal_settings_for(emulator: Emulator) -> dict[str, object]:
         "capacity_resource_group": emulator_settings.resource_group,
         "capacity_name": emulator_settings.capacity_name,
     }
+
+
+def a_report(report_id: str, *, capacity_id: str | None = None) -> Report:
+    """A report row as a sync would store it (workspace ``ws``, dataset ``ds``), for tests that
+    need reports without an emulator."""
+    return Report(
+        id=report_id,
+        workspace_id="ws",
+        dataset_id="ds",
+        name=report_id,
+        embed_url=f"http://emulator.invalid/reportEmbed?reportId={report_id}",
+        capacity_id=capacity_id,
+    )

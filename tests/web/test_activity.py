@@ -5,7 +5,7 @@ the database until the ledger's flush."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,11 +21,12 @@ from embedportal.access.sessions import SESSION_COOKIE, start_session
 from embedportal.app import create_app
 from embedportal.capacity.activity import ActivityKind, LedgerKey, LedgerRow
 from embedportal.capacity.ledger import ActivityLedger
-from embedportal.db.models import Capacity, CapacityActivity, Report, User, ViewerEventCount
+from embedportal.db.models import Capacity, CapacityActivity, User, ViewerEventCount
 from embedportal.db.session import session_scope
 from embedportal.settings import Settings
 from embedportal.web.routes import events
-from tests.support.portal import Grant, MakeUser
+from tests.support.portal import Grant, MakeUser, a_report
+from tests.support.streams import watch_events
 from tests.support.threaded import serve_in_thread
 
 CAP_A = "aaaaaaaa-0000-0000-0000-00000000000a"
@@ -91,16 +92,7 @@ def catalogue(app: FastAPI, make_user: MakeUser, grant: Grant) -> dict[str, User
     with session_scope(app.state.session_factory) as db:
         db.add_all([Capacity(id=CAP_A, sku="A1"), Capacity(id=CAP_B, sku="A1")])
         for report_id, capacity_id in REPORTS.items():
-            db.add(
-                Report(
-                    id=report_id,
-                    workspace_id="ws",
-                    dataset_id="ds",
-                    name=report_id,
-                    embed_url=f"http://emulator.invalid/reportEmbed?reportId={report_id}",
-                    capacity_id=capacity_id,
-                )
-            )
+            db.add(a_report(report_id, capacity_id=capacity_id))
     users = {
         "screen": make_user(email="screen@example.com"),
         "keeper": make_user(email="keeper@example.com", keeps_capacity_on=True),
@@ -157,34 +149,10 @@ class WriteCounter:
         event.remove(self.engine, "before_cursor_execute", self._on_execute)
 
 
-def _after(seconds: float) -> Any:
-    """A condition for _watch that comes true `seconds` from now."""
+def _after(seconds: float) -> Callable[[list[str]], bool]:
+    """A condition for watch_events that comes true `seconds` from now."""
     at = time.monotonic() + seconds
-    return lambda: time.monotonic() > at
-
-
-def _watch(
-    base_url: str,
-    cookie: str,
-    report_ids: list[str],
-    *,
-    until: Any,
-    timeout: float = 10,
-) -> None:
-    """Hold `/api/events?report=…` open until `until()` is true (checked at every line)."""
-    deadline = time.monotonic() + timeout
-    with httpx.stream(
-        "GET",
-        f"{base_url}/api/events",
-        params=[("report", report_id) for report_id in report_ids],
-        cookies={SESSION_COOKIE: cookie},
-        timeout=timeout,
-    ) as response:
-        assert response.status_code == 200
-        for _line in response.iter_lines():
-            if until():
-                return
-            assert time.monotonic() < deadline, "the condition never came true"
+    return lambda _kinds: time.monotonic() > at
 
 
 # --- the open viewer's heartbeat ----------------------------------------------------------------
@@ -199,7 +167,7 @@ def test_an_open_stream_notes_a_heartbeat_per_capacity_once_a_minute(
     cookie, _csrf = _session_of(app, screen)
     with serve_in_thread(app) as base_url:
         started = time.monotonic()
-        _watch(base_url, cookie, list(REPORTS), until=lambda: len(notes) >= 4)
+        watch_events(base_url, cookie, report_ids=list(REPORTS), until=lambda _: len(notes) >= 4)
         closed = time.monotonic()
         # The viewer went away: no more heartbeats.
         deadline = time.monotonic() + 10
@@ -247,7 +215,7 @@ def test_a_keeps_on_viewer_s_heartbeat_counts(
     keeper = catalogue["keeper"]
     cookie, _csrf = _session_of(app, keeper)
     with serve_in_thread(app) as base_url:
-        _watch(base_url, cookie, ["report-a1"], until=lambda: bool(notes))
+        watch_events(base_url, cookie, report_ids=["report-a1"], until=lambda _: bool(notes))
     assert [(n.capacity_id, n.keeps_capacity_on) for n in notes] == [(CAP_A, True)]
     assert app.state.activity_ledger.pending_last_counted(CAP_A) is not None
     assert _stored(app) == []
@@ -260,7 +228,7 @@ def test_with_the_default_interval_a_stream_notes_once(
     assert events.ACTIVITY_SECONDS == 60
     cookie, _csrf = _session_of(app, catalogue["screen"])
     with serve_in_thread(app) as base_url:
-        _watch(base_url, cookie, ["report-a1"], until=_after(1.0))
+        watch_events(base_url, cookie, report_ids=["report-a1"], until=_after(1.0))
     assert [n.capacity_id for n in notes] == [CAP_A]
 
 
@@ -276,7 +244,7 @@ def test_streams_without_viewable_reports_note_nothing(
     strange = ["", "x" * 65, "../report-a1", "report-a1 "]
     for report_ids in ([], ["report-b"], ["report-shared", "report-orphan"], ignored, strange):
         with serve_in_thread(app) as base_url:
-            _watch(base_url, cookie, report_ids, until=_after(0.4))
+            watch_events(base_url, cookie, report_ids=report_ids, until=_after(0.4))
         assert notes == [], report_ids
     assert _pending(app) == {}
 

@@ -26,6 +26,7 @@ from embedportal.settings import Settings
 from embedportal.web.push import PushEvent, PushHub, notify_access_changed
 from embedportal.web.routes import events as events_route
 from embedportal.web.routes.auth import tell_open_viewers_of_sign_out
+from tests.support.streams import watch_events
 from tests.support.threaded import serve_in_thread
 
 
@@ -139,18 +140,8 @@ def test_heartbeats_are_events_a_page_can_see(
     """EventSource hides comment lines from the page; a `heartbeat` event it can watch."""
     monkeypatch.setattr(events_route, "HEARTBEAT_SECONDS", 0.2)
     cookie, _csrf, _user_id = _signed_in_cookie(app)
-    kinds: list[str] = []
-    with (
-        serve_in_thread(app) as base_url,
-        httpx.stream(
-            "GET", f"{base_url}/api/events", cookies={SESSION_COOKIE: cookie}, timeout=10
-        ) as response,
-    ):
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                kinds.append(line[len("event: ") :])
-            if kinds.count("heartbeat") == 2:
-                break
+    with serve_in_thread(app) as base_url:
+        kinds = watch_events(base_url, cookie, until=lambda kinds: kinds.count("heartbeat") == 2)
     assert kinds[:3] == ["hello", "heartbeat", "heartbeat"]
 
 
@@ -377,18 +368,8 @@ def test_an_open_stream_does_not_keep_its_session_alive(
         record = db.scalars(select(WebSession).where(WebSession.user_id == user_id)).one()
         record.last_seen_at = record.last_seen_at - timedelta(minutes=5)
         before = record.last_seen_at
-    kinds: list[str] = []
-    with (
-        serve_in_thread(app) as base_url,
-        httpx.stream(
-            "GET", f"{base_url}/api/events", cookies={SESSION_COOKIE: cookie}, timeout=10
-        ) as response,
-    ):
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                kinds.append(line[len("event: ") :])
-            if kinds.count("heartbeat") == 3:
-                break
+    with serve_in_thread(app) as base_url:
+        watch_events(base_url, cookie, until=lambda kinds: kinds.count("heartbeat") == 3)
     with session_scope(app.state.session_factory) as db:
         record = db.scalars(select(WebSession).where(WebSession.user_id == user_id)).one()
         # The stream's own request resolved the session once (as every request does); the

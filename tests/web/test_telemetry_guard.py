@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event, update
 
-from embedportal.db.models import Capacity, Report, ReportGrant, User
+from embedportal.db.models import Capacity, ReportGrant, User
 from embedportal.db.session import session_scope
 from embedportal.web.rate_limit import SessionBuckets
-from tests.support.portal import DEFAULT_PASSWORD, Grant, LoginAs, MakeUser, csrf_of
+from tests.support.portal import DEFAULT_PASSWORD, Grant, LoginAs, MakeUser, a_report, csrf_of
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -34,16 +34,7 @@ def reports(app: FastAPI) -> None:
     with session_scope(app.state.session_factory) as db:
         db.add(Capacity(id=CAPACITY, display_name="Capacity", sku="A1"))
         for report_id in (MINE, THEIRS):
-            db.add(
-                Report(
-                    id=report_id,
-                    workspace_id="ws",
-                    dataset_id="ds",
-                    name=report_id,
-                    embed_url=f"https://app.powerbi.com/reportEmbed?reportId={report_id}",
-                    capacity_id=CAPACITY,
-                )
-            )
+            db.add(a_report(report_id, capacity_id=CAPACITY))
 
 
 @pytest.fixture
