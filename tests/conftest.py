@@ -22,6 +22,7 @@ from embedportal.access.users import create_user
 from embedportal.app import create_app
 from embedportal.db.models import Group, GroupMembership, Report, Role, User
 from embedportal.db.session import session_scope
+from embedportal.health import HealthChecker
 from embedportal.powerbi import PowerBIClient
 from embedportal.settings import Settings
 from tests.emulator.harness import Emulator, running_emulator
@@ -31,6 +32,7 @@ from tests.support.portal import (
     TEST_SECRET_KEY,
     Grant,
     LoginAs,
+    MakeHealthChecker,
     MakeUser,
     SyncedReports,
     csrf_of,
@@ -267,3 +269,18 @@ def grant(app: FastAPI) -> Grant:
             )
 
     return give
+
+
+@pytest.fixture
+def make_health_checker() -> Iterator[MakeHealthChecker]:
+    """HealthChecker(**kwargs), its probe's database connection given back after the test."""
+    made: list[HealthChecker] = []
+
+    def make(**kwargs: object) -> HealthChecker:
+        checker = HealthChecker(**kwargs)  # type: ignore[arg-type]
+        made.append(checker)
+        return checker
+
+    yield make
+    for checker in made:
+        checker.close_database_probe()

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
-from embedportal.health import DependencyState, HealthChecker, HealthReport
+from embedportal.health import DependencyState, HealthReport
 from embedportal.web.deps import get_health_checker
+from tests.support.portal import MakeHealthChecker
 from tests.support.redis_server import hung_redis
 from tests.support.servers import free_port
 
@@ -32,8 +33,10 @@ def _unreachable_database_engine() -> object:
     return create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
 
 
-def test_with_the_database_down_healthz_is_503_naming_it(app: FastAPI) -> None:
-    checker = HealthChecker(
+def test_with_the_database_down_healthz_is_503_naming_it(
+    app: FastAPI, make_health_checker: MakeHealthChecker
+) -> None:
+    checker = make_health_checker(
         engine=_unreachable_database_engine(),  # type: ignore[arg-type]
         redis_url=None,
         powerbi_url=None,
@@ -54,10 +57,10 @@ def hung_redis_url() -> Iterator[str]:
 
 
 def test_a_hung_redis_and_power_bi_degrade_but_do_not_stop_the_portal(
-    app: FastAPI, hung_redis_url: str
+    app: FastAPI, hung_redis_url: str, make_health_checker: MakeHealthChecker
 ) -> None:
     port = free_port()  # nothing listens: Power BI unreachable
-    checker = HealthChecker(
+    checker = make_health_checker(
         engine=app.state.engine,
         redis_url=hung_redis_url,
         powerbi_url=f"http://127.0.0.1:{port}",
@@ -74,8 +77,10 @@ def test_a_hung_redis_and_power_bi_degrade_but_do_not_stop_the_portal(
     assert "no answer" in body["dependencies"]["redis"]["detail"]
 
 
-def test_a_flood_of_probes_costs_one_check(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    checker = HealthChecker(
+def test_a_flood_of_probes_costs_one_check(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch, make_health_checker: MakeHealthChecker
+) -> None:
+    checker = make_health_checker(
         engine=app.state.engine, redis_url=None, powerbi_url=None, cache_seconds=60
     )
     probes = 0
@@ -97,7 +102,7 @@ def test_a_flood_of_probes_costs_one_check(app: FastAPI, monkeypatch: pytest.Mon
 
 
 def test_a_database_probe_stuck_in_its_thread_is_not_started_again(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch, make_health_checker: MakeHealthChecker
 ) -> None:
     import threading
 
@@ -109,7 +114,7 @@ def test_a_database_probe_stuck_in_its_thread_is_not_started_again(
         calls += 1
         release.wait(10)
 
-    checker = HealthChecker(
+    checker = make_health_checker(
         engine=app.state.engine,
         redis_url=None,
         powerbi_url=None,
@@ -139,65 +144,6 @@ def test_report_status_follows_critical_dependencies() -> None:
     assert HealthReport((down,), 0).down == ["database"]
 
 
-def test_past_its_window_the_last_report_answers_while_the_next_check_runs(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import threading
-
-    release = threading.Event()
-    checker = HealthChecker(
-        engine=app.state.engine,
-        redis_url=None,
-        powerbi_url=None,
-        timeout_seconds=5,
-        cache_seconds=0,
-        stale_seconds=60,
-    )
-
-    async def scenario() -> tuple[HealthReport, HealthReport, HealthReport]:
-        first = await checker.report()
-        # The next check is slow (a busy interpreter): probes keep getting the last report.
-        monkeypatch.setattr(checker, "_select_one", lambda: release.wait(5))
-        started = asyncio.get_running_loop().time()
-        meanwhile = await checker.report()
-        assert asyncio.get_running_loop().time() - started < 0.5
-        release.set()
-        await asyncio.sleep(0.2)
-        return first, meanwhile, await checker.report()
-
-    try:
-        first, meanwhile, after = asyncio.run(scenario())
-    finally:
-        release.set()
-    assert meanwhile is first
-    assert after is not first and after.serving  # the check that ran meanwhile is the answer
-
-
-def test_a_report_older_than_the_stale_limit_is_never_served(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    checker = HealthChecker(
-        engine=app.state.engine,
-        redis_url=None,
-        powerbi_url=None,
-        timeout_seconds=0.2,
-        cache_seconds=0,
-        stale_seconds=0,
-    )
-
-    def down() -> None:
-        raise OSError("connection refused")
-
-    async def scenario() -> tuple[HealthReport, HealthReport]:
-        up = await checker.report()
-        monkeypatch.setattr(checker, "_select_one", down)
-        return up, await checker.report()
-
-    up, now = asyncio.run(scenario())
-    assert up.serving
-    assert now.down == ["database"]  # the database that went down shows at once
-
-
 def test_with_every_pooled_connection_held_the_database_still_answers_healthz(
     app: FastAPI,
 ) -> None:
@@ -214,3 +160,21 @@ def test_with_every_pooled_connection_held_the_database_still_answers_healthz(
             connection.close()
     assert response.status_code == 200
     assert response.json()["dependencies"]["database"]["ok"] is True
+
+
+def test_a_probe_connection_the_server_dropped_is_replaced_not_reported_down(
+    app: FastAPI, make_health_checker: MakeHealthChecker
+) -> None:
+    checker = make_health_checker(
+        engine=app.state.engine, redis_url=None, powerbi_url=None, cache_seconds=0
+    )
+
+    async def scenario() -> tuple[HealthReport, HealthReport]:
+        first = await checker.report()
+        kept = checker._probe_connection
+        assert kept is not None and kept.dbapi_connection is not None
+        kept.dbapi_connection.close()  # what a restart or pg_terminate_backend leaves behind
+        return first, await checker.report()
+
+    first, second = asyncio.run(scenario())
+    assert first.serving and second.serving

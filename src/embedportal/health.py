@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 DATABASE = "database"
 REDIS = "redis"
@@ -83,14 +85,12 @@ class HealthChecker:
         powerbi_url: str | None,
         timeout_seconds: float = 1.0,
         cache_seconds: float = 1.5,
-        stale_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self._redis_url = redis_url
         self._powerbi_url = powerbi_url
         self._timeout = timeout_seconds
         self._cache_seconds = cache_seconds
-        self._stale_seconds = max(stale_seconds, cache_seconds)
         self._report: HealthReport | None = None
         self._checking: asyncio.Task[HealthReport] | None = None
         # A database probe stuck in its thread is not started again until it ends, so a hung
@@ -103,19 +103,16 @@ class HealthChecker:
         )
         self._http: httpx.AsyncClient | None = None
         self._redis: object | None = None
+        self._probe_connection: PoolProxiedConnection | None = None
 
     async def report(self) -> HealthReport:
         cached = self._report
-        age = None if cached is None else time.monotonic() - cached.checked_at
-        if cached is not None and age is not None and age < self._cache_seconds:
+        if cached is not None and time.monotonic() - cached.checked_at < self._cache_seconds:
             return cached
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._check_all())
-        if cached is not None and age is not None and age < self._stale_seconds:
-            return cached
-        # Shielded: a probe whose client went away must not cancel everyone's check. Never an
-        # answer older than ``stale_seconds``: a load balancer must see a database that went
-        # down.
+        # Shielded: a probe whose client went away must not cancel everyone's check. Never a
+        # stale answer past the window: a load balancer must see a database that went down.
         return await asyncio.shield(self._checking)
 
     async def _check_all(self) -> HealthReport:
@@ -154,8 +151,30 @@ class HealthChecker:
         return ""
 
     def _select_one(self) -> None:
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        # One driver connection kept for the probe and a bare cursor on it: the fewest Python
+        # steps, so a busy interpreter (a burst of requests) cannot make it miss its timeout.
+        # A connection the server dropped (a restart, pg_terminate_backend) is replaced at
+        # once: the database is down only if a fresh one fails too.
+        for attempt in (1, 2):
+            connection = self._probe_connection
+            try:
+                if connection is None:
+                    connection = self._probe_connection = self._engine.raw_connection()
+                cursor = connection.cursor()
+                try:
+                    cursor.execute("SELECT 1")
+                    cursor.fetchone()
+                finally:
+                    cursor.close()
+                connection.rollback()  # never left idle in a transaction
+                return
+            except Exception:
+                self._probe_connection = None
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        connection.invalidate()
+                if attempt == 2:
+                    raise
 
     async def _check_redis(self) -> str:
         import redis.asyncio as aioredis
@@ -183,9 +202,19 @@ class HealthChecker:
         response = await self._http.get(self._powerbi_url or "")
         return f"HTTP {response.status_code}"
 
+    def close_database_probe(self) -> None:
+        """Give back the probe's database connection (unless a probe is using it)."""
+        probe_running = self._database_probe is not None and not self._database_probe.done()
+        connection = self._probe_connection
+        if connection is not None and not probe_running:
+            self._probe_connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
+
     async def aclose(self) -> None:
         # A probe stuck on a hung database must not hold up shutdown.
         self._database_thread.shutdown(wait=False, cancel_futures=True)
+        self.close_database_probe()
         if self._http is not None:
             await self._http.aclose()
         if self._redis is not None:

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from embedportal.db.models import Report, User
 from embedportal.emulator.demo import DEMO_WORKSPACE_ID
+from embedportal.health import HealthChecker
 from tests.emulator.harness import Emulator
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-checks"
@@ -20,6 +21,7 @@ LoginAs = Callable[..., TestClient]
 MakeUser = Callable[..., User]
 Grant = Callable[..., None]
 SyncedReports = dict[str, str]  # report name → id
+MakeHealthChecker = Callable[..., HealthChecker]
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 

@@ -8,11 +8,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from embedportal.health import HealthChecker
 from embedportal.metrics import PortalMetrics, quantile_from_buckets, snapshot
 from embedportal.web.deps import get_health_checker
 from tests.support.html import elements, links
-from tests.support.portal import LoginAs, MakeUser
+from tests.support.portal import LoginAs, MakeHealthChecker, MakeUser
 from tests.support.servers import free_port
 
 
@@ -35,8 +34,10 @@ def test_the_page_shows_dependencies_figures_and_the_chart_script(admin: TestCli
     assert "/admin/health" in [href for _text, href in links(page.text)]  # in the admin menu
 
 
-def test_a_dependency_down_is_named_on_the_page(app: FastAPI, admin: TestClient) -> None:
-    checker = HealthChecker(
+def test_a_dependency_down_is_named_on_the_page(
+    app: FastAPI, admin: TestClient, make_health_checker: MakeHealthChecker
+) -> None:
+    checker = make_health_checker(
         engine=app.state.engine,
         redis_url=None,
         powerbi_url=f"http://127.0.0.1:{free_port()}",
