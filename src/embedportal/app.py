@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal import __version__
+from embedportal.access.audit_log import prune_audit
 from embedportal.access.organization import PowerBIClients
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.viewer_health import TokenTally
@@ -21,6 +24,7 @@ from embedportal.capacity.control import CapacityControl
 from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
+from embedportal.db.periodic import flush_periodically
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.health import HealthChecker
 from embedportal.metrics import PortalMetrics
@@ -86,6 +90,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await close()
 
 
+AUDIT_PRUNE_INTERVAL_SECONDS = 3600.0
+
+
+def prune_audit_now(session_factory: sessionmaker[Session], keep_days: int) -> int:
+    return prune_audit(session_factory=session_factory, keep_days=keep_days, now=datetime.now(UTC))
+
+
 def _disposer(engine: Engine) -> Callable[[], Awaitable[None]]:
     async def dispose() -> None:
         engine.dispose()
@@ -143,6 +154,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_tally = TokenTally(app.state.session_factory)
     app.state.telemetry_limiter = SessionBuckets(per_minute=settings.telemetry_events_per_minute)
     app.state.background.append(app.state.token_tally.run)
+    if settings.audit_retention_days:
+        app.state.background.append(
+            functools.partial(
+                flush_periodically,
+                functools.partial(
+                    prune_audit_now, app.state.session_factory, settings.audit_retention_days
+                ),
+                interval_seconds=AUDIT_PRUNE_INTERVAL_SECONDS,
+                name="audit retention",
+            )
+        )
     app.state.on_shutdown.append(app.state.powerbi_clients.aclose)
     app.state.on_shutdown.append(app.state.token_service.aclose)
     # A connection of its own: a burst of requests holding every pooled connection must not make

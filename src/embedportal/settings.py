@@ -357,6 +357,13 @@ class Settings(BaseSettings):
         description="`/healthz` reuses its last check for this long, so a flood of probes "
         "costs one check.",
     )
+    audit_retention_days: int = Field(
+        0,
+        ge=0,
+        le=36_500,
+        description="Audit entries older than this many days are deleted (checked hourly); "
+        "0 keeps every entry.",
+    )
 
     @field_validator("metrics_token", mode="before")
     @classmethod

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 import embedportal
 from embedportal import i18n
 from embedportal.access.audit_log import (
     action_label,
     describe_detail,
+    entries_csv,
     known_actions,
     organization_zone,
+    prune_audit,
     search_audit,
+    target_names,
 )
-from embedportal.db.models import AuditEntry, Organization
+from embedportal.db.models import AuditEntry, Group, Organization, Report
 
 
 def _entry(db: Session, at: datetime, action: str = "user.created", actor: str = "") -> None:
@@ -103,3 +109,56 @@ def test_every_action_the_portal_records_has_words_in_both_languages() -> None:
     finally:
         i18n.deactivate(token)
     assert untranslated == []
+
+
+def test_targets_are_named_by_what_they_are_now_and_deleted_ones_are_not(db: Session) -> None:
+    group = Group(name="Finance")
+    db.add_all(
+        [
+            group,
+            Report(id="r-1", workspace_id="w", dataset_id="d", name="Sales", embed_url="https://x"),
+        ]
+    )
+    db.flush()
+    entries = [
+        AuditEntry(action="group.created", target_type="group", target_id=str(group.id)),
+        AuditEntry(action="report.granted", target_type="report", target_id="r-1"),
+        AuditEntry(action="report.granted", target_type="report", target_id="gone"),
+        AuditEntry(action="group.deleted", target_type="group", target_id="not-a-number"),
+        AuditEntry(action="organization.changed", target_type="organization", target_id="1"),
+    ]
+    names = target_names(session=db, entries=entries)
+    assert names == {("group", str(group.id)): "Finance", ("report", "r-1"): "Sales"}
+
+
+def test_the_csv_has_words_names_local_times_and_no_formula(db: Session) -> None:
+    entry = AuditEntry(
+        at=datetime(2025, 7, 1, 12, 0, tzinfo=UTC),
+        actor_email="=cmd|' /C calc'!A0@example.com",
+        action="report.granted",
+        target_type="report",
+        target_id="r-1",
+        detail={"rls_roles": ["North"]},
+    )
+    text = entries_csv(
+        entries=[entry], names={("report", "r-1"): "Sales"}, zone=ZoneInfo("America/Sao_Paulo")
+    )
+    header, row = list(csv.reader(io.StringIO(text)))
+    assert header[:4] == ["time", "time_zone", "actor_email", "action"]
+    assert row[0] == "2025-07-01T09:00:00-03:00" and row[1] == "America/Sao_Paulo"
+    assert row[2].startswith("'=")  # a spreadsheet shows it as text, never runs it
+    assert row[3:8] == ["report.granted", "Report granted", "report", "r-1", "Sales"]
+    assert row[8] == "rls_roles: North"
+
+
+def test_retention_deletes_only_entries_past_their_days(db: Session) -> None:
+    session_factory = sessionmaker(bind=db.get_bind())
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    _entry(db, now - timedelta(days=31), "user.created")
+    _entry(db, now - timedelta(days=29), "user.updated")
+    db.commit()
+    assert prune_audit(session_factory=session_factory, keep_days=0, now=now) == 0
+    assert prune_audit(session_factory=session_factory, keep_days=30, now=now) == 1
+    assert prune_audit(session_factory=session_factory, keep_days=30, now=now) == 0  # idempotent
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(AuditEntry)) == 1

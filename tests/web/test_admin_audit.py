@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from embedportal.db.models import AuditEntry, User
+from embedportal.db.models import AuditEntry, Report, User
 from embedportal.db.session import session_scope
 from tests.support.html import elements, form_fields, links
 from tests.support.portal import LoginAs, MakeUser
@@ -85,3 +87,48 @@ def test_pages(client: TestClient, admin: User, app: FastAPI) -> None:
     second = client.get("/admin/audit", params={"action": "report.opened", "page": "2"})
     assert "Page 2 of 2" in second.text and "2024-01-01 00:00:00" in second.text
     assert client.get("/admin/audit", params={"page": "-5"}).status_code == 200
+
+
+def test_targets_show_by_name_with_a_link(client: TestClient, admin: User, app: FastAPI) -> None:
+    with session_scope(app.state.session_factory) as db:
+        db.add_all(
+            [
+                Report(
+                    id="r-42",
+                    workspace_id="w",
+                    dataset_id="d",
+                    name="Sales Pulse",
+                    embed_url="https://x",
+                ),
+                AuditEntry(action="report.granted", target_type="report", target_id="r-42"),
+                AuditEntry(action="report.revoked", target_type="report", target_id="r-gone"),
+            ]
+        )
+    page = client.get("/admin/audit", params={"action": "report.granted"})
+    assert ("Sales Pulse", "/admin/reports/r-42") in links(page.text)
+    assert "r-42" not in [text for text, _href in links(page.text)]
+    gone = client.get("/admin/audit", params={"action": "report.revoked"})
+    assert "#r-gone" in gone.text  # deleted since: its id, nothing to link to
+
+
+def test_the_filtered_log_downloads_as_csv_and_the_download_is_audited(
+    client: TestClient, admin: User, app: FastAPI
+) -> None:
+    _seed(app, 3, datetime(2024, 5, 1, 10, tzinfo=UTC), "report.opened", "ana@example.com")
+    page = client.get("/admin/audit", params={"actor": "ana"})
+    assert "/admin/audit/export.csv?actor=ana" in [href for _text, href in links(page.text)]
+    answer = client.get("/admin/audit/export.csv", params={"actor": "ana"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert rows[0][0] == "time" and len(rows) == 1 + 3
+    assert {row[2] for row in rows[1:]} == {"ana@example.com"}
+    log = client.get("/admin/audit", params={"action": "audit.exported"})
+    assert "Audit log downloaded as CSV" in log.text
+
+
+def test_a_bad_date_in_the_export_is_a_clear_400(client: TestClient, admin: User) -> None:
+    answer = client.get("/admin/audit/export.csv", params={"since": "2024-13-45"})
+    assert answer.status_code == 400
+    assert "Give a date like 2025-01-31." in answer.text

@@ -168,6 +168,7 @@ EXPECTED: dict[str, Row] = {
     # --- admin: audit -----------------------------------------------------------------------
     "GET /admin/audit": admin_only(),
     "GET /admin/audit/rows": admin_only(query={"action": "login.succeeded"}),
+    "GET /admin/audit/export.csv": admin_only(),
     # --- reports, the viewer, TV mode -------------------------------------------------------
     "GET /reports": signed_in(),
     "GET /reports/{report_id}": Row(anonymous=TO_LOGIN, viewer=FORBIDDEN, granted=OK, admin=OK),

@@ -1,17 +1,25 @@
-"""Reading the audit trail back: filters, pages, and human names for the actions."""
+"""Reading the audit trail back: filters, pages, human names for the actions and their targets,
+the CSV export, and the retention that prunes entries past their time."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC as UTC_OFFSET
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from embedportal.db.models import AuditEntry, Organization
+from embedportal.db.models import AuditEntry, Capacity, Group, Organization, Report, User
 from embedportal.i18n import _
+
+# What a spreadsheet would read as the start of a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 UTC = ZoneInfo("UTC")
 
@@ -58,10 +66,10 @@ def search_audit(
     last_day: date | None = None,
     zone: ZoneInfo = UTC,
     offset: int = 0,
-    limit: int = 50,
+    limit: int | None = 50,
 ) -> AuditPage:
     """Entries newest first. `actor` matches part of the actor's e-mail; days are whole days
-    (both included) in `zone`."""
+    (both included) in `zone`; ``limit=None``: every match (the export)."""
     conditions = []
     if action:
         conditions.append(AuditEntry.action == action)
@@ -150,5 +158,134 @@ def action_label(action: str) -> str:
         "capacity.configured": _("Capacity's Azure coordinates set"),
         "capacity.settings_changed": _("Capacity settings changed"),
         "capacity.schedule_changed": _("Capacity schedule changed"),
+        "audit.exported": _("Audit log downloaded as CSV"),
     }
     return labels.get(action, action)
+
+
+# --- what an entry is about, by name --------------------------------------------------------------
+
+_TARGET_MODELS: dict[str, tuple[Any, Any]] = {
+    "user": (User, User.email),
+    "group": (Group, Group.name),
+    "report": (Report, Report.name),
+    "capacity": (Capacity, Capacity.display_name),
+}
+
+
+def target_names(*, session: Session, entries: Iterable[AuditEntry]) -> dict[tuple[str, str], str]:
+    """The current name of each entry's target, one query per kind of target on the page;
+    a target since deleted has no name here (the page then shows its kind and id)."""
+    wanted: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.target_type in _TARGET_MODELS and entry.target_id:
+            wanted.setdefault(entry.target_type, set()).add(entry.target_id)
+    names: dict[tuple[str, str], str] = {}
+    for kind, ids in wanted.items():
+        model, name_column = _TARGET_MODELS[kind]
+        id_column = model.id
+        keys: Sequence[object] = sorted(ids)
+        if kind in {"user", "group"}:
+            # Integer keys: an id that is not a number names nothing (and must not reach SQL).
+            keys = sorted(int(value) for value in ids if value.isascii() and value.isdigit())
+        if not keys:
+            continue
+        for target_id, name in session.execute(
+            select(id_column, name_column).where(id_column.in_(keys))
+        ):
+            if name:
+                names[(kind, str(target_id))] = str(name)
+    return names
+
+
+def target_kind_label(kind: str) -> str:
+    labels = {
+        "user": _("User"),
+        "group": _("Group"),
+        "report": _("Report"),
+        "capacity": _("Capacity"),
+        "capacities": _("Capacities"),
+        "workspace": _("Workspace"),
+        "organization": _("Organization"),
+    }
+    return labels.get(kind, kind)
+
+
+def target_link(kind: str, target_id: str) -> str | None:
+    """Where the admin pages show the target, when they do."""
+    if not target_id:
+        return None
+    if kind == "user" and target_id.isdigit():
+        return f"/admin/users/{target_id}"
+    if kind == "group" and target_id.isdigit():
+        return f"/admin/groups/{target_id}"
+    if kind == "report":
+        return f"/admin/reports/{target_id}"
+    if kind == "capacity":
+        return f"/admin/capacities/{target_id}"
+    return None
+
+
+# --- the export -----------------------------------------------------------------------------------
+
+CSV_HEADER = (
+    "time",
+    "time_zone",
+    "actor_email",
+    "action",
+    "action_label",
+    "target_type",
+    "target_id",
+    "target_name",
+    "details",
+)
+
+
+def safe_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula gets a leading
+    apostrophe, which spreadsheets hide and do not evaluate."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def entries_csv(
+    *, entries: Sequence[AuditEntry], names: dict[tuple[str, str], str], zone: ZoneInfo
+) -> str:
+    """The entries as CSV with a header row: times in ``zone`` (ISO 8601 with the offset), the
+    action as recorded and in words, details as the page shows them."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for entry in entries:
+        details = "; ".join(f"{name}: {text}" for name, text in describe_detail(entry.detail))
+        row = (
+            _aware(entry.at).astimezone(zone).isoformat(timespec="seconds"),
+            zone.key,
+            entry.actor_email,
+            entry.action,
+            action_label(entry.action),
+            entry.target_type,
+            entry.target_id,
+            names.get((entry.target_type, entry.target_id), ""),
+            details,
+        )
+        writer.writerow([safe_cell(cell) for cell in row])
+    return buffer.getvalue()
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives back naive datetimes; the portal stores UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC_OFFSET)
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+
+def prune_audit(*, session_factory: sessionmaker[Session], keep_days: int, now: datetime) -> int:
+    """Delete entries older than ``keep_days`` days (0 keeps everything); how many went. Safe to
+    run on every instance of a fleet at once: the same rows are deleted, once."""
+    if keep_days <= 0:
+        return 0
+    cutoff = now - timedelta(days=keep_days)
+    with session_factory.begin() as session:
+        result = session.execute(delete(AuditEntry).where(AuditEntry.at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from embedportal.access.audit_log import day_filter
+from embedportal.access.audit_log import day_filter, safe_cell
 from embedportal.capacity.reporting import day_start
 from embedportal.db.models import Capacity, CapacityEvent
 from embedportal.i18n import N_, _
@@ -49,7 +49,6 @@ _REASON_NAMES = {
 }
 # A cell a spreadsheet would read as a formula (CSV injection); a tab or carriage return at the
 # start is how such a cell hides its first character from the eye.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def action_name(action: str) -> str:
@@ -204,12 +203,6 @@ def describe_event(event: CapacityEvent) -> str:
 
 def is_failure(event: CapacityEvent) -> bool:
     return event.action.endswith("_failed")
-
-
-def safe_cell(value: str) -> str:
-    """A CSV cell a spreadsheet shows as text: one that would start a formula gets a leading
-    apostrophe, which spreadsheets hide and do not evaluate."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
 CSV_HEADER = (

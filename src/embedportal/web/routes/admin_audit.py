@@ -10,13 +10,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from embedportal.access.audit import record
 from embedportal.access.audit_log import (
     action_label,
     day_filter,
     describe_detail,
+    entries_csv,
     known_actions,
     organization_zone,
     search_audit,
+    target_kind_label,
+    target_link,
+    target_names,
 )
 from embedportal.i18n import _
 from embedportal.web.deps import AdminUser, DbSession
@@ -43,12 +48,17 @@ class AuditFilters(BaseModel):
 AuditQuery = Annotated[AuditFilters, Query()]
 
 
-def _context(db: DbSession, asked: AuditFilters) -> tuple[dict[str, Any], int]:
+def _days(asked: AuditFilters) -> tuple[date | None, date | None, dict[str, str]]:
     errors: dict[str, str] = {}
     first_day = _day(asked.since, "since", errors)
     last_day = _day(asked.until, "until", errors)
     if first_day and last_day and first_day > last_day:
         errors["until"] = _("The last day comes before the first day.")
+    return first_day, last_day, errors
+
+
+def _context(db: DbSession, asked: AuditFilters) -> tuple[dict[str, Any], int]:
+    first_day, last_day, errors = _days(asked)
     page = Page.asked(asked.page)
     zone = organization_zone(session=db)
     result = search_audit(
@@ -65,6 +75,9 @@ def _context(db: DbSession, asked: AuditFilters) -> tuple[dict[str, Any], int]:
     query = urlencode({key: value for key, value in filters.items() if value})
     context = {
         "entries": result.entries,
+        "target_names": target_names(session=db, entries=result.entries),
+        "target_kind_label": target_kind_label,
+        "target_link": target_link,
         **page.pager(result.total),
         "filters": filters,
         "filter_query": query,
@@ -88,3 +101,40 @@ def audit_rows(request: Request, db: DbSession, _admin: AdminUser, asked: AuditQ
     """The table alone: the htmx target of the filters."""
     context, status = _context(db, asked)
     return render(request, "admin/_audit_table.html", context, status_code=status)
+
+
+@router.get("/export.csv")
+def audit_csv(request: Request, db: DbSession, admin: AdminUser, asked: AuditQuery) -> Response:
+    """Every entry the filters match (all pages), as CSV; the export itself is audited."""
+    first_day, last_day, errors = _days(asked)
+    if errors:
+        context, status = _context(db, asked)
+        return render(request, "admin/audit.html", context, status_code=status)
+    zone = organization_zone(session=db)
+    result = search_audit(
+        session=db,
+        action=asked.action,
+        actor=asked.actor,
+        first_day=first_day,
+        last_day=last_day,
+        zone=zone,
+        limit=None,
+    )
+    text = entries_csv(
+        entries=result.entries,
+        names=target_names(session=db, entries=result.entries),
+        zone=zone,
+    )
+    filters = {key: value for key, value in asked.model_dump(exclude={"page"}).items() if value}
+    record(
+        session=db,
+        actor=admin,
+        action="audit.exported",
+        detail={"entries": result.total, **filters},
+    )
+    # The byte-order mark makes spreadsheet programs read the file as UTF-8 (accents in names).
+    return Response(
+        content=("\ufeff" + text).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'},
+    )
