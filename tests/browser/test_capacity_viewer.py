@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, FrameLocator, Locator, Page, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    FrameLocator,
+    Locator,
+    Page,
+    expect,
+)
 
 from embedportal.emulator.demo import OPERATIONS_DASHBOARD_REPORT_ID, SALES_OVERVIEW_REPORT_ID
 from tests.browser.capacity_support import (
@@ -373,9 +381,17 @@ def test_a_report_whose_access_is_removed_is_no_longer_named_on_the_push_channel
     sign_in(admin, portal.url, *ADMIN)
     admin.goto(f"{portal.url}/admin/reports/{OPERATIONS_DASHBOARD_REPORT_ID}")
     row = admin.locator("#grants tbody tr", has_text=f"Group: {DEMO_GROUP}")
+    asked: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    admin.once("dialog", accept)  # the removal asks first, naming who loses access
     row.get_by_role("button", name="Remove").click()
     try:
         expect(admin.get_by_text("Access removed.")).to_be_visible()
+        assert asked and f"for the group {DEMO_GROUP}?" in asked[0]
         expect(overlay(tv, "tv-slot-2", "revoked")).to_be_attached(timeout=10_000)
         tv.wait_for_function("() => window.__eventsUrls.length === 2", timeout=10_000)
         first, second = events_urls(tv)

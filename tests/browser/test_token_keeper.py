@@ -306,6 +306,7 @@ def test_removing_access_closes_the_open_viewer(
         admin_page.get_by_role("link", name=REPORT, exact=True).first.click()
         row = admin_page.locator("#grants tbody tr", has_text=f"Group: {DEMO_GROUP}")
         roles = row.locator('input[name="rls_roles"]').input_value()
+        admin_page.once("dialog", lambda dialog: dialog.accept())  # "Remove access … ?"
         row.get_by_role("button", name="Remove").click()
         try:
             expect(admin_page.get_by_text("Access removed.")).to_be_visible()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -286,8 +288,19 @@ def test_change_roles_and_remove_a_grant(
     assert roles_fields["rls_roles"].value == "Region Manager, Auditor"
     # Each grant's forms carry the page's CSRF token, whatever draws them.
     assert roles_fields["csrf_token"].value == csrf
+    # Remove asks first: htmx through the browser's confirmation naming who loses access (the
+    # page's CSRF token in its values), a page of its own without JavaScript.
+    (remove,) = elements(response.text, "a", having="hx-confirm")
+    assert remove.attrs["hx-post"] == f"/admin/reports/{report_id}/grants/{grant_id}/delete"
+    assert remove.attrs["hx-confirm"] == (
+        "Remove access to Regional Performance for viewer@example.com?"
+    )
+    assert json.loads(remove.attrs["hx-vals"]) == {"csrf_token": csrf}
+    question = admin.get(remove.attrs["href"])
+    assert question.status_code == 200
+    assert "Remove access to Regional Performance for viewer@example.com?" in question.text
     remove_form = f"/admin/reports/{report_id}/grants/{grant_id}/delete"
-    assert form_fields(response.text, action=remove_form)["csrf_token"].value == csrf
+    assert form_fields(question.text, action=remove_form)["csrf_token"].value == csrf
 
     response = admin.post(
         f"/admin/reports/{report_id}/grants/{grant_id}/delete",

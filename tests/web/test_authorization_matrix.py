@@ -218,6 +218,7 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/reports/{report_id}/grants/{grant_id}/roles": admin_only(
         Expect(303, "/admin/reports/"), form={"rls_roles": "North"}
     ),
+    "GET /admin/reports/{report_id}/grants/{grant_id}/remove": admin_only(),
     "POST /admin/reports/{report_id}/grants/{grant_id}/delete": admin_only(
         Expect(303, "/admin/reports/")
     ),

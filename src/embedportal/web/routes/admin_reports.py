@@ -255,6 +255,14 @@ def change_grant_roles(
     return _grants_answer(request, db, report, htmx=htmx, message=_("RLS roles saved."))
 
 
+@router.get("/{report_id}/grants/{grant_id}/remove")
+def confirm_remove_grant(request: Request, grant: ReportGrantOf, _admin: AdminUser) -> Response:
+    """The question before a removal, for a browser without JavaScript (htmx asks in place)."""
+    return render(
+        request, "admin/report_grant_remove.html", {"report": grant.report, "grant": grant}
+    )
+
+
 @router.post("/{report_id}/grants/{grant_id}/delete", dependencies=[CsrfProtected])
 def remove_grant(
     request: Request,
