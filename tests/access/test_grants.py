@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 from embedportal.access.grants import (
     GrantInputError,
     RlsIdentityMissingError,
+    access_of,
     can_view,
     effective_identity,
     grant_report,
     parse_roles,
+    reports_of_group,
     revoke_grant,
     rls_identity_of,
     visible_reports,
@@ -186,3 +188,51 @@ def test_roles_within_power_bis_limits_are_accepted(text: str, roles: list[str])
 def test_roles_beyond_power_bis_limits_are_refused(value: str | list[str]) -> None:
     with pytest.raises(GrantInputError):
         parse_roles(value)
+
+
+def test_a_users_access_lists_each_report_with_every_reason_and_identity(
+    db: Session, make_user: MakeUser
+) -> None:
+    viewer = db.merge(make_user("viewer@example.com"))
+    viewer.rls_roles = ["Reader"]
+    both, rls, nobody = (
+        add_report(db, "a-both"),
+        add_report(db, "b-rls", rls=True),
+        add_report(db, "c-nobody"),
+    )
+    sales, north = add_group(db, "Sales", viewer), add_group(db, "north", viewer)
+    grant_report(session=db, report=both, user=viewer, roles=[], actor=None)
+    grant_report(session=db, report=both, group=sales, roles=[], actor=None)
+    grant_report(session=db, report=both, group=north, roles=[], actor=None)
+    grant_report(session=db, report=rls, group=sales, roles=["Region Manager"], actor=None)
+
+    access = access_of(session=db, user=viewer)
+    assert [item.report.id for item in access] == ["a-both", "b-rls"]
+    first, second = access
+    assert first.own_grant is not None and not first.as_admin
+    assert [name for name, _grant in first.group_grants] == ["north", "Sales"]
+    assert first.identity is None  # no row-level security: nothing to present
+    assert second.own_grant is None and [name for name, _ in second.group_grants] == ["Sales"]
+    assert second.identity is not None
+    assert second.identity.username == "viewer@example.com"
+    assert second.identity.roles == ("Reader", "Region Manager")
+    assert nobody.id not in {item.report.id for item in access}
+
+    viewer.is_blocked = True
+    assert access_of(session=db, user=viewer) == []
+
+
+def test_an_administrator_opens_every_report_as_such_and_a_group_lists_its_reports(
+    db: Session, make_user: MakeUser
+) -> None:
+    admin = db.merge(make_user("admin@example.com", role="admin"))
+    report_b, report_a = add_report(db, "b"), add_report(db, "a")
+    group = add_group(db, "Sales")
+    grant_report(session=db, report=report_b, group=group, roles=["North"], actor=None)
+    grant_report(session=db, report=report_a, group=group, roles=[], actor=None)
+    assert all(item.as_admin for item in access_of(session=db, user=admin))
+    listed = reports_of_group(session=db, group=group)
+    assert [(report.id, grant.rls_roles) for report, grant in listed] == [
+        ("a", []),
+        ("b", ["North"]),
+    ]

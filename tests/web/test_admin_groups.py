@@ -10,8 +10,8 @@ from sqlalchemy import select
 from embedportal.access.groups import members_of
 from embedportal.db.models import Group, User
 from embedportal.db.session import session_scope
-from tests.support.html import elements, form_fields
-from tests.support.portal import LoginAs, MakeUser, csrf_of
+from tests.support.html import elements, form_fields, links
+from tests.support.portal import Grant, LoginAs, MakeUser, a_report, csrf_of
 
 HTMX = {"HX-Request": "true"}
 
@@ -156,3 +156,19 @@ def test_delete_after_confirmation(
     assert client.get(f"/admin/groups/{group_id}").status_code == 404
     with session_scope(app.state.session_factory) as db:
         assert db.scalar(select(User).where(User.email == "ana@example.com")) is not None
+
+
+def test_a_groups_page_lists_its_reports_with_their_roles(
+    client: TestClient, admin: User, app: FastAPI, make_user: MakeUser, grant: Grant
+) -> None:
+    with session_scope(app.state.session_factory) as db:
+        db.add(a_report("r-sales"))
+    member = make_user("member@example.com")
+    grant("r-sales", group="Sales", members=[member], roles=["North"])
+    group = _group(app, "Sales")
+    assert group is not None
+    page = client.get(f"/admin/groups/{group.id}")
+    assert ("r-sales", "/admin/reports/r-sales") in links(page.text)
+    assert "Its members may open 1 report:" in page.text and "North" in page.text
+    empty = client.get(f"/admin/groups/{_create(client, 'Nobody')}")
+    assert "No report is granted to this group yet." in empty.text

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from embedportal.db.models import AuditEntry, Role, User
 from embedportal.db.session import session_scope
 from tests.support.html import elements, form_fields, links
-from tests.support.portal import DEFAULT_PASSWORD, LoginAs, MakeUser, csrf_of
+from tests.support.portal import DEFAULT_PASSWORD, Grant, LoginAs, MakeUser, a_report, csrf_of
 
 
 @pytest.fixture
@@ -221,3 +221,20 @@ def test_no_password_reaches_the_audit_trail(
         trail = json.dumps([entry.detail for entry in db.scalars(select(AuditEntry))])
     assert "initial-password-x" not in trail and "set-password-y" not in trail
     assert DEFAULT_PASSWORD not in trail
+
+
+def test_a_users_page_lists_what_they_can_open_and_why(
+    client: TestClient, admin: User, app: FastAPI, make_user: MakeUser, grant: Grant
+) -> None:
+    with session_scope(app.state.session_factory) as db:
+        db.add_all([a_report("r-own"), a_report("r-group"), a_report("r-none")])
+    viewer = make_user("viewer@example.com")
+    grant("r-own", user=viewer)
+    grant("r-group", group="Sales", members=[viewer])
+    page = client.get(f"/admin/users/{viewer.id}")
+    reports = [href for _text, href in links(page.text) if href.startswith("/admin/reports/")]
+    assert "/admin/reports/r-own" in reports and "/admin/reports/r-group" in reports
+    assert "/admin/reports/r-none" not in reports
+    assert "Granted to them" in page.text and "Through the group Sales" in page.text
+    lonely = make_user("lonely@example.com")
+    assert "None yet: grant reports" in client.get(f"/admin/users/{lonely.id}").text

@@ -113,6 +113,78 @@ def effective_identity(*, session: Session, user: User, report: Report) -> Effec
     )
 
 
+# --- who sees what, and why (the admin pages) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportAccess:
+    """One report a user can open, and why: their own grant, their groups' grants (by name), or
+    being an administrator; with the RLS identity they would present."""
+
+    report: Report
+    own_grant: ReportGrant | None
+    group_grants: tuple[tuple[str, ReportGrant], ...]
+    as_admin: bool
+    identity: RlsIdentity | None
+
+
+def access_of(*, session: Session, user: User) -> list[ReportAccess]:
+    """Every report the user can open now (none when blocked), by name, with the reasons."""
+    reports = visible_reports(session=session, user=user)
+    if not reports:
+        return []
+    memberships: dict[int, str] = dict(
+        session.execute(
+            select(GroupMembership.group_id, Group.name)
+            .join(Group, Group.id == GroupMembership.group_id)
+            .where(GroupMembership.user_id == user.id)
+        ).all()
+    )
+    by_report: dict[str, list[ReportGrant]] = {}
+    for grant in _grants_for(session, user):
+        by_report.setdefault(grant.report_id, []).append(grant)
+    access = []
+    for report in reports:
+        grants = by_report.get(report.id, [])
+        own = next((grant for grant in grants if grant.user_id == user.id), None)
+        through_groups = tuple(
+            sorted(
+                (
+                    (memberships[grant.group_id], grant)
+                    for grant in grants
+                    if grant.group_id is not None and grant.group_id in memberships
+                ),
+                key=lambda pair: pair[0].casefold(),
+            )
+        )
+        identity = (
+            rls_identity_of(session=session, user=user, report=report)
+            if report.rls_required
+            else None
+        )
+        access.append(
+            ReportAccess(
+                report=report,
+                own_grant=own,
+                group_grants=through_groups,
+                as_admin=user.is_admin and own is None and not through_groups,
+                identity=identity,
+            )
+        )
+    return access
+
+
+def reports_of_group(*, session: Session, group: Group) -> list[tuple[Report, ReportGrant]]:
+    """The reports granted to the group, by name, with each grant (its RLS roles)."""
+    rows = session.execute(
+        select(Report, ReportGrant)
+        .join(ReportGrant, ReportGrant.report_id == Report.id)
+        .where(ReportGrant.group_id == group.id)
+        .order_by(Report.name, Report.id)
+    )
+    return [(report, grant) for report, grant in rows]
+
+
 # --- administration ------------------------------------------------------------------------------
 
 

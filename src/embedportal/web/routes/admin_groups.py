@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
 
 from embedportal.access import groups
+from embedportal.access.grants import reports_of_group
 from embedportal.access.users import UserInputError, all_users
 from embedportal.db.models import Group, User
 from embedportal.i18n import N_, _
@@ -115,6 +116,7 @@ def _edit_page(
             "values": values if values is not None else GroupForm.of(group),
             "errors": errors or {},
             **_members_context(db, group, email=member_email, errors=member_errors),
+            "group_reports": reports_of_group(session=db, group=group),
         },
         refused=bool(errors or member_errors),
     )

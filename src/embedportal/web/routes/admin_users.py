@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from embedportal.access import users
 from embedportal.access.audit_log import organization_zone
+from embedportal.access.grants import access_of
 from embedportal.access.groups import groups_of
 from embedportal.access.login import lockouts
 from embedportal.access.users import UserInputError
@@ -130,6 +131,7 @@ def _edit_page(
             "values": values if values is not None else UserForm.of(user),
             "errors": errors or {},
             "groups": groups_of(session=db, user=user),
+            "user_access": access_of(session=db, user=user),
             "lockout": lockouts(
                 session=db, settings=settings, now=utcnow(), user_ids=[user.id]
             ).get(user.id),
