@@ -3,7 +3,9 @@ HTTP: the whole flow, and one test per refusal (each a clear page, never a 500).
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,6 +23,7 @@ from embedportal.access.users import delete_user, find_user_by_email, set_blocke
 from embedportal.db.models import AuditEntry, MicrosoftAccount, User
 from embedportal.db.session import session_scope
 from embedportal.emulator.tokens import IdTokenSigner
+from embedportal.logs import configure_logging
 from embedportal.web.routes import microsoft_signin
 from tests.emulator.harness import Emulator
 from tests.support.html import elements, form_fields
@@ -472,3 +475,36 @@ def test_the_quick_start_demo_signs_in_with_microsoft_out_of_the_box(
         client.cookies.clear()
         assert _sign_in(client, emulator, email).status_code == 303
         assert client.get("/account").status_code == 200
+
+
+def test_no_code_token_or_secret_reaches_the_logs(
+    app: FastAPI,
+    client: TestClient,
+    emulator: Emulator,
+    make_user: MakeUser,
+    microsoft_on: None,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+) -> None:
+    make_user(NORTH)
+    # The portal's own loggers at their most talkative; msal, httpx and httpcore as the
+    # portal sets them whatever the level (embedportal/logs.py: their debug lines carry codes).
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(level="DEBUG", stream=io.StringIO())
+    request.addfinalizer(lambda: (root.removeHandler(handler), root.setLevel(level)))
+    caplog.set_level(logging.DEBUG, logger="embedportal")
+    start = client.get("/login/microsoft", follow_redirects=False)
+    location = _emulator_answer(emulator, start.headers["location"], NORTH)
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    assert client.get(_callback(location), follow_redirects=False).status_code == 303
+    assert client.get(_callback(location), follow_redirects=False).status_code == 400  # a replay
+    with session_scope(app.state.session_factory) as db:
+        user = find_user_by_email(session=db, email=NORTH)
+        assert user is not None
+        refresh = stored_refresh_token(session=db, settings=app.state.settings, user_id=user.id)
+    assert refresh
+    logged = caplog.text
+    assert "/login/microsoft/callback" in logged  # the requests were logged, by route only
+    for secret in (code, refresh, emulator.settings.client_secret):
+        assert secret not in logged
