@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from embedportal import __version__
 from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
+from embedportal.access.person_tokens import PersonTokens
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.viewer_health import TokenTally
 from embedportal.capacity.control import CapacityControl
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.powerbi_clients = PowerBIClients()
     app.state.microsoft_sign_ins = MicrosoftSignIns()
     app.state.on_shutdown.append(app.state.microsoft_sign_ins.aclose)
+    # People's own Power BI tokens (user-owned embedding), renewed from their refresh tokens.
+    app.state.person_tokens = PersonTokens()
     app.state.token_service = TokenService(
         cache=create_token_cache(settings.redis_url, prefix=f"{settings.redis_prefix}:tokens"),
         wait_seconds=settings.token_wait_seconds,

@@ -37,6 +37,7 @@ from embedportal.web.deps import (
     CsrfProtectedWhenSignedIn,
     DbSession,
     OptionalUser,
+    PersonTokensDep,
     PushHubDep,
 )
 from embedportal.web.push import PushEvent, PushHub
@@ -230,13 +231,20 @@ def tell_open_viewers_of_sign_out(hub: PushHub, user_id: int) -> None:
 
 
 @router.post("/logout", dependencies=[CsrfProtectedWhenSignedIn])
-def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep) -> Response:
+def logout(
+    request: Request,
+    db: DbSession,
+    user: OptionalUser,
+    hub: PushHubDep,
+    person_tokens: PersonTokensDep,
+) -> Response:
     end_session(session=db, cookie_value=session_cookie_of(request.cookies))
     microsoft = False
     if user is not None:
         record(session=db, actor=user, action="logout", target_type="user", target_id=str(user.id))
         # Signing out ends the user's own Power BI token too (it is renewed no more).
         revoke_refresh_token(session=db, user_id=user.id)
+        person_tokens.forget(user.id)
         microsoft = link_of(session=db, user_id=user.id) is not None
     db.commit()
     if user is not None:
