@@ -174,10 +174,11 @@ class SettingsForm(PostedForm):
             token_lifetime_minutes=str(organization.token_lifetime_minutes),
             refresh_margin_minutes=str(organization.refresh_margin_minutes),
             nobody_may_start_capacity=organization.nobody_may_start_capacity,
-            sign_in_methods=organization.sign_in_methods,
-            microsoft_tenant_id=organization.microsoft_tenant_id,
-            microsoft_client_id=organization.microsoft_client_id,
-            microsoft_signup_tenants=organization.microsoft_signup_tenants,
+            # An organization not yet flushed has its column defaults unset (None).
+            sign_in_methods=organization.sign_in_methods or "password",
+            microsoft_tenant_id=organization.microsoft_tenant_id or "",
+            microsoft_client_id=organization.microsoft_client_id or "",
+            microsoft_signup_tenants=organization.microsoft_signup_tenants or "",
         )
 
     def text_fields(self) -> dict[str, str]:
