@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal import __version__
 from embedportal.access.audit_log import prune_audit
+from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
+from embedportal.access.person_tokens import PersonTokens
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.viewer_health import TokenTally
 from embedportal.capacity.control import CapacityControl
@@ -55,6 +57,7 @@ from embedportal.web.routes import (
     events,
     health,
     home,
+    microsoft_signin,
     reports,
     tv,
     vendor,
@@ -134,6 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.background = []
     app.state.startup_notes = []
     app.state.powerbi_clients = PowerBIClients()
+    app.state.microsoft_sign_ins = MicrosoftSignIns()
+    app.state.on_shutdown.append(app.state.microsoft_sign_ins.aclose)
+    # People's own Power BI tokens (user-owned embedding), renewed from their refresh tokens.
+    app.state.person_tokens = PersonTokens()
     app.state.token_service = TokenService(
         cache=create_token_cache(settings.redis_url, prefix=f"{settings.redis_prefix}:tokens"),
         wait_seconds=settings.token_wait_seconds,
@@ -213,7 +220,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (admin_audit, events, api_session, api_docs, admin_capacities):
         app.include_router(module.router)
     # Pages of HTML only, left out of the API reference.
-    html_pages = (reports, viewer, tv, admin_reports, admin_settings, admin_viewers, admin_health)
+    html_pages = (
+        reports,
+        viewer,
+        tv,
+        admin_reports,
+        admin_settings,
+        admin_viewers,
+        admin_health,
+        microsoft_signin,
+    )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)
     return app

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access.catalogue import SyncResult, apply_catalogue, fetch_catalogue
 from embedportal.access.grants import grant_report
-from embedportal.access.organization import PowerBIClients, effective_connection
+from embedportal.access.organization import PowerBIClients, effective_connection, get_organization
 from embedportal.access.users import create_user, find_user_by_email
 from embedportal.capacity.inventory import (
     CapacityInputError,
@@ -65,8 +65,11 @@ ADMIN_RLS_USERNAME = "south@example.com"
 
 
 def seed_accounts(*, session: Session) -> None:
-    """The two demo users and their group, created when absent."""
+    """The two demo users and their group, created when absent. A first seeding also offers
+    Sign in with Microsoft beside passwords: the emulator's directory has the same two people
+    (same e-mails; its sign-in page takes the directory password), so it works out of the box."""
     if find_user_by_email(session=session, email=ADMIN_EMAIL) is None:
+        get_organization(session=session).sign_in_methods = "both"
         create_user(
             session=session,
             email=ADMIN_EMAIL,
@@ -231,6 +234,8 @@ def startup_notes() -> list[str]:
         "Demo accounts (development only; EMBEDPORTAL_DEMO=false turns them off):",
         f"  {ADMIN_EMAIL} / {ADMIN_PASSWORD}    administrator",
         f"  {VIEWER_EMAIL} / {VIEWER_PASSWORD}  viewer (RLS: {region} region only)",
+        "  or Sign in with Microsoft: the emulator's page takes the same e-mails and its "
+        "directory password (docs/sign-in-with-microsoft.md)",
     ]
 
 

@@ -117,4 +117,6 @@ def configure_logging(
     # One line per outgoing HTTP call, with its full URL, is noise at info.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # msal's debug lines carry authorization codes, PKCE verifiers and token answers.
+    logging.getLogger("msal").setLevel(max(logging.WARNING, root.level))
     return handler

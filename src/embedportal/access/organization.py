@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes_old_new, record
+from embedportal.access.microsoft_match import SIGN_IN_METHODS, parse_tenant_list
 from embedportal.db.models import Organization, User
 from embedportal.i18n import N_
 from embedportal.powerbi import PowerBIClient, PowerBIConnection
@@ -44,12 +45,17 @@ def get_organization(*, session: Session) -> Organization:
     return organization
 
 
-def _fernet(settings: Settings) -> Fernet:
-    # A purpose-bound key: the same secret key also signs sessions and flash cookies.
+def fernet_for(settings: Settings, purpose: bytes) -> Fernet:
+    """Encryption (authenticated) under a key for one purpose only, derived from the secret
+    key: the same secret key also signs sessions and flash cookies."""
     digest = hashlib.sha256(
-        b"embedportal/powerbi-client-secret\0" + settings.secret_key.get_secret_value().encode()
+        purpose + b"\0" + settings.secret_key.get_secret_value().encode()
     ).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def _fernet(settings: Settings) -> Fernet:
+    return fernet_for(settings, b"embedportal/powerbi-client-secret")
 
 
 def encrypt_secret(*, settings: Settings, secret: str) -> str:
@@ -272,6 +278,51 @@ class OrganizationChanges:
     policy: TokenPolicy
     # "Nobody may turn on a capacity": the global block over every on-demand start.
     nobody_may_start_capacity: bool = False
+    sign_in: SignInChanges | None = None
+
+
+@dataclass(frozen=True)
+class SignInChanges:
+    """How people sign in; ``client_secret`` None keeps the stored one."""
+
+    methods: str = "password"
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str | None = None
+    clear_client_secret: bool = False
+    signup_tenants: str = ""
+
+
+def _validate_sign_in(
+    form: Mapping[str, str], errors: dict[str, str], *, clear_secret: bool
+) -> SignInChanges:
+    methods = form.get("sign_in_methods", "").strip() or "password"
+    if methods not in SIGN_IN_METHODS:
+        errors["sign_in_methods"] = N_("Choose how people sign in.")
+    tenant_id = form.get("microsoft_tenant_id", "").strip()
+    if tenant_id and (len(tenant_id) > 64 or any(c in tenant_id for c in "/ \\?#")):
+        errors["microsoft_tenant_id"] = N_(
+            "Enter the tenant (directory) id, a GUID, or organizations for any work account."
+        )
+    client_id = form.get("microsoft_client_id", "").strip()
+    if client_id and not is_guid(client_id):
+        errors["microsoft_client_id"] = N_("The client (application) id is a GUID.")
+    secret = form.get("microsoft_client_secret", "")
+    if len(secret) > 1024:
+        errors["microsoft_client_secret"] = N_("The client secret is too long.")
+    tenants, bad = parse_tenant_list(form.get("microsoft_signup_tenants", ""))
+    if bad:
+        errors["microsoft_signup_tenants"] = N_(
+            "Each entry is a tenant id, a GUID such as 00000000-0000-0000-0000-000000000000."
+        )
+    return SignInChanges(
+        methods=methods,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=secret.strip() or None,
+        clear_client_secret=clear_secret,
+        signup_tenants=" ".join(sorted(tenants)),
+    )
 
 
 def validate_organization_form(
@@ -280,6 +331,7 @@ def validate_organization_form(
     clear_client_secret: bool,
     interaction_min_age_minutes: int,
     nobody_may_start_capacity: bool = False,
+    clear_microsoft_client_secret: bool = False,
 ) -> tuple[OrganizationChanges | None, dict[str, str]]:
     """(changes, {}) or (None, {field: message}). Messages are English source strings.
 
@@ -317,6 +369,7 @@ def validate_organization_form(
     if len(secret) > 1024:
         errors["powerbi_client_secret"] = N_("The client secret is too long.")
 
+    sign_in = _validate_sign_in(form, errors, clear_secret=clear_microsoft_client_secret)
     policy_result = validate_policy_form(
         form, interaction_min_age_minutes=interaction_min_age_minutes
     )
@@ -334,6 +387,7 @@ def validate_organization_form(
             workspace_id=workspace_id,
             policy=policy_result.policy,
             nobody_may_start_capacity=nobody_may_start_capacity,
+            sign_in=sign_in,
         ),
         {},
     )
@@ -369,6 +423,8 @@ def update_organization(
     elif changes.clear_client_secret and organization.powerbi_client_secret_encrypted:
         organization.powerbi_client_secret_encrypted = ""
         detail["powerbi_client_secret"] = "client secret removed"
+    if changes.sign_in is not None:
+        detail.update(_apply_sign_in(organization, settings=settings, changes=changes.sign_in))
     if detail:
         session.flush()
         record(
@@ -380,6 +436,31 @@ def update_organization(
             detail=detail,
         )
     return list(detail)
+
+
+def _apply_sign_in(
+    organization: Organization, *, settings: Settings, changes: SignInChanges
+) -> dict[str, object]:
+    detail: dict[str, object] = dict(
+        apply_changes_old_new(
+            organization,
+            {
+                "sign_in_methods": changes.methods,
+                "microsoft_tenant_id": changes.tenant_id,
+                "microsoft_client_id": changes.client_id,
+                "microsoft_signup_tenants": changes.signup_tenants,
+            },
+        )
+    )
+    if changes.client_secret is not None:
+        organization.microsoft_client_secret_encrypted = encrypt_secret(
+            settings=settings, secret=changes.client_secret
+        )
+        detail["microsoft_client_secret"] = "client secret changed"
+    elif changes.clear_client_secret and organization.microsoft_client_secret_encrypted:
+        organization.microsoft_client_secret_encrypted = ""
+        detail["microsoft_client_secret"] = "client secret removed"
+    return detail
 
 
 def candidate_connection(

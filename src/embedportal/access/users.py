@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
+from embedportal.access.microsoft_tokens import revoke_refresh_token
 from embedportal.access.passwords import (
     MAX_NEW_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -312,6 +313,7 @@ def set_blocked(*, session: Session, user: User, blocked: bool, actor: User | No
     user.is_blocked = blocked
     if blocked:
         end_all_sessions(session=session, user_id=user.id)
+        revoke_refresh_token(session=session, user_id=user.id)
     else:
         # Unblocking is a fresh start, including for a lock-out from wrong passwords.
         end_lockout(session=session, user=user)
@@ -351,6 +353,7 @@ def delete_user(*, session: Session, user: User, actor: User) -> None:
     if actor.id == user.id:
         raise UserInputError(_("You cannot delete yourself."))
     end_all_sessions(session=session, user_id=user.id)
+    revoke_refresh_token(session=session, user_id=user.id)
     _audit(session=session, actor=actor, action="user.deleted", user=user, role=user.role.value)
     session.delete(user)
     session.flush()

@@ -210,6 +210,27 @@ class WebSession(Base):
     user: Mapped[User] = relationship()
 
 
+class MicrosoftAccount(Base):
+    """A user's Microsoft Entra account: who Entra says they are (object id within a tenant),
+    and the refresh token that renews their own Power BI token, encrypted with a key derived
+    from the secret key. The token is never sent to a browser; it is dropped ("") on
+    sign-out and block, and the row goes with the user."""
+
+    __tablename__ = "microsoft_accounts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "object_id", name="uq_microsoft_accounts_tenant_object"),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(64))
+    refresh_token_encrypted: Mapped[str] = mapped_column(Text, default="")
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class LoginThrottle(Base):
     """Failed sign-ins lately for one key, and until when that key must wait (access/login.py).
 
@@ -278,6 +299,15 @@ class Organization(Base):
     interaction_min_age_minutes: Mapped[int] = mapped_column(default=5)
     # The global block: no user or group may turn a capacity on by opening a report.
     nobody_may_start_capacity: Mapped[bool] = mapped_column(default=False)
+    # How people sign in: "password", "microsoft" or "both" (access/microsoft_signin.py).
+    sign_in_methods: Mapped[str] = mapped_column(String(20), default="password")
+    # The app registration people sign in with Microsoft through; empty fields fall back to
+    # the Power BI connection's. The secret is encrypted like the Power BI one, write-only.
+    microsoft_tenant_id: Mapped[str] = mapped_column(String(64), default="")
+    microsoft_client_id: Mapped[str] = mapped_column(String(64), default="")
+    microsoft_client_secret_encrypted: Mapped[str] = mapped_column(Text, default="")
+    # Tenant ids whose people may sign up on their first Microsoft sign-in, space-separated.
+    microsoft_signup_tenants: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -161,6 +161,8 @@ class MicrosoftSignIn:
             result = self._client().acquire_token_by_auth_code_flow(dict(flow), dict(answer))
         except ValueError as error:  # msal's own checks (state, scopes)
             raise SignInRefused("state", str(error)) from None
+        except RuntimeError as error:  # msal's own id token checks (nonce, issuer, audience)
+            raise SignInRefused("id_token", f"msal refused it: {type(error).__name__}") from None
         except (httpx.HTTPError, MsalHttpError) as error:
             raise SignInRefused("unreachable", f"Entra's token endpoint failed: {error}") from None
         if "access_token" not in result or "id_token" not in result:

@@ -17,7 +17,9 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access.grants import can_view
+from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
+from embedportal.access.person_tokens import PersonTokens
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.viewer_health import TokenTally
 from embedportal.capacity.control import CapacityControl
@@ -78,6 +80,8 @@ get_token_tally = _app_service("token_tally")
 get_session_factory = _app_service("session_factory")
 get_health_checker = _app_service("health")
 get_telemetry_limiter = _app_service("telemetry_limiter")
+get_microsoft_sign_ins = _app_service("microsoft_sign_ins")
+get_person_tokens = _app_service("person_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,8 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory
 HealthCheckerDep = Annotated[HealthChecker, Depends(get_health_checker)]
 TelemetryLimiterDep = Annotated[SessionBuckets, Depends(get_telemetry_limiter)]
 IsHtmx = Annotated[bool, Depends(is_htmx)]
+MicrosoftSignInsDep = Annotated[MicrosoftSignIns, Depends(get_microsoft_sign_ins)]
+PersonTokensDep = Annotated[PersonTokens, Depends(get_person_tokens)]
 TokenApiServicesDep = Annotated[TokenApiServices, Depends(get_token_api_services)]
 
 

@@ -153,6 +153,13 @@ class SettingsForm(PostedForm):
     token_lifetime_minutes: str = ""
     refresh_margin_minutes: str = ""
     nobody_may_start_capacity: Checkbox = False
+    # Sign-in: the methods ("password", "microsoft", "both") and the app registration.
+    sign_in_methods: str = ""
+    microsoft_tenant_id: str = ""
+    microsoft_client_id: str = ""
+    microsoft_client_secret: str = ""
+    clear_microsoft_client_secret: Checkbox = False
+    microsoft_signup_tenants: str = ""
 
     @classmethod
     def of(cls, organization: Organization) -> Self:
@@ -167,6 +174,11 @@ class SettingsForm(PostedForm):
             token_lifetime_minutes=str(organization.token_lifetime_minutes),
             refresh_margin_minutes=str(organization.refresh_margin_minutes),
             nobody_may_start_capacity=organization.nobody_may_start_capacity,
+            # An organization not yet flushed has its column defaults unset (None).
+            sign_in_methods=organization.sign_in_methods or "password",
+            microsoft_tenant_id=organization.microsoft_tenant_id or "",
+            microsoft_client_id=organization.microsoft_client_id or "",
+            microsoft_signup_tenants=organization.microsoft_signup_tenants or "",
         )
 
     def text_fields(self) -> dict[str, str]:
@@ -175,7 +187,7 @@ class SettingsForm(PostedForm):
 
     def without_secret(self) -> Self:
         """The form to show again: a typed secret never goes back to the browser."""
-        return self.model_copy(update={"powerbi_client_secret": ""})
+        return self.model_copy(update={"powerbi_client_secret": "", "microsoft_client_secret": ""})
 
 
 class GrantRolesForm(PostedForm):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from embedportal.access.microsoft_accounts import sign_in_registration
 from embedportal.access.organization import (
     candidate_connection,
     effective_connection,
@@ -31,6 +32,7 @@ from embedportal.web.deps import (
 )
 from embedportal.web.forms import SettingsForm
 from embedportal.web.push import PushEvent
+from embedportal.web.routes.microsoft_signin import redirect_uri
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
@@ -40,6 +42,7 @@ PostedSettings = Annotated[SettingsForm, Form()]
 
 
 def _context(
+    request: Request,
     db: Session,
     settings: Settings,
     *,
@@ -54,6 +57,9 @@ def _context(
         "errors": {field: _(message) for field, message in (errors or {}).items()},
         "connection": effective_connection(session=db, settings=settings),
         "has_stored_secret": bool(organization.powerbi_client_secret_encrypted),
+        "has_stored_microsoft_secret": bool(organization.microsoft_client_secret_encrypted),
+        "sign_in_registration": sign_in_registration(session=db, settings=settings),
+        "redirect_uri": redirect_uri(request, settings),
         "test": test,
     }
 
@@ -63,7 +69,7 @@ def settings_page(
     request: Request, _admin: AdminUser, db: DbSession, settings: AppSettings
 ) -> HTMLResponse:
     form = SettingsForm.of(get_organization(session=db))
-    return render(request, "admin/settings.html", _context(db, settings, form=form))
+    return render(request, "admin/settings.html", _context(request, db, settings, form=form))
 
 
 @router.post("", dependencies=[CsrfProtected])
@@ -81,9 +87,10 @@ def save_settings(
         clear_client_secret=form.clear_client_secret,
         interaction_min_age_minutes=organization.interaction_min_age_minutes,
         nobody_may_start_capacity=form.nobody_may_start_capacity,
+        clear_microsoft_client_secret=form.clear_microsoft_client_secret,
     )
     if changes is None:
-        context = _context(db, settings, form=form, errors=errors)
+        context = _context(request, db, settings, form=form, errors=errors)
         return render(request, "admin/settings.html", context, status_code=400)
     changed = update_organization(session=db, settings=settings, changes=changes, actor=admin)
     db.commit()
@@ -122,4 +129,5 @@ async def test_connection(
             test = {"ok": True, "workspaces": workspaces}
     if htmx:
         return render(request, "admin/_connection_test.html", {"test": test})
-    return render(request, "admin/settings.html", _context(db, settings, form=form, test=test))
+    context = _context(request, db, settings, form=form, test=test)
+    return render(request, "admin/settings.html", context)

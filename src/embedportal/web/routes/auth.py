@@ -15,6 +15,8 @@ from embedportal import i18n
 from embedportal.access.audit import record
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
+from embedportal.access.microsoft_accounts import SignInMethods, sign_in_methods
+from embedportal.access.microsoft_tokens import link_of, revoke_refresh_token
 from embedportal.access.sessions import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
@@ -24,6 +26,7 @@ from embedportal.access.sessions import (
     start_session,
 )
 from embedportal.db.base import utcnow
+from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.settings import Settings
 from embedportal.web.context import ANONYMOUS_CSRF_COOKIE, LANGUAGE_COOKIE
@@ -34,6 +37,7 @@ from embedportal.web.deps import (
     CsrfProtectedWhenSignedIn,
     DbSession,
     OptionalUser,
+    PersonTokensDep,
     PushHubDep,
 )
 from embedportal.web.push import PushEvent, PushHub
@@ -99,9 +103,20 @@ def _login_form(
     return render(
         request,
         "login.html",
-        {"values": {"email": email}, "next_url": next_url, "errors": errors or {}},
+        {
+            "values": {"email": email},
+            "next_url": next_url,
+            "errors": errors or {},
+            "sign_in": _offered_methods(request),
+        },
         status_code=status_code,
     )
+
+
+def _offered_methods(request: Request) -> SignInMethods:
+    """Which ways in the sign-in page shows (Admin → Settings → Sign-in)."""
+    with session_scope(request.app.state.session_factory) as db:
+        return sign_in_methods(session=db, settings=request.app.state.settings)
 
 
 def _failure_message(failure: LoginFailure, *, locked_until_local: datetime | None) -> str:
@@ -138,6 +153,11 @@ def login(
     password: Annotated[str, Form()] = "",
     next_url: Annotated[str, Form(alias="next")] = "",
 ) -> Response:
+    if not sign_in_methods(session=db, settings=settings).password:
+        refusal = {"_form": _("Sign in with Microsoft: this portal does not take passwords.")}
+        return _login_form(
+            request, next_url=safe_next(next_url, default=""), errors=refusal, status_code=403
+        )
     errors: dict[str, str] = {}
     if not email.strip():
         errors["email"] = _("Enter your e-mail address.")
@@ -211,15 +231,29 @@ def tell_open_viewers_of_sign_out(hub: PushHub, user_id: int) -> None:
 
 
 @router.post("/logout", dependencies=[CsrfProtectedWhenSignedIn])
-def logout(request: Request, db: DbSession, user: OptionalUser, hub: PushHubDep) -> Response:
+def logout(
+    request: Request,
+    db: DbSession,
+    user: OptionalUser,
+    hub: PushHubDep,
+    person_tokens: PersonTokensDep,
+) -> Response:
     end_session(session=db, cookie_value=session_cookie_of(request.cookies))
+    microsoft = False
     if user is not None:
         record(session=db, actor=user, action="logout", target_type="user", target_id=str(user.id))
+        # Signing out ends the user's own Power BI token too (it is renewed no more).
+        revoke_refresh_token(session=db, user_id=user.id)
+        person_tokens.forget(user.id)
+        microsoft = link_of(session=db, user_id=user.id) is not None
     db.commit()
     if user is not None:
         # After the commit: a viewer that asks must find the session already ended.
         tell_open_viewers_of_sign_out(hub, user.id)
-    response = flash_redirect(request, "/login", _("You have signed out."), category="info")
+    if microsoft:  # the page that offers Entra's end-session as well
+        response: Response = RedirectResponse("/logout/microsoft", status_code=303)
+    else:
+        response = flash_redirect(request, "/login", _("You have signed out."), category="info")
     forget_session_cookies(response)
     return response
 
