@@ -272,6 +272,8 @@ class OrganizationChanges:
     policy: TokenPolicy
     # "Nobody may turn on a capacity": the global block over every on-demand start.
     nobody_may_start_capacity: bool = False
+    # "Require two-step sign-in for administrators" (access/two_step.py); None: leave it as is.
+    require_two_step_for_admins: bool | None = None
 
 
 def validate_organization_form(
@@ -280,6 +282,7 @@ def validate_organization_form(
     clear_client_secret: bool,
     interaction_min_age_minutes: int,
     nobody_may_start_capacity: bool = False,
+    require_two_step_for_admins: bool | None = None,
 ) -> tuple[OrganizationChanges | None, dict[str, str]]:
     """(changes, {}) or (None, {field: message}). Messages are English source strings.
 
@@ -334,6 +337,7 @@ def validate_organization_form(
             workspace_id=workspace_id,
             policy=policy_result.policy,
             nobody_may_start_capacity=nobody_may_start_capacity,
+            require_two_step_for_admins=require_two_step_for_admins,
         ),
         {},
     )
@@ -360,6 +364,8 @@ def update_organization(
         "refresh_every_minutes": changes.policy.refresh_every_minutes,
         "nobody_may_start_capacity": changes.nobody_may_start_capacity,
     }
+    if changes.require_two_step_for_admins is not None:
+        new_values["require_two_step_for_admins"] = changes.require_two_step_for_admins
     detail: dict[str, object] = {**apply_changes_old_new(organization, new_values)}
     if changes.client_secret is not None:
         organization.powerbi_client_secret_encrypted = encrypt_secret(

@@ -118,6 +118,18 @@ class UnlockForm(PostedForm):
         return 1
 
 
+class TwoStepCodeForm(PostedForm):
+    """A code from the authenticator app (or, at sign-in, a recovery code)."""
+
+    code: str = ""
+
+
+class DisableTwoStepForm(PostedForm):
+    """Turning two-step sign-in off: a current code, a recovery code or the password."""
+
+    code_or_password: str = ""
+
+
 class GroupForm(CapacityRightsForm):
     """The fields of a group, for "new group" and the group's page."""
 
@@ -153,10 +165,13 @@ class SettingsForm(PostedForm):
     token_lifetime_minutes: str = ""
     refresh_margin_minutes: str = ""
     nobody_may_start_capacity: Checkbox = False
+    require_two_step_for_admins: Checkbox = False
 
     @classmethod
-    def of(cls, organization: Organization) -> Self:
-        """The form filled in with the stored settings; the secret is write-only, never shown."""
+    def of(cls, organization: Organization, *, two_step_required: bool = False) -> Self:
+        """The form filled in with the stored settings; the secret is write-only, never shown.
+        ``two_step_required`` is the rule in effect (access.two_step.required_for_admins),
+        which a stored None leaves to the environment."""
         return cls(
             name=organization.name,
             time_zone=organization.time_zone,
@@ -167,6 +182,7 @@ class SettingsForm(PostedForm):
             token_lifetime_minutes=str(organization.token_lifetime_minutes),
             refresh_margin_minutes=str(organization.refresh_margin_minutes),
             nobody_may_start_capacity=organization.nobody_may_start_capacity,
+            require_two_step_for_admins=two_step_required,
         )
 
     def text_fields(self) -> dict[str, str]:
