@@ -266,3 +266,36 @@ def test_an_administrator_resets_it_and_the_list_shows_who_has_it(
             follow_redirects=False,
         )
         assert other.get("/api/session").json().get("signedIn") is True
+
+
+def test_the_rule_is_chosen_in_admin_settings_and_audited(
+    client: TestClient, app: FastAPI, make_user: MakeUser, login_as: LoginAs
+) -> None:
+    root = make_user("root@example.com", role="admin")
+    login_as(root)
+    page = client.get("/admin/settings")
+    box = [
+        field
+        for field in elements(page.text, "input")
+        if field.attrs.get("name") == "require_two_step_for_admins"
+    ]
+    assert len(box) == 1 and "checked" not in box[0].attrs  # off while testing, until chosen
+    form = {
+        "name": "Acme",
+        "time_zone": "UTC",
+        "token_lifetime_minutes": "60",
+        "refresh_margin_minutes": "10",
+        "require_two_step_for_admins": "on",
+        "csrf_token": csrf_of(client, "/admin/settings"),
+    }
+    saved = client.post("/admin/settings", data=form, follow_redirects=False)
+    assert saved.status_code == 303
+    with session_scope(app.state.session_factory) as db:
+        assert get_organization(session=db).require_two_step_for_admins is True
+        entry = db.scalars(
+            select(AuditEntry).where(AuditEntry.action == "organization.changed")
+        ).one()
+        assert entry.detail["require_two_step_for_admins"] == {"old": None, "new": True}
+    # From now on this administrator is sent to set it up.
+    sent = client.get("/admin/settings", follow_redirects=False)
+    assert sent.headers["location"] == "/account/two-step"
