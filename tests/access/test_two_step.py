@@ -30,6 +30,7 @@ from embedportal.access.two_step import (
     must_enrol,
     pending_enrolment,
     recovery_codes_left,
+    renew_recovery_codes,
     required_for_admins,
     reset_two_step,
     verify_second_factor,
@@ -338,3 +339,24 @@ def test_two_requests_racing_with_one_code_let_only_one_in(
     finally:
         engine.dispose()
     assert (first, second) == (SecondFactor.APP, None)
+
+
+def test_new_recovery_codes_need_proof_and_end_the_old_ones(
+    db: Session, new_user: NewUser, settings: Settings
+) -> None:
+    ana = new_user("ana@example.com")
+    enrolled = enrol(db, ana, settings)
+    with pytest.raises(UserInputError):
+        renew_recovery_codes(
+            session=db, user=ana, code_or_password="wrong", settings=settings, now=utcnow()
+        )
+    fresh = renew_recovery_codes(
+        session=db, user=ana, code_or_password=PASSWORD, settings=settings, now=utcnow()
+    )
+    assert len(fresh) == RECOVERY_CODE_COUNT and not set(fresh) & set(enrolled.recovery_codes)
+    verify = lambda typed: verify_second_factor(  # noqa: E731
+        session=db, user=ana, typed=typed, settings=settings, now=utcnow()
+    )
+    assert verify(enrolled.recovery_codes[0]) is None
+    assert verify(fresh[0]) == SecondFactor.RECOVERY_CODE
+    assert "two_step.recovery_codes_renewed" in _actions(db)

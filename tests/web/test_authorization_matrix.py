@@ -141,6 +141,7 @@ EXPECTED: dict[str, Row] = {
     "POST /account/two-step/confirm": signed_in(REFUSED, form={"code": "123456"}),
     "POST /account/two-step/cancel": signed_in(Expect(303, "/account/two-step")),
     "POST /account/two-step/disable": signed_in(REFUSED, form={"code_or_password": "wrong"}),
+    "POST /account/two-step/recovery-codes": signed_in(REFUSED, form={"code_or_password": "wrong"}),
     # --- admin: users -----------------------------------------------------------------------
     "GET /admin/users": admin_only(),
     "GET /admin/users/rows": admin_only(query={"q": "example"}),

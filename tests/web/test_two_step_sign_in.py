@@ -299,3 +299,24 @@ def test_the_rule_is_chosen_in_admin_settings_and_audited(
     # From now on this administrator is sent to set it up.
     sent = client.get("/admin/settings", follow_redirects=False)
     assert sent.headers["location"] == "/account/two-step"
+
+
+def test_new_recovery_codes_from_the_page(
+    client: TestClient, app: FastAPI, ana: User, login_as: LoginAs
+) -> None:
+    login_as(ana)
+    enrolled = _enrol(app, ana)
+    token = csrf_of(client)
+    refused = client.post(
+        "/account/two-step/recovery-codes",
+        data={"code_or_password": "not-it", "csrf_token": token},
+    )
+    assert refused.status_code == 400
+    assert "f-renew-proof-error" in refused.text and "f-code_or_password-error" not in refused.text
+    renewed = client.post(
+        "/account/two-step/recovery-codes",
+        data={"code_or_password": DEFAULT_PASSWORD, "csrf_token": token},
+    )
+    assert renewed.status_code == 200
+    codes = [item.text for item in _inside(renewed.text, "recovery-codes", "code")]
+    assert len(codes) == 10 and not set(codes) & set(enrolled.recovery_codes)

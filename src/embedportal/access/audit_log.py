@@ -132,6 +132,7 @@ def action_label(action: str) -> str:
         "two_step.reset": _("Two-step sign-in reset"),
         "two_step.failed": _("Wrong two-step sign-in code"),
         "two_step.recovery_code_used": _("Recovery code used to sign in"),
+        "two_step.recovery_codes_renewed": _("New recovery codes made"),
         "user.created": _("User created"),
         "user.updated": _("User changed"),
         "user.blocked": _("User blocked"),

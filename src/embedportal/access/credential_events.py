@@ -19,6 +19,7 @@ class CredentialChange(enum.StrEnum):
     TWO_STEP_DISABLED = "two_step_disabled"
     TWO_STEP_RESET = "two_step_reset"
     RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_CODES_RENEWED = "recovery_codes_renewed"
 
 
 def credential_changed(

@@ -354,6 +354,41 @@ def cancel_enrolment(*, session: Session, user: User) -> None:
         _remove(session=session, user_id=user.id)
 
 
+def _prove_it_is_them(
+    *, session: Session, user: User, proof: str, settings: Settings, now: datetime
+) -> None:
+    """A current code, a recovery code (then spent) or the password, or UserInputError."""
+    proof = proof[:1024]
+    proved = bool(proof) and (
+        verify_second_factor(session=session, user=user, typed=proof, settings=settings, now=now)
+        is not None
+        or verify_password(user.password_hash, proof)
+    )
+    if not proved:
+        raise UserInputError(
+            _("Enter a code from your app, a recovery code or your password."),
+            field="code_or_password",
+        )
+
+
+def renew_recovery_codes(
+    *, session: Session, user: User, code_or_password: str, settings: Settings, now: datetime
+) -> list[str]:
+    """Ten new recovery codes, to show once; the old ones stop working. Proved like turning it
+    off: a current code, a recovery code or the password."""
+    if not is_enabled(session=session, user_id=user.id):
+        raise UserInputError(_("Two-step sign-in is not on."))
+    _prove_it_is_them(
+        session=session, user=user, proof=code_or_password, settings=settings, now=now
+    )
+    codes = _new_recovery_codes(session=session, user=user)
+    _audit(session=session, actor=user, action="two_step.recovery_codes_renewed", user=user)
+    credential_changed(
+        session=session, user=user, change=CredentialChange.RECOVERY_CODES_RENEWED, actor=user
+    )
+    return codes
+
+
 def disable_two_step(
     *,
     session: Session,
@@ -371,17 +406,9 @@ def disable_two_step(
         raise UserInputError(
             _("Your organization requires two-step sign-in for administrators: it stays on.")
         )
-    proof = code_or_password[:1024]
-    proved = bool(proof) and (
-        verify_second_factor(session=session, user=user, typed=proof, settings=settings, now=now)
-        is not None
-        or verify_password(user.password_hash, proof)
+    _prove_it_is_them(
+        session=session, user=user, proof=code_or_password, settings=settings, now=now
     )
-    if not proved:
-        raise UserInputError(
-            _("Enter a code from your app, a recovery code or your password."),
-            field="code_or_password",
-        )
     _remove(session=session, user_id=user.id)
     _audit(session=session, actor=user, action="two_step.disabled", user=user)
     credential_changed(

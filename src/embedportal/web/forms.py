@@ -125,7 +125,8 @@ class TwoStepCodeForm(PostedForm):
 
 
 class DisableTwoStepForm(PostedForm):
-    """Turning two-step sign-in off: a current code, a recovery code or the password."""
+    """Turning two-step sign-in off, or new recovery codes: a current code, a recovery code or
+    the password, to prove it is the user."""
 
     code_or_password: str = ""
 

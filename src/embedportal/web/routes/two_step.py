@@ -200,6 +200,34 @@ def cancel_enrolment(db: DbSession, user: CurrentUser) -> Response:
     return RedirectResponse("/account/two-step", status_code=303)
 
 
+@router.post("/account/two-step/recovery-codes", dependencies=[CsrfProtected])
+def renew_recovery_codes(
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    user: CurrentUser,
+    form: Annotated[DisableTwoStepForm, Form()],
+) -> Response:
+    """New recovery codes, shown as the answer for the reason `confirm_enrolment` gives."""
+    try:
+        codes = two_step.renew_recovery_codes(
+            session=db,
+            user=user,
+            code_or_password=form.code_or_password,
+            settings=settings,
+            now=utcnow(),
+        )
+    except UserInputError as error:
+        # Keyed apart from the "turn off" form's field, which shares the page's `errors`.
+        errors = {
+            ("renew_proof" if field == "code_or_password" else field): message
+            for field, message in error.errors.items()
+        }
+        return _setup_page(request, db=db, settings=settings, user=user, errors=errors)
+    db.commit()
+    return render(request, "account_two_step_codes.html", {"codes": codes, "renewed": True})
+
+
 @router.post("/account/two-step/disable", dependencies=[CsrfProtected])
 def disable(
     request: Request,
