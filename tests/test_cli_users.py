@@ -1,5 +1,6 @@
-"""`embedportal users list|unlock|set-password|block|unblock` (issue #11): the same services as
-the admin pages, passwords never from the command line, clear messages and exit codes."""
+"""`embedportal users list|unlock|set-password|block|unblock|reset-two-step` (issue #11): the
+same services as the admin pages, passwords never from the command line, clear messages and
+exit codes."""
 
 from __future__ import annotations
 
@@ -199,3 +200,25 @@ def test_an_unknown_user_is_a_clear_error(
 def test_bad_settings_are_exit_code_2(env: dict[str, str], users: dict[str, int]) -> None:
     result = _run({**env, "EMBEDPORTAL_SECRET_KEY": "a" * 40}, "list")
     assert result.exit_code == 2 and "EMBEDPORTAL_SECRET_KEY looks guessable" in result.output
+
+
+def test_reset_two_step_removes_it_and_is_audited(
+    env: dict[str, str], users: dict[str, int], database_url: str, cli_settings: Settings
+) -> None:
+    from embedportal.access.two_step import is_enabled
+    from tests.support.two_step import enrol
+
+    with _db(database_url) as db:
+        ana = db.get(User, users["ana@example.com"])
+        assert ana is not None
+        enrol(db, ana, cli_settings)
+    result = _run(env, "reset-two-step", "ANA@example.com")
+    assert result.exit_code == 0, result.output
+    assert "Two-step sign-in of ana@example.com is reset." in result.output
+    again = _run(env, "reset-two-step", "ana@example.com")
+    assert again.exit_code == 0 and "had no two-step sign-in" in again.output
+    with _db(database_url) as db:
+        assert not is_enabled(session=db, user_id=users["ana@example.com"])
+        actions = list(db.scalars(select(AuditEntry.action)))
+    assert actions.count("two_step.reset") == 1
+    assert _run(env, "reset-two-step", "nobody@example.com").exit_code != 0

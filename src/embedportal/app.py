@@ -60,6 +60,7 @@ from embedportal.web.routes import (
     microsoft_signin,
     reports,
     tv,
+    two_step,
     vendor,
     viewer,
 )
@@ -215,9 +216,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
     # The token API first: every open viewer calls it, and routes are matched in order.
-    for module in (api_tokens, health, vendor, home, auth, account, admin_users, admin_groups):
+    for module in (api_tokens, health, vendor, home, auth, two_step, account, admin_users):
         app.include_router(module.router)
-    for module in (admin_audit, events, api_session, api_docs, admin_capacities):
+    for module in (admin_groups, admin_audit, events, api_session, api_docs, admin_capacities):
         app.include_router(module.router)
     # Pages of HTML only, left out of the API reference.
     html_pages = (

@@ -248,6 +248,20 @@ def users_unlock(email: EmailArgument) -> None:
             console.print(f"{escape(user.email)} was not locked.")
 
 
+@users_app.command("reset-two-step")
+def users_reset_two_step(email: EmailArgument) -> None:
+    """Remove a user's two-step sign-in (a lost phone): their password alone signs them in
+    until they set it up again."""
+    from embedportal.access.two_step import reset_two_step
+
+    with _database() as (_settings, session):
+        user = _user_named(session, email)
+        if reset_two_step(session=session, user=user, actor=None):
+            console.print(f"Two-step sign-in of {escape(user.email)} is reset.")
+        else:
+            console.print(f"{escape(user.email)} had no two-step sign-in.")
+
+
 @users_app.command("set-password")
 def users_set_password(email: EmailArgument, password_stdin: PasswordStdin = False) -> None:
     """Set a user's password (they are signed out everywhere and any lock-out ends)."""

@@ -91,3 +91,16 @@ def test_success_gives_back_the_reservation_and_remembers_the_address() -> None:
     assert done.pair.failures == 0 and done.pair.locked_until is None
     assert done.pair.succeeded_at == NOW
     assert done.address.failures == 0 and done.account.failures == 0
+
+
+def test_a_sign_in_with_a_code_gives_back_both_its_reservations() -> None:
+    window = NOW - timedelta(minutes=5)
+    done = after_success(
+        pair=Tally(failures=2, window_started_at=window),
+        address=Tally(failures=3, window_started_at=window),
+        account=Tally(failures=1, window_started_at=window),
+        now=NOW,
+        given_back=2,
+    )
+    assert (done.pair.failures, done.address.failures, done.account.failures) == (0, 1, 0)
+    assert done.pair.succeeded_at == NOW

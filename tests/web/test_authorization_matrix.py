@@ -136,6 +136,17 @@ EXPECTED: dict[str, Row] = {
     "POST /account/language": signed_in(Expect(303, "/account"), form={"language": "en"}),
     "POST /account/password": signed_in(REFUSED, form={"current_password": "wrong"}),
     "POST /account/password-strength": signed_in(form={"new_password": "typed-so-far"}),
+    # Two-step sign-in: the code page needs a half-done sign-in (a signed cookie), which no
+    # persona holds here, so it leads everyone back to the first page.
+    "GET /login/two-step": public(TO_LOGIN),
+    "POST /login/two-step": public(TO_LOGIN, form={"code": "123456"}),
+    "GET /account/two-step": signed_in(),
+    "POST /account/two-step/start": signed_in(Expect(303, "/account/two-step")),
+    # Nothing begun to confirm, nothing on to turn off: the form says so.
+    "POST /account/two-step/confirm": signed_in(REFUSED, form={"code": "123456"}),
+    "POST /account/two-step/cancel": signed_in(Expect(303, "/account/two-step")),
+    "POST /account/two-step/disable": signed_in(REFUSED, form={"code_or_password": "wrong"}),
+    "POST /account/two-step/recovery-codes": signed_in(REFUSED, form={"code_or_password": "wrong"}),
     # --- admin: users -----------------------------------------------------------------------
     "GET /admin/users": admin_only(),
     "GET /admin/users/rows": admin_only(query={"q": "example"}),
@@ -152,6 +163,7 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/users/{user_id}/block": admin_only(Expect(303, "/admin/users/")),
     "POST /admin/users/{user_id}/unblock": admin_only(Expect(303, "/admin/users/")),
     "POST /admin/users/{user_id}/unlock": admin_only(Expect(303, "/admin/users/")),
+    "POST /admin/users/{user_id}/two-step/reset": admin_only(Expect(303, "/admin/users/")),
     "GET /admin/users/{user_id}/delete": admin_only(),
     "POST /admin/users/{user_id}/delete": admin_only(Expect(303, "/admin/users")),
     # --- admin: groups ----------------------------------------------------------------------

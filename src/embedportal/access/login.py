@@ -12,6 +12,11 @@ written with no other writer in between. That reservation is committed *before* 
 is checked, so however many attempts race, each sees those before it, and the argon2 work is
 done holding no lock. A right password gives the reservation back afterwards.
 
+With two-step sign-in (access/two_step.py) a right password is only half: the reservation is
+*not* given back, and each code typed on the second page reserves a failure in the same rows
+the same way. Only the right code gives both back. So an attacker who knows the password guesses
+codes no faster than passwords, and cannot reset the counters by signing in again with it.
+
 Rows in the database, rather than in-process or Redis state, because sign-in is not a hot path
 (a few writes per attempt), they hold across instances with or without Redis, and they survive
 a restart, which an attacker could otherwise provoke to reset their counters.
@@ -47,6 +52,7 @@ from embedportal.access.throttle_policy import (
     after_success,
     decide,
 )
+from embedportal.access.two_step import SecondFactor, is_enabled, verify_second_factor
 from embedportal.access.users import MAX_EMAIL_LENGTH, find_user_by_email
 from embedportal.db.models import LoginThrottle, User
 from embedportal.settings import Settings
@@ -74,6 +80,14 @@ class LoginFailure:
 
     reason: LoginFailureReason
     locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SecondStepNeeded:
+    """The password was right and the user signs in with two steps: ask for the code (the
+    sign-in is not done, and no session may start yet)."""
+
+    user_id: int
 
 
 @dataclass(frozen=True)
@@ -229,6 +243,7 @@ def _failed(
     user: User | None,
     reason: str,
     locked_until: datetime | None,
+    action: str = "login.failed",
 ) -> None:
     claimed = audited_email(email, user=user)
     detail: dict[str, object] = {"reason": reason, "address": address}
@@ -239,7 +254,7 @@ def _failed(
     entry = record(
         session=session,
         actor=None,
-        action="login.failed",
+        action=action,
         target_type="user" if user is not None else "",
         target_id=str(user.id) if user is not None else "",
         detail=detail,
@@ -267,8 +282,11 @@ def _reserve(
     return decision
 
 
-def _give_back(*, session: Session, keys: _Keys, user: User, now: datetime) -> None:
-    """The right password: the reserved failure is returned and the address remembered."""
+def _give_back(
+    *, session: Session, keys: _Keys, user: User, now: datetime, given_back: int = 1
+) -> None:
+    """The right password (and code): the reserved failures are returned and the address
+    remembered."""
     rows = _locked_rows(session, keys, user, now)
     _store(
         rows,
@@ -277,6 +295,7 @@ def _give_back(*, session: Session, keys: _Keys, user: User, now: datetime) -> N
             address=_tally(rows[ADDRESS]),
             account=_tally(rows[ACCOUNT]),
             now=now,
+            given_back=given_back,
         ),
         now,
     )
@@ -290,8 +309,8 @@ def authenticate(
     client_address: str,
     settings: Settings,
     now: datetime,
-) -> User | LoginFailure:
-    """The user these credentials belong to, or why not.
+) -> User | SecondStepNeeded | LoginFailure:
+    """The user these credentials belong to, or why not; or that a code must follow.
 
     The attempt's reservation is committed before the password is checked (see the module's
     docstring); what follows (the outcome, the audit entry) is flushed, not committed."""
@@ -364,12 +383,16 @@ def authenticate(
         session.flush()
         return LoginFailure(LoginFailureReason.BLOCKED)
 
-    _give_back(session=session, keys=keys, user=user, now=now)
-    user.last_login_at = now
     if needs_rehash(user.password_hash):
         # The hashing parameters were raised since this hash was made: upgrade it while the
         # plain password is at hand.
         user.password_hash = hash_password(candidate)
+    if is_enabled(session=session, user_id=user.id):
+        # Half signed in: the reservation stays counted until the code is right.
+        session.flush()
+        return SecondStepNeeded(user_id=user.id)
+    _give_back(session=session, keys=keys, user=user, now=now)
+    user.last_login_at = now
     record(
         session=session,
         actor=user,
@@ -377,6 +400,94 @@ def authenticate(
         target_type="user",
         target_id=str(user.id),
         detail={"address": address},
+    )
+    session.flush()
+    return user
+
+
+def complete_second_step(
+    *,
+    session: Session,
+    user_id: int,
+    code: str,
+    client_address: str,
+    settings: Settings,
+    now: datetime,
+) -> User | LoginFailure:
+    """The second page of a two-step sign-in: the code from the app, or a recovery code, of
+    the user whose password was right a moment ago (``user_id``, from the signed cookie the
+    first step set). Throttled in the same rows as passwords (the module's docstring)."""
+    address = client_address[:MAX_ADDRESS_LENGTH]
+    user = session.get(User, user_id)
+    if user is None:
+        return LoginFailure(LoginFailureReason.INVALID)
+    email = user.email
+    keys = _keys(email, address, settings)
+    decision = _reserve(session=session, keys=keys, user=user, settings=settings, now=now)
+    if decision.wait_until is not None:
+        _failed(
+            session=session,
+            email=email,
+            address=address,
+            user=user,
+            reason="throttled",
+            locked_until=decision.wait_until,
+        )
+        session.flush()
+        return LoginFailure(LoginFailureReason.LOCKED, locked_until=decision.wait_until)
+    if user.is_blocked:
+        _failed(
+            session=session,
+            email=email,
+            address=address,
+            user=user,
+            reason="blocked",
+            locked_until=None,
+        )
+        session.flush()
+        return LoginFailure(LoginFailureReason.BLOCKED)
+    factor = verify_second_factor(
+        session=session, user=user, typed=code, settings=settings, now=now
+    )
+    if factor is None:
+        wait_until = decision.pair.locked_until
+        _failed(
+            session=session,
+            email=email,
+            address=address,
+            user=user,
+            reason="wrong_code",
+            locked_until=wait_until,
+            action="two_step.failed",
+        )
+        if decision.starts_wait:
+            record(
+                session=session,
+                actor=None,
+                action="login.locked",
+                target_type="user",
+                target_id=str(user.id),
+                detail={
+                    "email": user.email,
+                    "address": address,
+                    "attempts": decision.pair.failures,
+                    "locked_until": wait_until.isoformat() if wait_until else None,
+                },
+            )
+        session.flush()
+        if wait_until is not None:
+            return LoginFailure(LoginFailureReason.LOCKED, locked_until=wait_until)
+        return LoginFailure(LoginFailureReason.INVALID)
+    # This code's reservation and the password's, kept since the first step.
+    _give_back(session=session, keys=keys, user=user, now=now, given_back=2)
+    user.last_login_at = now
+    record(
+        session=session,
+        actor=user,
+        action="login.succeeded",
+        target_type="user",
+        target_id=str(user.id),
+        detail={"address": address, "second_factor": SecondFactor(factor).value},
     )
     session.flush()
     return user

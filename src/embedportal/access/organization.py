@@ -279,6 +279,8 @@ class OrganizationChanges:
     # "Nobody may turn on a capacity": the global block over every on-demand start.
     nobody_may_start_capacity: bool = False
     sign_in: SignInChanges | None = None
+    # "Require two-step sign-in for administrators" (access/two_step.py); None: leave it as is.
+    require_two_step_for_admins: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +334,7 @@ def validate_organization_form(
     interaction_min_age_minutes: int,
     nobody_may_start_capacity: bool = False,
     clear_microsoft_client_secret: bool = False,
+    require_two_step_for_admins: bool | None = None,
 ) -> tuple[OrganizationChanges | None, dict[str, str]]:
     """(changes, {}) or (None, {field: message}). Messages are English source strings.
 
@@ -388,6 +391,7 @@ def validate_organization_form(
             policy=policy_result.policy,
             nobody_may_start_capacity=nobody_may_start_capacity,
             sign_in=sign_in,
+            require_two_step_for_admins=require_two_step_for_admins,
         ),
         {},
     )
@@ -414,6 +418,8 @@ def update_organization(
         "refresh_every_minutes": changes.policy.refresh_every_minutes,
         "nobody_may_start_capacity": changes.nobody_may_start_capacity,
     }
+    if changes.require_two_step_for_admins is not None:
+        new_values["require_two_step_for_admins"] = changes.require_two_step_for_admins
     detail: dict[str, object] = {**apply_changes_old_new(organization, new_values)}
     if changes.client_secret is not None:
         organization.powerbi_client_secret_encrypted = encrypt_secret(

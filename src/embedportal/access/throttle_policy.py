@@ -104,12 +104,16 @@ def decide(
     )
 
 
-def after_success(*, pair: Tally, address: Tally, account: Tally, now: datetime) -> Decision:
-    """The right password: the pair starts again and remembers this address as the owner's;
-    the wide counters give back the failure reserved for this attempt."""
+def after_success(
+    *, pair: Tally, address: Tally, account: Tally, now: datetime, given_back: int = 1
+) -> Decision:
+    """The right password (and code, with two-step sign-in): the pair starts again and
+    remembers this address as the owner's; the wide counters give back the failures reserved
+    for this sign-in, ``given_back`` of them (two when a code followed the password: the
+    password's reservation stays counted until the code is right, see access/login.py)."""
     return Decision(
         None,
         Tally(failures=0, window_started_at=pair.window_started_at, succeeded_at=now),
-        replace(address, failures=max(address.failures - 1, 0)),
-        replace(account, failures=max(account.failures - 1, 0)),
+        replace(address, failures=max(address.failures - given_back, 0)),
+        replace(account, failures=max(account.failures - given_back, 0)),
     )

@@ -260,6 +260,34 @@ class LoginThrottle(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class TwoStepCredential(Base):
+    """A user's authenticator app (TOTP, access/two_step.py). A row with no ``enabled_at`` is
+    an enrolment begun and not yet confirmed with a code: it signs nobody in."""
+
+    __tablename__ = "two_step_credentials"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Fernet, with a key derived from the secret key for this purpose alone.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    enabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last time step a code was accepted for: no code of that step or before counts again.
+    last_used_step: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TwoStepRecoveryCode(Base):
+    """One single-use recovery code, kept only as the SHA-256 of its (random, 60-bit) text."""
+
+    __tablename__ = "two_step_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class AuditEntry(Base):
     """Who did what, when. Never holds a token or a secret."""
 
@@ -308,6 +336,9 @@ class Organization(Base):
     microsoft_client_secret_encrypted: Mapped[str] = mapped_column(Text, default="")
     # Tenant ids whose people may sign up on their first Microsoft sign-in, space-separated.
     microsoft_signup_tenants: Mapped[str] = mapped_column(Text, default="")
+    # "Require two-step sign-in for administrators"; None until an administrator chooses, and
+    # then on in production, off in development (the demo admin signs in with a password).
+    require_two_step_for_admins: Mapped[bool | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

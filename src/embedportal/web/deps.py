@@ -21,6 +21,7 @@ from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
 from embedportal.access.person_tokens import PersonTokens
 from embedportal.access.read_cache import ReadCache
+from embedportal.access.two_step import must_enrol_before_admin_pages
 from embedportal.access.viewer_health import TokenTally
 from embedportal.capacity.control import CapacityControl
 from embedportal.capacity.controller import CapacityController
@@ -50,6 +51,11 @@ class NotSignedIn(Exception):
 
 class NotAllowed(Exception):
     """Raised when the signed-in user lacks the role; pages show 403, the API answers 403 JSON."""
+
+
+class TwoStepEnrolmentRequired(Exception):
+    """An administrator the organization requires two-step sign-in of has none yet: pages lead
+    to setting it up, the API answers 403 JSON."""
 
 
 def _app_service(name: str) -> Callable[[Request], Any]:
@@ -213,9 +219,13 @@ async def signed_in_user_with_csrf(request: Request) -> User:
     return user
 
 
-def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
+def require_admin(
+    user: Annotated[User, Depends(require_user)], db: DbSession, settings: AppSettings
+) -> User:
     if not user.is_admin:
         raise NotAllowed()
+    if must_enrol_before_admin_pages(session=db, user=user, settings=settings):
+        raise TwoStepEnrolmentRequired()
     return user
 
 

@@ -14,8 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedportal.i18n import N_, _
-from embedportal.web.deps import NotAllowed, NotSignedIn
-from embedportal.web.templating import render
+from embedportal.web.deps import NotAllowed, NotSignedIn, TwoStepEnrolmentRequired
+from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
 
@@ -123,6 +123,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             request, 403, _("You do not have permission to do that."), "Forbidden"
         )
+
+    @app.exception_handler(TwoStepEnrolmentRequired)
+    async def two_step_enrolment_required(
+        request: Request, _error: TwoStepEnrolmentRequired
+    ) -> Response:
+        message = _(
+            "Your organization requires two-step sign-in for administrators. "
+            "Set it up to open the admin pages."
+        )
+        if wants_json(request):
+            return JSONResponse({"detail": message, "code": "TwoStepRequired"}, status_code=403)
+        return flash_redirect(request, "/account/two-step", message, category="info")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:

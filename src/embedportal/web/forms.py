@@ -118,6 +118,19 @@ class UnlockForm(PostedForm):
         return 1
 
 
+class TwoStepCodeForm(PostedForm):
+    """A code from the authenticator app (or, at sign-in, a recovery code)."""
+
+    code: str = ""
+
+
+class DisableTwoStepForm(PostedForm):
+    """Turning two-step sign-in off, or new recovery codes: a current code, a recovery code or
+    the password, to prove it is the user."""
+
+    code_or_password: str = ""
+
+
 class GroupForm(CapacityRightsForm):
     """The fields of a group, for "new group" and the group's page."""
 
@@ -160,10 +173,13 @@ class SettingsForm(PostedForm):
     microsoft_client_secret: str = ""
     clear_microsoft_client_secret: Checkbox = False
     microsoft_signup_tenants: str = ""
+    require_two_step_for_admins: Checkbox = False
 
     @classmethod
-    def of(cls, organization: Organization) -> Self:
-        """The form filled in with the stored settings; the secret is write-only, never shown."""
+    def of(cls, organization: Organization, *, two_step_required: bool = False) -> Self:
+        """The form filled in with the stored settings; the secret is write-only, never shown.
+        ``two_step_required`` is the rule in effect (access.two_step.required_for_admins),
+        which a stored None leaves to the environment."""
         return cls(
             name=organization.name,
             time_zone=organization.time_zone,
@@ -179,6 +195,7 @@ class SettingsForm(PostedForm):
             microsoft_tenant_id=organization.microsoft_tenant_id or "",
             microsoft_client_id=organization.microsoft_client_id or "",
             microsoft_signup_tenants=organization.microsoft_signup_tenants or "",
+            require_two_step_for_admins=two_step_required,
         )
 
     def text_fields(self) -> dict[str, str]:

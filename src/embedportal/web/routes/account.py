@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from embedportal import i18n
 from embedportal.access.groups import groups_of
 from embedportal.access.passwords import MIN_STRENGTH, STRENGTH_LEVELS, password_strength
+from embedportal.access.two_step import is_enabled as two_step_enabled
 from embedportal.access.users import UserInputError, change_own_password, set_language
 from embedportal.db.models import User
 from embedportal.i18n import _
@@ -39,6 +40,7 @@ def _page(
             "user": user,
             "groups": groups_of(session=db, user=user),
             "chosen_language": user.language or BROWSER,
+            "two_step_enabled": two_step_enabled(session=db, user_id=user.id),
             "errors": errors or {},
         },
         refused=bool(errors),

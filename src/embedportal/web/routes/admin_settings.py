@@ -17,6 +17,7 @@ from embedportal.access.organization import (
     update_organization,
     validate_organization_form,
 )
+from embedportal.access.two_step import required_for_admins
 from embedportal.i18n import _
 from embedportal.powerbi import PowerBIClient, PowerBIError
 from embedportal.settings import Settings
@@ -68,7 +69,10 @@ def _context(
 def settings_page(
     request: Request, _admin: AdminUser, db: DbSession, settings: AppSettings
 ) -> HTMLResponse:
-    form = SettingsForm.of(get_organization(session=db))
+    organization = get_organization(session=db)
+    form = SettingsForm.of(
+        organization, two_step_required=required_for_admins(organization, settings)
+    )
     return render(request, "admin/settings.html", _context(request, db, settings, form=form))
 
 
@@ -88,6 +92,7 @@ def save_settings(
         interaction_min_age_minutes=organization.interaction_min_age_minutes,
         nobody_may_start_capacity=form.nobody_may_start_capacity,
         clear_microsoft_client_secret=form.clear_microsoft_client_secret,
+        require_two_step_for_admins=form.require_two_step_for_admins,
     )
     if changes is None:
         context = _context(request, db, settings, form=form, errors=errors)

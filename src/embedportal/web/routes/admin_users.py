@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import Response
 
-from embedportal.access import users
+from embedportal.access import two_step, users
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.grants import access_of
 from embedportal.access.groups import groups_of
@@ -64,6 +64,9 @@ def _list_context(
     )
     return {
         "users": result.users,
+        "two_step_ids": two_step.enabled_user_ids(
+            session=db, user_ids=[user.id for user in result.users]
+        ),
         "lockouts": held,
         "locked_only": locked,
         "message": message,
@@ -132,6 +135,7 @@ def _edit_page(
             "errors": errors or {},
             "groups": groups_of(session=db, user=user),
             "user_access": access_of(session=db, user=user),
+            "two_step_enabled": two_step.is_enabled(session=db, user_id=user.id),
             "lockout": lockouts(
                 session=db, settings=settings, now=utcnow(), user_ids=[user.id]
             ).get(user.id),
@@ -279,6 +283,20 @@ def unlock_user(
         shown = UserListQuery(q=form.q, page=form.page_number, locked=form.locked)
         context = _list_context(db, settings, shown, message=message)
         return render(request, "admin/_users_table.html", context)
+    return flash_redirect(request, f"/admin/users/{user.id}", message)
+
+
+@router.post("/{user_id}/two-step/reset", dependencies=[CsrfProtected])
+def reset_two_step(request: Request, db: DbSession, admin: AdminUser, user_id: UserId) -> Response:
+    """Remove the user's two-step sign-in (a lost phone): their password alone signs them in,
+    and they may set it up again (or are sent to, if the organization requires it)."""
+    user = _user_or_404(db, user_id)
+    removed = two_step.reset_two_step(session=db, user=user, actor=admin)
+    db.commit()
+    if removed:
+        message = _("Two-step sign-in of %(email)s is reset.", email=user.email)
+    else:
+        message = _("%(email)s had no two-step sign-in.", email=user.email)
     return flash_redirect(request, f"/admin/users/{user.id}", message)
 
 

@@ -14,7 +14,12 @@ from fastapi.responses import RedirectResponse, Response
 from embedportal import i18n
 from embedportal.access.audit import record
 from embedportal.access.audit_log import organization_zone
-from embedportal.access.login import LoginFailure, LoginFailureReason, authenticate
+from embedportal.access.login import (
+    LoginFailure,
+    LoginFailureReason,
+    SecondStepNeeded,
+    authenticate,
+)
 from embedportal.access.microsoft_accounts import SignInMethods, sign_in_methods
 from embedportal.access.microsoft_tokens import link_of, revoke_refresh_token
 from embedportal.access.sessions import (
@@ -26,6 +31,7 @@ from embedportal.access.sessions import (
     start_session,
 )
 from embedportal.db.base import utcnow
+from embedportal.db.models import User
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.settings import Settings
@@ -40,6 +46,7 @@ from embedportal.web.deps import (
     PersonTokensDep,
     PushHubDep,
 )
+from embedportal.web.pending_sign_in import forget_pending_sign_in, set_pending_sign_in
 from embedportal.web.push import PushEvent, PushHub
 from embedportal.web.templating import flash_redirect, render
 
@@ -58,7 +65,7 @@ def safe_next(target: str | None, default: str = "/") -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return default
-    if parts.path in ("/login", "/logout"):
+    if parts.path in ("/login", "/logout", "/login/two-step"):
         return default
     return target
 
@@ -119,7 +126,7 @@ def _offered_methods(request: Request) -> SignInMethods:
         return sign_in_methods(session=db, settings=request.app.state.settings)
 
 
-def _failure_message(failure: LoginFailure, *, locked_until_local: datetime | None) -> str:
+def failure_message(failure: LoginFailure, *, locked_until_local: datetime | None) -> str:
     if failure.reason == LoginFailureReason.LOCKED and locked_until_local is not None:
         # The same words whether the e-mail has an account or not, and whatever limit held
         # the attempt back, so the answer tells nothing about who exists.
@@ -178,7 +185,7 @@ def login(
         zone = organization_zone(session=db)
         local = result.locked_until.astimezone(zone) if result.locked_until else None
         db.commit()  # the failed attempt counts even though the answer is an error
-        message = _failure_message(result, locked_until_local=local)
+        message = failure_message(result, locked_until_local=local)
         response = _login_form(
             request,
             email=email,
@@ -190,13 +197,42 @@ def login(
             wait = (result.locked_until - now).total_seconds()
             response.headers["Retry-After"] = str(max(math.ceil(wait), 1))
         return response
+    if isinstance(result, SecondStepNeeded):
+        db.commit()  # the attempt stays counted until the code is right (access/login.py)
+        user = db.get(User, result.user_id)
+        assert user is not None  # just found by its password
+        response = RedirectResponse("/login/two-step", status_code=303)
+        set_pending_sign_in(
+            response,
+            settings=settings,
+            user=user,
+            next_url=safe_next(next_url, default=""),
+            secure=is_https(request, settings),
+        )
+        return response
+    return finish_sign_in(
+        request, db=db, settings=settings, user=result, next_url=next_url, now=now
+    )
+
+
+def finish_sign_in(
+    request: Request,
+    *,
+    db: DbSession,
+    settings: Settings,
+    user: User,
+    next_url: str,
+    now: datetime,
+) -> Response:
+    """The user is who they say (password, and code when they have two steps): a new session,
+    its cookie, and on to where the sign-in leads."""
     # Signing in over an existing session (as someone else, say) ends that one first, and the
     # new one gets a new token: a session id planted before sign-in is never promoted.
     for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
         end_session(session=db, cookie_value=request.cookies.get(name))
     new = start_session(
         session=db,
-        user=result,
+        user=user,
         user_agent=request.headers.get("user-agent", ""),
         lifetime=timedelta(days=settings.session_lifetime_days),
         now=now,
@@ -215,8 +251,9 @@ def login(
     if secure and SESSION_COOKIE in request.cookies:
         # A plain-named cookie is an older session's (ended above): the new one is `__Host-`.
         forget_session_cookies(response, plain_only=True)
-    # The pre-sign-in token has done its job; the session carries its own from now on.
+    # The pre-sign-in token and a half-done two-step sign-in have done their job.
     response.delete_cookie(ANONYMOUS_CSRF_COOKIE, path="/")
+    forget_pending_sign_in(response)
     return response
 
 
