@@ -22,6 +22,8 @@ from embedportal.capacity.ledger import ActivityLedger
 from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.health import HealthChecker
+from embedportal.mail.sender import MailSender
+from embedportal.mail.transport import transport_for
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
@@ -39,6 +41,7 @@ from embedportal.web.routes import (
     admin_capacities,
     admin_groups,
     admin_health,
+    admin_outbox,
     admin_reports,
     admin_settings,
     admin_users,
@@ -50,6 +53,7 @@ from embedportal.web.routes import (
     events,
     health,
     home,
+    password,
     reports,
     tv,
     vendor,
@@ -160,6 +164,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.capacity_controller:
         app.state.background.append(app.state.capacity_controller.run)
+    app.state.mail_sender = MailSender(
+        app.state.session_factory,
+        transport_for(settings),
+        interval_seconds=settings.mail_send_seconds,
+        max_attempts=settings.mail_max_attempts,
+    )
+    if settings.mail_sender:
+        app.state.background.append(app.state.mail_sender.run)
 
     app.add_middleware(RequestContext)
     # Inside the observability layer: an unhandled error becomes a generic 500 naming the request
@@ -179,7 +191,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (admin_audit, events, api_session, api_docs, admin_capacities):
         app.include_router(module.router)
     # Pages of HTML only, left out of the API reference.
-    html_pages = (reports, viewer, tv, admin_reports, admin_settings, admin_viewers, admin_health)
+    html_pages = (
+        reports,
+        viewer,
+        tv,
+        password,
+        admin_reports,
+        admin_settings,
+        admin_viewers,
+        admin_health,
+        admin_outbox,
+    )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)
     return app

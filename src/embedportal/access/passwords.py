@@ -24,6 +24,14 @@ _STRENGTH_MAX_LENGTH = 72
 
 _hasher = PasswordHasher()
 
+# The stored "hash" of a user invited to choose their own password: no password verifies
+# against it (argon2 refuses it as no hash at all), so nobody signs in until they have chosen.
+NO_PASSWORD_YET = "!invited"
+
+
+def has_password(password_hash: str) -> bool:
+    return password_hash != NO_PASSWORD_YET
+
 
 def password_strength(password: str, *, user_inputs: Sequence[str] = ()) -> int:
     """zxcvbn's score of ``password``, 0 to 4: how hard it is to guess, with common and breached
