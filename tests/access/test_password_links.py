@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Literal
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from embedportal.access import password_links
+from embedportal.access import password_links, passwords
 from embedportal.access.login import LoginFailure, authenticate, lockouts
 from embedportal.access.password_links import LinkProblem, LinkRefused
 from embedportal.access.passwords import NO_PASSWORD_YET, verify_password
@@ -303,3 +305,20 @@ def test_the_notice_follows_the_portals_default_language(
     [mail] = _mails(db, user.email)
     assert mail.language == "pt_BR"
     assert "linha de comando" in mail.text_body
+
+
+def test_an_invited_accounts_sign_in_costs_one_argon2_verification_like_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No password yet verifies nothing, but takes as long as a wrong one (the dummy hash),
+    so the timing does not single out invited accounts."""
+    verified: list[str] = []
+
+    class Spy(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            verified.append(str(hash))
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(passwords, "_hasher", Spy(time_cost=1, memory_cost=8, parallelism=1))
+    assert verify_password(NO_PASSWORD_YET, "anything-at-all") is False
+    assert verified == [passwords.dummy_hash()]

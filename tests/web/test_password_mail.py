@@ -18,7 +18,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, MailState, OutboxMail, PasswordLink, User
 from embedportal.db.session import session_scope
 from embedportal.mail.sender import MailSender
-from tests.support.html import links
+from tests.support.html import accessibility_problems, links
 from tests.support.portal import LoginAs, MakeUser, csrf_of
 from tests.support.smtp import SmtpServer, running_smtp_server, text_of
 
@@ -259,3 +259,31 @@ def test_the_outbox_shows_a_retrying_and_a_failed_mail_with_the_reason(
     with session_scope(app.state.session_factory) as db:
         db.execute(update(OutboxMail).values(state=MailState.FAILED))
     assert 'data-mail-state="failed"' in client.get("/admin/outbox").text
+
+
+def test_the_outbox_refreshes_itself_only_while_mails_wait(
+    app: FastAPI, client: TestClient, make_user: MakeUser, login_as: LoginAs
+) -> None:
+    admin = make_user("admin@example.com", role="admin")
+    login_as(admin)
+    assert 'hx-get="/admin/outbox/rows"' not in client.get("/admin/outbox").text
+    _forgot(client, "admin@example.com")
+    login_as(admin)
+    assert 'hx-get="/admin/outbox/rows"' in client.get("/admin/outbox").text
+    _deliver(app)
+    assert 'hx-get="/admin/outbox/rows"' not in client.get("/admin/outbox/rows").text
+
+
+def test_the_password_pages_are_labelled(
+    app: FastAPI, client: TestClient, make_user: MakeUser, smtp_server: SmtpServer
+) -> None:
+    make_user("ana@example.com")
+    assert accessibility_problems(client.get("/password/forgot").text) == []
+    _forgot(client, "ana@example.com")
+    _deliver(app)
+    path = _link_in(smtp_server, 1)
+    assert accessibility_problems(client.get(path).text) == []
+    refused = _set(client, path, "short")
+    assert refused.status_code == 400
+    assert accessibility_problems(refused.text) == []
+    assert accessibility_problems(client.get("/password/set/" + "x" * 43).text) == []

@@ -59,10 +59,22 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str, password: str) -> bool:
+    if not has_password(password_hash):
+        # An invited user who has not chosen yet: as long as a wrong password takes, so the
+        # timing does not tell such an account apart.
+        _verify_dummy(password)
+        return False
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def _verify_dummy(password: str) -> None:
+    try:
+        _hasher.verify(dummy_hash(), password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        pass
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -127,7 +127,10 @@ def set_password(
     except LinkRefused as error:
         return _refused(request, error)
     except UserInputError as error:
-        valid = password_links.check_link(session=db, token=token, settings=settings)
+        try:
+            valid = password_links.check_link(session=db, token=token, settings=settings)
+        except LinkRefused as refused:  # spent by another post meanwhile
+            return _refused(request, refused)
         return render_form(
             request,
             "password_set.html",
