@@ -87,6 +87,8 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, ob
         # Tests drive the capacity controller themselves (tests/capacity/test_controller.py);
         # one running behind every app could pause the emulator that other tests share.
         "capacity_controller": False,
+        # Likewise the mail sender: tests that send mail call `app.state.mail_sender` themselves.
+        "mail_sender": False,
         **settings_overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -12,7 +12,7 @@ import pytest
 import embedportal
 
 PACKAGE = Path(embedportal.__file__).resolve().parent
-BELOW_WEB = ("access", "tokens", "capacity", "powerbi", "db")
+BELOW_WEB = ("access", "tokens", "capacity", "powerbi", "db", "mail")
 SELF_CONTAINED = ("i18n.py",)
 
 

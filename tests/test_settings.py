@@ -152,3 +152,57 @@ def test_trusted_proxies_are_addresses_and_networks() -> None:
 def test_sign_in_limits_stay_in_range(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         _settings(**values)
+
+
+SMTP = {"mail_smtp_host": "smtp.example.com", "mail_from": "Reports <reports@example.com>"}
+PRODUCTION = {
+    "environment": "production",
+    "secret_key": GOOD_KEY,
+    "public_url": "https://r.example",
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"mail_smtp_host": "smtp.example.com"}, "EMBEDPORTAL_MAIL_FROM"),
+        ({**SMTP, "mail_smtp_password": "secret"}, "EMBEDPORTAL_MAIL_SMTP_USER"),
+        ({**SMTP, "mail_smtp_security": "none"}, "EMBEDPORTAL_MAIL_SMTP_SECURITY=none"),
+        (
+            {
+                **SMTP,
+                "mail_smtp_host": "127.0.0.1",
+                "mail_smtp_security": "none",
+                "mail_smtp_user": "portal",
+                "mail_smtp_password": "secret",
+            },
+            "EMBEDPORTAL_MAIL_SMTP_SECURITY=none",
+        ),
+        ({**SMTP, "public_url": None}, "EMBEDPORTAL_PUBLIC_URL"),
+    ],
+)
+def test_unsafe_mail_settings_are_refused_outside_development(
+    values: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        _settings(**{**PRODUCTION, **values})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        SMTP,
+        {**SMTP, "mail_smtp_security": "ssl", "mail_smtp_port": 465},
+        {**SMTP, "mail_smtp_user": "portal", "mail_smtp_password": "secret"},
+        # A relay on the machine itself, without a password.
+        {**SMTP, "mail_smtp_host": "localhost", "mail_smtp_security": "none"},
+    ],
+)
+def test_safe_mail_settings_are_accepted_in_production(values: dict[str, object]) -> None:
+    assert _settings(**{**PRODUCTION, **values}).environment == "production"
+
+
+def test_development_may_send_in_clear_text_to_any_server() -> None:
+    settings = _settings(**SMTP, mail_smtp_security="none")
+    assert settings.mail_smtp_security == "none"

@@ -29,6 +29,8 @@ from embedportal.capacity.probe import CapacityProbe
 from embedportal.db.periodic import flush_periodically
 from embedportal.db.session import create_db_engine, create_session_factory
 from embedportal.health import HealthChecker
+from embedportal.mail.sender import MailSender
+from embedportal.mail.transport import transport_for
 from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
@@ -46,6 +48,7 @@ from embedportal.web.routes import (
     admin_capacities,
     admin_groups,
     admin_health,
+    admin_outbox,
     admin_reports,
     admin_settings,
     admin_users,
@@ -58,6 +61,7 @@ from embedportal.web.routes import (
     health,
     home,
     microsoft_signin,
+    password,
     reports,
     tv,
     two_step,
@@ -202,6 +206,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.capacity_controller:
         app.state.background.append(app.state.capacity_controller.run)
+    app.state.mail_sender = MailSender(
+        app.state.session_factory,
+        transport_for(settings),
+        interval_seconds=settings.mail_send_seconds,
+        max_attempts=settings.mail_max_attempts,
+    )
+    if settings.mail_sender:
+        app.state.background.append(app.state.mail_sender.run)
 
     app.add_middleware(RequestContext)
     # Inside the observability layer: an unhandled error becomes a generic 500 naming the request
@@ -225,11 +237,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reports,
         viewer,
         tv,
+        password,
         admin_reports,
         admin_settings,
         admin_viewers,
         admin_health,
         microsoft_signin,
+        admin_outbox,
     )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)

@@ -267,11 +267,17 @@ def users_set_password(email: EmailArgument, password_stdin: PasswordStdin = Fal
     """Set a user's password (they are signed out everywhere and any lock-out ends)."""
     from embedportal.access.users import UserInputError, set_password
 
-    with _database() as (_settings, session):
+    with _database() as (settings, session):
         user = _user_named(session, email)
         password = _read_password(from_stdin=password_stdin, prompt="New password")
         try:
-            set_password(session=session, user=user, password=password, actor=None)
+            set_password(
+                session=session,
+                user=user,
+                password=password,
+                actor=None,
+                default_language=settings.default_language,
+            )
         except UserInputError as error:
             _fail(str(error))
         console.print(f"The password of {escape(user.email)} is set.")

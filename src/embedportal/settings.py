@@ -65,6 +65,15 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
 GENERATE_HINT = 'e.g. `python -c "import secrets; print(secrets.token_urlsafe(48))"`'
 
 
+def _is_loopback_host(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
+
+
 def _refuse_guessable(name: str, secret: str) -> None:
     bits = estimated_secret_bits(secret)
     if bits < MIN_SECRET_BITS:
@@ -365,6 +374,78 @@ class Settings(BaseSettings):
         "0 keeps every entry.",
     )
 
+    # --- E-mail (docs/configuration.md, "E-mail") ------------------------------------------
+    mail_smtp_host: str | None = Field(
+        None,
+        description="SMTP server that sends the portal's e-mail (invitations, password reset "
+        "links, notices of a changed password). Unset: in development and test each mail is "
+        "written to the log and shown in Admin → Outbox; in production mails wait in the outbox.",
+    )
+    mail_smtp_port: int = Field(
+        587, ge=1, le=65535, description="Port of the SMTP server (587 for STARTTLS, 465 for SSL)."
+    )
+    mail_smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls",
+        description="How the connection to the SMTP server is encrypted: `starttls` (upgrade a "
+        "plain connection), `ssl` (TLS from the start) or `none` (only in development, or to a "
+        "server on the machine itself without a password).",
+    )
+    mail_smtp_user: str | None = Field(
+        None, description="User name for SMTP authentication; unset: no authentication."
+    )
+    mail_smtp_password: SecretStr | None = Field(
+        None, description="Password for SMTP authentication."
+    )
+    mail_smtp_timeout_seconds: float = Field(
+        20.0, gt=0, le=300, description="How long one conversation with the SMTP server may take."
+    )
+    mail_from: str | None = Field(
+        None,
+        description="The sender of every mail, e.g. `Reports <reports@example.com>`; required "
+        "with an SMTP server.",
+    )
+    mail_sender: bool = Field(
+        True,
+        description="Send the outbox's mails from this instance; with several instances each "
+        "mail is still sent once (a claimed row).",
+    )
+    mail_send_seconds: float = Field(
+        5.0, ge=0.2, le=600, description="Seconds between the mail sender's passes."
+    )
+    mail_max_attempts: int = Field(
+        8,
+        ge=1,
+        le=50,
+        description="Attempts at sending one mail (waiting 30 seconds, then twice as long "
+        "after each failure, at most an hour) before it is marked failed.",
+    )
+    invitation_hours: int = Field(
+        72,
+        ge=1,
+        le=24 * 30,
+        description="Hours an invitation link (a new user sets their first password) stays valid.",
+    )
+    password_reset_minutes: int = Field(
+        60,
+        ge=5,
+        le=24 * 60,
+        description="Minutes a password reset link stays valid.",
+    )
+    password_reset_account_per_hour: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Password reset mails one e-mail address may be sent per hour; further "
+        "requests get the same answer and send nothing.",
+    )
+    password_reset_address_per_hour: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Password reset requests one client address may make per hour, over all "
+        "e-mail addresses.",
+    )
+
     @field_validator("metrics_token", mode="before")
     @classmethod
     def _empty_metrics_token_is_unset(cls, value: object) -> object:
@@ -418,6 +499,36 @@ class Settings(BaseSettings):
         _refuse_guessable("EMBEDPORTAL_SECRET_KEY", key)
         if self.metrics_token is not None:
             _refuse_guessable("EMBEDPORTAL_METRICS_TOKEN", self.metrics_token.get_secret_value())
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_mail(self) -> Settings:
+        if not self.mail_smtp_host:
+            return self
+        if not self.mail_from:
+            raise UnsafeSettingsError(
+                "EMBEDPORTAL_MAIL_FROM must be set with EMBEDPORTAL_MAIL_SMTP_HOST "
+                "(e.g. `Reports <reports@example.com>`)."
+            )
+        if self.mail_smtp_password is not None and not self.mail_smtp_user:
+            raise UnsafeSettingsError(
+                "EMBEDPORTAL_MAIL_SMTP_PASSWORD is set without EMBEDPORTAL_MAIL_SMTP_USER."
+            )
+        if self.environment == "production" and not self.public_url:
+            # Links in mails would otherwise be built from the request's Host header, which
+            # whoever asks for a reset link chooses (a link to their own site).
+            raise UnsafeSettingsError(
+                "EMBEDPORTAL_PUBLIC_URL must be set to send e-mail in production: the links in "
+                "invitations and password reset mails lead there."
+            )
+        if self.environment != "development" and self.mail_smtp_security == "none":
+            # A password, or invitation links, in clear text over the network.
+            if self.mail_smtp_user or not _is_loopback_host(self.mail_smtp_host):
+                raise UnsafeSettingsError(
+                    "EMBEDPORTAL_MAIL_SMTP_SECURITY=none is only allowed in development, or "
+                    "for an SMTP server on this machine without a password; use `starttls` "
+                    "or `ssl`."
+                )
         return self
 
     @field_validator("trusted_proxies")

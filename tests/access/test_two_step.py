@@ -37,7 +37,13 @@ from embedportal.access.two_step import (
 )
 from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
-from embedportal.db.models import AuditEntry, Role, TwoStepCredential, TwoStepRecoveryCode
+from embedportal.db.models import (
+    AuditEntry,
+    OutboxMail,
+    Role,
+    TwoStepCredential,
+    TwoStepRecoveryCode,
+)
 from embedportal.settings import Settings
 from tests.access.conftest import PASSWORD, NewUser
 from tests.support.two_step import enrol
@@ -360,3 +366,20 @@ def test_new_recovery_codes_need_proof_and_end_the_old_ones(
     assert verify(enrolled.recovery_codes[0]) is None
     assert verify(fresh[0]) == SecondFactor.RECOVERY_CODE
     assert "two_step.recovery_codes_renewed" in _actions(db)
+
+
+def test_turning_it_on_and_an_admin_reset_each_send_the_user_a_notice(
+    db: Session, new_user: NewUser, settings: Settings
+) -> None:
+    """ASVS 2.2.3: a change to how someone signs in reaches them by mail."""
+    root = new_user("root@example.com", role=Role.ADMIN)
+    ana = new_user("ana@example.com")
+    enrol(db, ana, settings)
+    reset_two_step(session=db, user=ana, actor=root)
+    db.flush()
+    notices = db.scalars(
+        select(OutboxMail).where(OutboxMail.recipient == "ana@example.com").order_by(OutboxMail.id)
+    ).all()
+    bodies = [mail.text_body for mail in notices]
+    assert any("Two-step sign-in was turned on for your account." in body for body in bodies)
+    assert any("An administrator reset two-step sign-in" in body for body in bodies)

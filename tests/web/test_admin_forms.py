@@ -77,6 +77,7 @@ PAGES = [
     f"/admin/capacities/{CAPACITY_ID}/turn-on",
     f"/admin/capacities/{CAPACITY_ID}/sku?sku=A2",
     "/admin/capacities/audit",
+    "/admin/outbox",
 ]
 
 

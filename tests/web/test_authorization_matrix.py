@@ -132,6 +132,16 @@ EXPECTED: dict[str, Row] = {
     "GET /login/microsoft/callback": public(REFUSED, query={"code": "c", "state": "s"}),
     "GET /logout/microsoft": public(),
     "POST /language": public(TO_LOGIN, form={"language": "pt_BR"}),
+    # "Forgot your password?" answers alike for everyone: a link is mailed or not, unsaid.
+    "GET /password/forgot": public(),
+    "POST /password/forgot": public(
+        Expect(303, "/password/forgot/sent"), form={"email": "nobody@example.com"}
+    ),
+    "GET /password/forgot/sent": public(),
+    "GET /password/set/{token}": public(REFUSED),
+    "POST /password/set/{token}": public(
+        REFUSED, form={"new_password": "x", "repeat_password": "x"}
+    ),
     "GET /account": signed_in(),
     "POST /account/language": signed_in(Expect(303, "/account"), form={"language": "en"}),
     "POST /account/password": signed_in(REFUSED, form={"current_password": "wrong"}),
@@ -165,6 +175,9 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/users/{user_id}/unlock": admin_only(Expect(303, "/admin/users/")),
     "POST /admin/users/{user_id}/two-step/reset": admin_only(Expect(303, "/admin/users/")),
     "GET /admin/users/{user_id}/delete": admin_only(),
+    "POST /admin/users/{user_id}/reset-link": admin_only(Expect(303, "/admin/users/")),
+    "GET /admin/outbox": admin_only(),
+    "GET /admin/outbox/rows": admin_only(),
     "POST /admin/users/{user_id}/delete": admin_only(Expect(303, "/admin/users")),
     # --- admin: groups ----------------------------------------------------------------------
     "GET /admin/groups": admin_only(),
@@ -363,6 +376,8 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
             "name": "htmx.min.js",
             "viewer_id": str(users["viewer"].id),
             "capacity_id": CAPACITY_ID,
+            # No link was ever made with it: the link pages refuse it (400), for everyone.
+            "token": "no-such-link-token-0000000000000000000000000",
         }
     return World(users=users, values=values)
 

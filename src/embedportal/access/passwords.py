@@ -24,6 +24,14 @@ _STRENGTH_MAX_LENGTH = 72
 
 _hasher = PasswordHasher()
 
+# The stored "hash" of a user invited to choose their own password: no password verifies
+# against it (argon2 refuses it as no hash at all), so nobody signs in until they have chosen.
+NO_PASSWORD_YET = "!invited"
+
+
+def has_password(password_hash: str) -> bool:
+    return password_hash != NO_PASSWORD_YET
+
 
 def password_strength(password: str, *, user_inputs: Sequence[str] = ()) -> int:
     """zxcvbn's score of ``password``, 0 to 4: how hard it is to guess, with common and breached
@@ -51,10 +59,22 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str, password: str) -> bool:
+    if not has_password(password_hash):
+        # An invited user who has not chosen yet: as long as a wrong password takes, so the
+        # timing does not tell such an account apart.
+        _verify_dummy(password)
+        return False
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def _verify_dummy(password: str) -> None:
+    try:
+        _hasher.verify(dummy_hash(), password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        pass
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -15,11 +15,18 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
+from embedportal.access.credential_notices import (
+    PASSWORD_CHANGED_BY_USER,
+    PASSWORD_SET_BY_ADMIN,
+    PASSWORD_SET_FROM_CLI,
+    notify_credential_changed,
+)
 from embedportal.access.microsoft_tokens import revoke_refresh_token
 from embedportal.access.passwords import (
     MAX_NEW_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
     MIN_STRENGTH,
+    NO_PASSWORD_YET,
     hash_password,
     password_strength,
     verify_password,
@@ -211,7 +218,7 @@ def create_user(
     *,
     session: Session,
     email: str,
-    password: str,
+    password: str | None,
     name: str = "",
     role: Role | str = Role.VIEWER,
     rls_username: str | None = None,
@@ -222,7 +229,9 @@ def create_user(
 ) -> User:
     errors: dict[str, str] = {}
     normalised = _collect(errors, normalise_email, email)
-    _collect(errors, check_password_rules, password, user_inputs=(email, name))
+    # None: the user chooses their own password through an invitation (access/password_links).
+    if password is not None:
+        _collect(errors, check_password_rules, password, user_inputs=(email, name))
     chosen_role = _collect(errors, parse_role, role)
     username = _collect(errors, normalise_rls_username, rls_username)
     roles = _collect(errors, parse_rls_roles, rls_roles)
@@ -233,7 +242,7 @@ def create_user(
     user = User(
         email=normalised,
         name=_name(name),
-        password_hash=hash_password(password),
+        password_hash=NO_PASSWORD_YET if password is None else hash_password(password),
         role=chosen_role,
         rls_username=username,
         rls_roles=roles or [],
@@ -359,14 +368,28 @@ def delete_user(*, session: Session, user: User, actor: User) -> None:
     session.flush()
 
 
-def set_password(*, session: Session, user: User, password: str, actor: User | None) -> None:
-    """An administrator sets a user's password: the user is signed out everywhere and any
-    lock-out ends (the usual reason is a forgotten password)."""
+def set_password(
+    *,
+    session: Session,
+    user: User,
+    password: str,
+    actor: User | None,
+    default_language: str = "en",
+) -> None:
+    """An administrator (``actor`` None: the command line) sets a user's password: the user is
+    signed out everywhere, any lock-out ends (the usual reason is a forgotten password), and
+    the user is told by mail."""
     check_password_rules(password, user_inputs=(user.email, user.name))
     user.password_hash = hash_password(password)
     end_lockout(session=session, user=user)
     end_all_sessions(session=session, user_id=user.id)
     _audit(session=session, actor=actor, action="user.password_set", user=user)
+    notify_credential_changed(
+        session=session,
+        user=user,
+        what=PASSWORD_SET_FROM_CLI if actor is None else PASSWORD_SET_BY_ADMIN,
+        default_language=default_language,
+    )
 
 
 def change_own_password(
@@ -377,8 +400,10 @@ def change_own_password(
     new_password: str,
     repeat_password: str,
     keep_session_id: str | None,
+    default_language: str = "en",
 ) -> None:
-    """A user changes their password; their other browsers are signed out."""
+    """A user changes their password; their other browsers are signed out, and a mail tells
+    them (whoever changed it may not have been them)."""
     errors: dict[str, str] = {}
     if not verify_password(user.password_hash, current_password):
         errors["current_password"] = _("That is not your current password.")
@@ -398,6 +423,9 @@ def change_own_password(
         statement = statement.where(WebSession.id != keep_session_id)
     session.execute(statement)
     _audit(session=session, actor=user, action="user.password_changed", user=user)
+    notify_credential_changed(
+        session=session, user=user, what=PASSWORD_CHANGED_BY_USER, default_language=default_language
+    )
 
 
 def set_language(*, session: Session, user: User, language: str | None) -> None:

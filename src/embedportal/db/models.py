@@ -469,3 +469,63 @@ class ControllerLease(Base):
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     holder: Mapped[str] = mapped_column(String(120))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class MailState(enum.StrEnum):
+    # Waiting for its first attempt, or for the next one after a failure (`last_error` set).
+    PENDING = "pending"
+    SENT = "sent"
+    # Given up after EMBEDPORTAL_MAIL_MAX_ATTEMPTS, or refused for good by the server.
+    FAILED = "failed"
+
+
+class OutboxMail(Base):
+    """A mail to send (mail/outbox.py): written in the same transaction as the change that
+    causes it, sent by whichever instance claims it first (`claimed_by` until `claimed_until`)."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    state: Mapped[MailState] = mapped_column(
+        Enum(
+            MailState,
+            native_enum=False,
+            length=10,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=MailState.PENDING,
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(120), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Where it went without an SMTP server ("log"), or the server's last refusal.
+    delivered_to: Mapped[str] = mapped_column(String(10), default="")
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+
+
+class PasswordLink(Base):
+    """A single-use link to set a password: an invitation or a reset (access/password_links.py).
+
+    Only the sha256 of the link's token is stored. `password_fingerprint` is a keyed hash of
+    the user's password hash when the link was made, so any later change of password, by
+    whatever way, makes the link useless."""
+
+    __tablename__ = "password_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_fingerprint: Mapped[str] = mapped_column(String(64))

@@ -76,10 +76,28 @@ class UserForm(CapacityRightsForm):
 
 
 class NewUserForm(UserForm):
-    """ "New user": the user's fields, a viewer unless chosen otherwise, and a first password."""
+    """ "New user": the user's fields, a viewer unless chosen otherwise, and a first password;
+    none sends an invitation to choose one."""
 
     role: str = Role.VIEWER.value
     password: str = ""
+
+    @property
+    def invites(self) -> bool:
+        return not self.password
+
+
+class ForgotPasswordForm(PostedForm):
+    """ "Forgot your password?": the e-mail address to send a reset link to."""
+
+    email: str = ""
+
+
+class NewPasswordForm(PostedForm):
+    """Setting a password through an invitation or a reset link."""
+
+    new_password: str = ""
+    repeat_password: str = ""
 
 
 class PasswordForm(PostedForm):

@@ -80,6 +80,7 @@ def change_language(
 def change_password(
     request: Request,
     db: DbSession,
+    settings: AppSettings,
     user: CurrentUser,
     current_password: Annotated[str, Form()] = "",
     new_password: Annotated[str, Form()] = "",
@@ -93,6 +94,7 @@ def change_password(
             new_password=new_password,
             repeat_password=repeat_password,
             keep_session_id=request.state.web_session_id,
+            default_language=settings.default_language,
         )
     except UserInputError as error:
         return _page(request, db=db, user=user, errors=error.errors)

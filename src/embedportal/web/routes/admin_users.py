@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import Response
 
-from embedportal.access import two_step, users
+from embedportal.access import password_links, two_step, users
 from embedportal.access.audit_log import organization_zone
 from embedportal.access.grants import access_of
 from embedportal.access.groups import groups_of
 from embedportal.access.login import lockouts
+from embedportal.access.passwords import has_password
 from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
 from embedportal.db.models import User
@@ -27,6 +28,7 @@ from embedportal.web.deps import (
     stored_or_404,
 )
 from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm, UserListQuery
+from embedportal.web.links import portal_base_url
 from embedportal.web.paging import Page
 from embedportal.web.push import PushHub, notify_access_changed
 from embedportal.web.templating import flash_redirect, render, render_form
@@ -99,11 +101,21 @@ def new_user_page(request: Request, _admin: AdminUser) -> Response:
 
 @router.post("", dependencies=[CsrfProtected])
 def create_user(
-    request: Request, db: DbSession, admin: AdminUser, form: Annotated[NewUserForm, Form()]
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    admin: AdminUser,
+    form: Annotated[NewUserForm, Form()],
 ) -> Response:
     """Create a user from "new user"; a refusal shows the form again, as typed, with why."""
     try:
-        user = users.create_user(session=db, **form.model_dump(), actor=admin)
+        user = users.create_user(
+            session=db,
+            **form.model_dump(exclude={"password"}),
+            # None: the user is invited to choose their own.
+            password=None if form.invites else form.password,
+            actor=admin,
+        )
     except UserInputError as error:
         return render(
             request,
@@ -111,10 +123,22 @@ def create_user(
             {"values": form, "errors": error.errors},
             status_code=400,
         )
+    if form.invites:
+        password_links.send_invitation(
+            session=db,
+            user=user,
+            settings=settings,
+            base_url=portal_base_url(request, settings),
+            actor=admin,
+        )
+        message = _(
+            "User %(email)s created. An invitation to choose a password is on its way to them.",
+            email=user.email,
+        )
+    else:
+        message = _("User %(email)s created.", email=user.email)
     db.commit()
-    return flash_redirect(
-        request, f"/admin/users/{user.id}", _("User %(email)s created.", email=user.email)
-    )
+    return flash_redirect(request, f"/admin/users/{user.id}", message)
 
 
 def _edit_page(
@@ -193,7 +217,13 @@ def set_user_password(
 ) -> Response:
     user = _user_or_404(db, user_id)
     try:
-        users.set_password(session=db, user=user, password=form.password, actor=admin)
+        users.set_password(
+            session=db,
+            user=user,
+            password=form.password,
+            actor=admin,
+            default_language=settings.default_language,
+        )
     except UserInputError as error:
         # Keyed apart from the user form's fields, which share the page's `errors`.
         return _edit_page(
@@ -208,6 +238,33 @@ def set_user_password(
         request,
         f"/admin/users/{user.id}",
         _("The password of %(email)s is set. They are signed out everywhere.", email=user.email),
+    )
+
+
+@router.post("/{user_id}/reset-link", dependencies=[CsrfProtected])
+def send_reset_link(
+    request: Request, db: DbSession, settings: AppSettings, admin: AdminUser, user_id: UserId
+) -> Response:
+    """Mail the user a link to set a new password, or, if they never chose one, a new
+    invitation; earlier links stop working."""
+    user = _user_or_404(db, user_id)
+    send = (
+        password_links.send_reset_link
+        if has_password(user.password_hash)
+        else (password_links.send_invitation)
+    )
+    send(
+        session=db,
+        user=user,
+        settings=settings,
+        base_url=portal_base_url(request, settings),
+        actor=admin,
+    )
+    db.commit()
+    return flash_redirect(
+        request,
+        f"/admin/users/{user.id}",
+        _("A link to set a password is on its way to %(email)s.", email=user.email),
     )
 
 
