@@ -263,6 +263,48 @@ def _failed(
     entry.actor_email = claimed
 
 
+def _wrong_guess(
+    *,
+    session: Session,
+    email: str,
+    address: str,
+    user: User | None,
+    decision: Decision,
+    reason: str,
+    action: str = "login.failed",
+) -> LoginFailure:
+    """A wrong password or code, counted in ``decision``: audited (and the lock-out it starts,
+    for a known account), then answered as locked while a wait runs, else as invalid."""
+    wait_until = decision.pair.locked_until
+    _failed(
+        session=session,
+        email=email,
+        address=address,
+        user=user,
+        reason=reason,
+        locked_until=wait_until,
+        action=action,
+    )
+    if decision.starts_wait and user is not None:
+        record(
+            session=session,
+            actor=None,
+            action="login.locked",
+            target_type="user",
+            target_id=str(user.id),
+            detail={
+                "email": user.email,
+                "address": address,
+                "attempts": decision.pair.failures,
+                "locked_until": wait_until.isoformat() if wait_until else None,
+            },
+        )
+    session.flush()
+    if wait_until is not None:
+        return LoginFailure(LoginFailureReason.LOCKED, locked_until=wait_until)
+    return LoginFailure(LoginFailureReason.INVALID)
+
+
 def _reserve(
     *, session: Session, keys: _Keys, user: User | None, settings: Settings, now: datetime
 ) -> Decision:
@@ -343,33 +385,14 @@ def authenticate(
 
     right = verify_password(user.password_hash if user else dummy_hash(), candidate)
     if user is None or not right or too_long:
-        wait_until = decision.pair.locked_until
-        _failed(
+        return _wrong_guess(
             session=session,
             email=email,
             address=address,
             user=user,
+            decision=decision,
             reason="wrong_password" if user is not None else "unknown",
-            locked_until=wait_until,
         )
-        if decision.starts_wait and user is not None:
-            record(
-                session=session,
-                actor=None,
-                action="login.locked",
-                target_type="user",
-                target_id=str(user.id),
-                detail={
-                    "email": user.email,
-                    "address": address,
-                    "attempts": decision.pair.failures,
-                    "locked_until": wait_until.isoformat() if wait_until else None,
-                },
-            )
-        session.flush()
-        if wait_until is not None:
-            return LoginFailure(LoginFailureReason.LOCKED, locked_until=wait_until)
-        return LoginFailure(LoginFailureReason.INVALID)
 
     if user.is_blocked:
         _failed(
@@ -450,34 +473,15 @@ def complete_second_step(
         session=session, user=user, typed=code, settings=settings, now=now
     )
     if factor is None:
-        wait_until = decision.pair.locked_until
-        _failed(
+        return _wrong_guess(
             session=session,
             email=email,
             address=address,
             user=user,
+            decision=decision,
             reason="wrong_code",
-            locked_until=wait_until,
             action="two_step.failed",
         )
-        if decision.starts_wait:
-            record(
-                session=session,
-                actor=None,
-                action="login.locked",
-                target_type="user",
-                target_id=str(user.id),
-                detail={
-                    "email": user.email,
-                    "address": address,
-                    "attempts": decision.pair.failures,
-                    "locked_until": wait_until.isoformat() if wait_until else None,
-                },
-            )
-        session.flush()
-        if wait_until is not None:
-            return LoginFailure(LoginFailureReason.LOCKED, locked_until=wait_until)
-        return LoginFailure(LoginFailureReason.INVALID)
     # This code's reservation and the password's, kept since the first step.
     _give_back(session=session, keys=keys, user=user, now=now, given_back=2)
     user.last_login_at = now
