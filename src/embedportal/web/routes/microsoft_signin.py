@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from typing import Annotated, Any
 
 from cryptography.fernet import InvalidToken
@@ -27,20 +26,12 @@ from embedportal.access.microsoft_accounts import (
 )
 from embedportal.access.microsoft_match import MatchOutcome
 from embedportal.access.organization import fernet_for
-from embedportal.access.sessions import (
-    SECURE_SESSION_COOKIE,
-    SESSION_COOKIE,
-    end_session,
-    session_cookie_name,
-    start_session,
-)
 from embedportal.db.base import utcnow
 from embedportal.i18n import N_, _
 from embedportal.powerbi.signin import SignInRefused
 from embedportal.settings import Settings
-from embedportal.web.context import ANONYMOUS_CSRF_COOKIE
 from embedportal.web.deps import AppSettings, DbSession, MicrosoftSignInsDep
-from embedportal.web.routes.auth import forget_session_cookies, is_https, safe_next
+from embedportal.web.routes.auth import finish_sign_in, is_https, safe_next
 from embedportal.web.templating import render
 
 router = APIRouter(tags=["sign-in"], include_in_schema=False)
@@ -206,29 +197,9 @@ def finish_microsoft_sign_in(
         logger.info("microsoft sign-in refused by the portal: %s", admitted.outcome.value)
         return _refused(request, admitted.outcome.value, next_url=next_url)
     # As with a password: an existing session ends, and the new one has a new token.
-    for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
-        end_session(session=db, cookie_value=request.cookies.get(name))
-    new = start_session(
-        session=db,
-        user=admitted,
-        user_agent=request.headers.get("user-agent", ""),
-        lifetime=timedelta(days=settings.session_lifetime_days),
-        now=now,
+    response = finish_sign_in(
+        request, db=db, settings=settings, user=admitted, next_url=next_url, now=now
     )
-    db.commit()
-    response = RedirectResponse(safe_next(next_url), status_code=303)
-    secure = is_https(request, settings)
-    response.set_cookie(
-        session_cookie_name(secure=secure),
-        new.cookie_value,
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-        path="/",
-    )
-    if secure and SESSION_COOKIE in request.cookies:
-        forget_session_cookies(response, plain_only=True)
-    response.delete_cookie(ANONYMOUS_CSRF_COOKIE, path="/")
     response.delete_cookie(FLOW_COOKIE, path=START_PATH)
     return response
 
