@@ -45,6 +45,7 @@ from embedportal.web.rate_limit import SessionBuckets
 from embedportal.web.routes import (
     account,
     admin_audit,
+    admin_branding,
     admin_capacities,
     admin_groups,
     admin_health,
@@ -57,6 +58,7 @@ from embedportal.web.routes import (
     api_session,
     api_tokens,
     auth,
+    brand,
     events,
     health,
     home,
@@ -228,7 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
     # The token API first: every open viewer calls it, and routes are matched in order.
-    for module in (api_tokens, health, vendor, home, auth, two_step, account, admin_users):
+    for module in (api_tokens, health, vendor, brand, home, auth, two_step, account, admin_users):
         app.include_router(module.router)
     for module in (admin_groups, admin_audit, events, api_session, api_docs, admin_capacities):
         app.include_router(module.router)
@@ -244,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_health,
         microsoft_signin,
         admin_outbox,
+        admin_branding,
     )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import gettext
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from datetime import date, datetime
 from functools import cache
 from io import BytesIO
 from pathlib import Path
 
+from babel.dates import format_date as _babel_date
+from babel.dates import format_datetime as _babel_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal as _babel_decimal
 from babel.support import Translations
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -30,6 +35,7 @@ _ENGLISH = gettext.NullTranslations()
 _current: ContextVar[gettext.NullTranslations | None] = ContextVar(
     "embedportal_translations", default=None
 )
+_current_language: ContextVar[str] = ContextVar("embedportal_language", default="en")
 
 
 def current_translations() -> gettext.NullTranslations:
@@ -85,13 +91,46 @@ def match_language(tag: str) -> str | None:
     return None
 
 
-def activate(language: str) -> Token[gettext.NullTranslations | None]:
+@dataclass(frozen=True)
+class Activation:
+    translations: Token[gettext.NullTranslations | None]
+    language: Token[str]
+
+
+def activate(language: str) -> Activation:
     """Speak ``language`` in this context from now on; ``deactivate`` with the result undoes it."""
-    return _current.set(translations_for(language))
+    return Activation(
+        _current.set(translations_for(language)),
+        _current_language.set(language if language in LANGUAGES else "en"),
+    )
 
 
-def deactivate(token: Token[gettext.NullTranslations | None]) -> None:
-    _current.reset(token)
+def deactivate(token: Activation) -> None:
+    _current.reset(token.translations)
+    _current_language.reset(token.language)
+
+
+def current_language() -> str:
+    return _current_language.get()
+
+
+# --- numbers and dates as the reader writes them (Babel's CLDR data) ---------------------------
+
+
+def format_number(value: float | int, places: int = 0) -> str:
+    """``value`` with ``places`` decimals and the reader's separators: 1,234.5 or 1.234,5."""
+    pattern = "#,##0" + ("." + "0" * places if places > 0 else "")
+    return str(_babel_decimal(value, format=pattern, locale=current_language()))
+
+
+def format_datetime(value: datetime) -> str:
+    """A moment as the reader writes one, to the second: Dec 3, 2026, 6:11:17 AM, or
+    3 de dez. de 2026 06:11:17."""
+    return str(_babel_datetime(value, "medium", tzinfo=value.tzinfo, locale=current_language()))
+
+
+def format_date(value: date) -> str:
+    return str(_babel_date(value, "medium", locale=current_language()))
 
 
 def gettext_(message: str, **variables: object) -> str:

@@ -16,6 +16,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import MailState, OutboxMail
 from embedportal.db.session import session_scope
 from embedportal.mail import messages
+from embedportal.mail.messages import MailBrand
 from embedportal.mail.outbox import claim_due, enqueue, recent_mails
 from embedportal.mail.sender import MailSender
 from embedportal.mail.transport import LogTransport, NoTransport, SmtpTransport, transport_for
@@ -27,7 +28,7 @@ LINK = "http://127.0.0.1/password/set/token"
 
 def _queue(app: FastAPI, recipient: str = "ana@example.com") -> int:
     mail = messages.password_reset(
-        language="en", organization="Acme", name="Ana", link=LINK, minutes=60
+        language="en", brand=MailBrand(name="Acme"), name="Ana", link=LINK, minutes=60
     )
     with session_scope(app.state.session_factory) as db:
         return enqueue(session=db, recipient=recipient, mail=mail).id

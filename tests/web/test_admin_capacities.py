@@ -581,7 +581,7 @@ def test_the_audit_says_what_happened_in_peoples_words(audited: TestClient) -> N
     assert accessibility_problems(page.text) == []
     assert "11 entries, newest first." in page.text and "When (Europe/Lisbon)" in page.text
     lines = audit_lines(page.text)
-    assert lines[0][0] == "2026-06-06 00:30:00"
+    assert lines[0][0] == "Jun 6, 2026, 12:30:00 AM"  # as an English reader writes it
     assert lines[0][1:3] == ["embedportalfabric", "Paused manually by ana@example.com"]
     described = [line[2] for line in lines]
     assert described == [

@@ -111,6 +111,9 @@ EXPECTED: dict[str, Row] = {
     # --- infrastructure ---------------------------------------------------------------------
     "GET /healthz": public(),
     "GET /static/vendor/{name}": public(),
+    # The brand: the sign-in page shows it, so it is public; no logo was uploaded here.
+    "GET /brand/theme.css": public(),
+    "GET /brand/{kind}": public(Expect(404)),
     # Prometheus scrapes without a session; the figures name no user. This app sets no
     # EMBEDPORTAL_METRICS_TOKEN; with one, every caller without it gets 401 (test_events.py).
     "GET /metrics": public(),
@@ -263,6 +266,10 @@ EXPECTED: dict[str, Row] = {
         },
     ),
     "POST /admin/settings/test-connection": admin_only(OK),
+    "GET /admin/branding": admin_only(),
+    "POST /admin/branding": admin_only(
+        Expect(303, "/admin/branding"), form={"brand_color": "#123456"}
+    ),
     # --- admin: viewer health ---------------------------------------------------------------
     "GET /admin/viewers": admin_only(),
     "GET /admin/viewers/rows": admin_only(query={"day": "2025-01-31"}),
@@ -374,6 +381,7 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
             "report_id": REPORT_ID,
             "grant_id": str(grant.id),
             "name": "htmx.min.js",
+            "kind": "logo",
             "viewer_id": str(users["viewer"].id),
             "capacity_id": CAPACITY_ID,
             # No link was ever made with it: the link pages refuse it (400), for everyone.

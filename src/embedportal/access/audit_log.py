@@ -167,6 +167,7 @@ def action_label(action: str) -> str:
         "reports.synced": _("Reports read from Power BI"),
         "token.issued": _("First embed token of the day for a report"),
         "organization.changed": _("Organization settings changed"),
+        "organization.branding_changed": _("Branding changed"),
         "capacities.synced": _("Capacities read from Power BI"),
         "capacity.configured": _("Capacity's Azure coordinates set"),
         "capacity.settings_changed": _("Capacity settings changed"),

@@ -11,8 +11,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit_log import organization_zone
+from embedportal.access.branding import LOGO, brand_of
 from embedportal.db.base import utcnow
-from embedportal.db.models import Organization, OutboxMail, User
+from embedportal.db.models import OutboxMail, User
 from embedportal.i18n import N_
 from embedportal.mail import messages
 from embedportal.mail.outbox import enqueue
@@ -27,9 +28,16 @@ PASSWORD_SET_FROM_CLI = N_(
 PASSWORD_RESET = N_("Your password was changed with a reset link sent to this address.")
 
 
-def organization_name(*, session: Session) -> str:
-    organization = session.get(Organization, 1)
-    return organization.name if organization is not None else "embedportal"
+def mail_brand(*, session: Session, base_url: str | None = None) -> messages.MailBrand:
+    """The organization as its mails show it; the logo only where the portal's address is known
+    (a mail needs an absolute URL)."""
+    brand = brand_of(session=session)
+    logo = brand.image_url(LOGO)
+    return messages.MailBrand(
+        name=brand.name,
+        color=brand.color,
+        logo_url=base_url.rstrip("/") + logo if base_url and logo else None,
+    )
 
 
 def mail_language(user: User, *, default: str) -> str:
@@ -43,6 +51,7 @@ def notify_credential_changed(
     user: User,
     what: str,
     default_language: str = "en",
+    base_url: str | None = None,
     now: datetime | None = None,
 ) -> OutboxMail:
     """Queue the notice "``what``, at this time" to ``user``. ``what`` is one of the sentences
@@ -50,9 +59,9 @@ def notify_credential_changed(
     when = (now or utcnow()).astimezone(organization_zone(session=session))
     mail = messages.credential_changed(
         language=mail_language(user, default=default_language),
-        organization=organization_name(session=session),
+        brand=mail_brand(session=session, base_url=base_url),
         name=user.name,
         what=what,
-        when=when.strftime("%Y-%m-%d %H:%M %Z"),
+        when=when,
     )
     return enqueue(session=session, recipient=user.email, mail=mail)

@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from embedportal.access.audit import record
 from embedportal.access.credential_notices import (
     PASSWORD_RESET,
+    mail_brand,
     mail_language,
     notify_credential_changed,
-    organization_name,
 )
 from embedportal.access.login import account_hash
 from embedportal.access.passwords import hash_password
@@ -130,7 +130,7 @@ def send_invitation(
     token = _issue(session=session, user=user, purpose=INVITATION, settings=settings, now=now)
     mail = messages.invitation(
         language=mail_language(user, default=settings.default_language),
-        organization=organization_name(session=session),
+        brand=mail_brand(session=session, base_url=base_url),
         name=user.name,
         email=user.email,
         link=link_url(base_url, token),
@@ -155,7 +155,7 @@ def send_reset_link(
     token = _issue(session=session, user=user, purpose=RESET, settings=settings, now=now)
     mail = messages.password_reset(
         language=mail_language(user, default=settings.default_language),
-        organization=organization_name(session=session),
+        brand=mail_brand(session=session, base_url=base_url),
         name=user.name,
         link=link_url(base_url, token),
         minutes=settings.password_reset_minutes,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -339,6 +340,22 @@ class Organization(Base):
     # "Require two-step sign-in for administrators"; None until an administrator chooses, and
     # then on in production, off in development (the demo admin signs in with a password).
     require_two_step_for_admins: Mapped[bool | None] = mapped_column(default=None)
+    # Branding: the primary colour as "#rrggbb", empty for the portal's own (access/branding.py).
+    brand_color: Mapped[str] = mapped_column(String(7), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BrandImage(Base):
+    """An image the organization brands the portal with: its logo, favicon or sign-in
+    background. In the database, not on a disk, so every instance of a fleet serves it."""
+
+    __tablename__ = "brand_images"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # branding.IMAGE_KINDS
+    content_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # SHA-256 of the data: the URL's version, so browsers may cache an image for a year.
+    digest: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

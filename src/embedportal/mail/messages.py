@@ -6,10 +6,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape
 
 from embedportal import i18n
 from embedportal.i18n import _
+
+
+@dataclass(frozen=True)
+class MailBrand:
+    """The organization as its mails show it: the name, and when branded, its colour (a checked
+    #rrggbb) and the absolute URL of its logo."""
+
+    name: str
+    color: str = ""
+    logo_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +42,30 @@ def _speaking(language: str) -> Iterator[str]:
         i18n.deactivate(token)
 
 
+def _banner(brand: MailBrand) -> str:
+    """The organization's name (and logo) above the words, in its colour when it has one."""
+    color = brand.color or "#1f2937"
+    logo = (
+        f'<img src="{escape(brand.logo_url, quote=True)}" alt="" height="32" '
+        'style="height: 32px; vertical-align: middle; margin-right: 8px">'
+        if brand.logo_url
+        else ""
+    )
+    return (
+        f'<div style="border-bottom: 3px solid {escape(color, quote=True)}; padding: 8px 0; '
+        f'margin-bottom: 16px; font-weight: bold; color: {escape(color, quote=True)}">'
+        f"{logo}{escape(brand.name)}</div>"
+    )
+
+
 def _compose(
-    *, kind: str, language: str, subject: str, paragraphs: list[str], link: str | None
+    *,
+    kind: str,
+    language: str,
+    subject: str,
+    paragraphs: list[str],
+    link: str | None,
+    brand: MailBrand,
 ) -> ComposedMail:
     """Plain text with the link on a line of its own (mail programs make it clickable), and
     HTML that escapes everything it is given."""
@@ -47,7 +80,8 @@ def _compose(
     html_body = (
         f'<!DOCTYPE html><html lang="{escape(language.replace("_", "-"))}"><head>'
         f'<meta charset="utf-8"><title>{escape(subject)}</title></head>'
-        f'<body style="font-family: sans-serif; line-height: 1.5">{"".join(html_parts)}'
+        f'<body style="font-family: sans-serif; line-height: 1.5">{_banner(brand)}'
+        f"{''.join(html_parts)}"
         "</body></html>\n"
     )
     return ComposedMail(
@@ -60,19 +94,19 @@ def _greeting(name: str) -> str:
 
 
 def invitation(
-    *, language: str, organization: str, name: str, email: str, link: str, hours: int
+    *, language: str, brand: MailBrand, name: str, email: str, link: str, hours: int
 ) -> ComposedMail:
     with _speaking(language) as chosen:
         return _compose(
             kind="invitation",
             language=chosen,
-            subject=_("Your account at %(organization)s", organization=organization),
+            subject=_("Your account at %(organization)s", organization=brand.name),
             paragraphs=[
                 _greeting(name),
                 _(
                     "An administrator of %(organization)s created an account for you "
                     "(%(email)s) to see its reports. Choose your password with this link:",
-                    organization=organization,
+                    organization=brand.name,
                     email=email,
                 ),
                 _(
@@ -82,23 +116,24 @@ def invitation(
                 ),
             ],
             link=link,
+            brand=brand,
         )
 
 
 def password_reset(
-    *, language: str, organization: str, name: str, link: str, minutes: int
+    *, language: str, brand: MailBrand, name: str, link: str, minutes: int
 ) -> ComposedMail:
     with _speaking(language) as chosen:
         return _compose(
             kind="password_reset",
             language=chosen,
-            subject=_("Set a new password for %(organization)s", organization=organization),
+            subject=_("Set a new password for %(organization)s", organization=brand.name),
             paragraphs=[
                 _greeting(name),
                 _(
                     "Someone, probably you, asked to set a new password for your account at "
                     "%(organization)s. Choose it with this link:",
-                    organization=organization,
+                    organization=brand.name,
                 ),
                 _(
                     "The link works once, within %(minutes)d minutes. If you did not ask for "
@@ -107,11 +142,12 @@ def password_reset(
                 ),
             ],
             link=link,
+            brand=brand,
         )
 
 
 def credential_changed(
-    *, language: str, organization: str, name: str, what: str, when: str
+    *, language: str, brand: MailBrand, name: str, what: str, when: datetime
 ) -> ComposedMail:
     """``what`` is an English sentence marked with N_ (access/credential_notices.py): it is
     translated here, in the recipient's language."""
@@ -119,17 +155,16 @@ def credential_changed(
         return _compose(
             kind="credential_changed",
             language=chosen,
-            subject=_(
-                "Your sign-in details at %(organization)s changed", organization=organization
-            ),
+            subject=_("Your sign-in details at %(organization)s changed", organization=brand.name),
             paragraphs=[
                 _greeting(name),
                 _(what),
-                _("When: %(when)s.", when=when),
+                _("When: %(when)s.", when=f"{i18n.format_datetime(when)} ({when.tzname()})"),
                 _(
                     "If this was not you or someone you asked, tell your administrator at "
                     "once: someone else may know your password."
                 ),
             ],
             link=None,
+            brand=brand,
         )

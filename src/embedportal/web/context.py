@@ -20,11 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
 from embedportal import i18n
+from embedportal.access.branding import DEFAULT_BRAND, Brand, brand_of
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.sessions import resolve_session, session_cookie_of
 from embedportal.asgi import HttpMiddleware
 from embedportal.db.base import utcnow
-from embedportal.db.models import Organization, User, WebSession
+from embedportal.db.models import User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.settings import Settings
 
@@ -53,7 +54,7 @@ class _Identity:
     user: User | None
     web_session_id: str | None
     csrf_token: str
-    organization_name: str
+    brand: Brand
 
 
 def _load_identity(
@@ -61,11 +62,10 @@ def _load_identity(
 ) -> _Identity:
     with session_scope(session_factory) as db:
         record = resolve_session(session=db, cookie_value=cookie_value, idle_minutes=idle_minutes)
-        organization = db.get(Organization, 1)
-        name = organization.name if organization is not None else "embedportal"
+        brand = brand_of(session=db)
         if record is None:
-            return _Identity(None, None, "", name)
-        return _Identity(record.user, record.id, record.csrf_token, name)
+            return _Identity(None, None, "", brand)
+        return _Identity(record.user, record.id, record.csrf_token, brand)
 
 
 # Session ids per query when checking open streams: well under SQLite's bound-parameter limit.
@@ -127,11 +127,13 @@ class RequestContext(HttpMiddleware):
         settings = request.app.state.settings
         request.state.user = None
         request.state.web_session_id = None
-        request.state.organization_name = "embedportal"
+        request.state.organization_name = DEFAULT_BRAND.name
+        request.state.brand = DEFAULT_BRAND
         new_anonymous_csrf: str | None = None
-        if not scope["path"].startswith(("/static/", "/healthz")):
+        if not scope["path"].startswith(("/static/", "/healthz", "/brand/")):
             identity = await _identity_of(request, settings.session_idle_minutes)
-            request.state.organization_name = identity.organization_name
+            request.state.organization_name = identity.brand.name
+            request.state.brand = identity.brand
             if identity.user is not None:
                 request.state.user = identity.user
                 request.state.web_session_id = identity.web_session_id

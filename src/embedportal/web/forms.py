@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
+from fastapi import UploadFile
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from embedportal.db.models import Capacity, Group, Organization, Role, User
@@ -223,6 +224,31 @@ class SettingsForm(PostedForm):
     def without_secret(self) -> Self:
         """The form to show again: a typed secret never goes back to the browser."""
         return self.model_copy(update={"powerbi_client_secret": "", "microsoft_client_secret": ""})
+
+
+class BrandingForm(PostedForm):
+    """Admin → Branding: the primary colour, and for each image a new file or "remove"."""
+
+    brand_color: str = ""
+    logo: UploadFile | None = None
+    favicon: UploadFile | None = None
+    sign_in_background: UploadFile | None = None
+    remove_logo: Checkbox = False
+    remove_favicon: Checkbox = False
+    remove_sign_in_background: Checkbox = False
+
+    @classmethod
+    def of(cls, organization: Organization) -> Self:
+        return cls(brand_color=organization.brand_color)
+
+    def upload(self, kind: str) -> UploadFile | None:
+        """The file chosen for ``kind``; a file input left empty sends no file."""
+        upload: UploadFile | None = getattr(self, kind)
+        return upload if upload is not None and upload.filename else None
+
+    def removed(self) -> frozenset[str]:
+        kinds = ("logo", "favicon", "sign_in_background")
+        return frozenset(kind for kind in kinds if getattr(self, f"remove_{kind}"))
 
 
 class GrantRolesForm(PostedForm):

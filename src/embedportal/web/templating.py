@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from embedportal import __version__, i18n
+from embedportal.access.branding import DEFAULT_BRAND
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 FLASH_COOKIE = "embedportal_flash"
@@ -31,6 +32,10 @@ def create_templates() -> Jinja2Templates:
     )
     env.globals["app_version"] = __version__
     env.globals["languages"] = i18n.LANGUAGES
+    # Numbers and moments as the reader writes them: {{ price | number(2) }}, {{ at | moment }}.
+    env.filters["number"] = i18n.format_number
+    env.filters["moment"] = i18n.format_datetime
+    env.filters["day"] = i18n.format_date
     return templates
 
 
@@ -74,7 +79,8 @@ def render(
         "csrf_token": getattr(request.state, "csrf_token", ""),
         "language": getattr(request.state, "language", "en"),
         "flash": flash,
-        "organization_name": getattr(request.state, "organization_name", "embedportal"),
+        "organization_name": getattr(request.state, "organization_name", DEFAULT_BRAND.name),
+        "brand": getattr(request.state, "brand", DEFAULT_BRAND),
         **(context or {}),
     }
     templates: Jinja2Templates = request.app.state.templates
