@@ -52,6 +52,7 @@ from embedportal.web.routes import (
     admin_reports,
     admin_settings,
     admin_users,
+    admin_view_as,
     admin_viewers,
     api_docs,
     api_session,
@@ -244,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_health,
         microsoft_signin,
         admin_outbox,
+        admin_view_as,
     )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)
