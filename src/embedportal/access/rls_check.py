@@ -222,14 +222,26 @@ def user_trials(
 
 
 def _refusal(trial: RlsTrial, error: PowerBIBadRequestError) -> RlsRefusal:
-    unknown = _UNKNOWN_ROLE.search(error.message)
+    kind, role, detail = identity_problem(error.message)
+    return RlsRefusal(trial.report_name, kind, role=role, detail=detail)
+
+
+def identity_problem(
+    message: str,
+) -> tuple[Literal["unknown_role", "roles_required", "refused"], str, str]:
+    """What Power BI's refusal of an identity says: (kind, the role it names, its own words
+    without the ids that mean nothing to a person)."""
+    unknown = _UNKNOWN_ROLE.search(message)
     if unknown is not None:
-        return RlsRefusal(trial.report_name, "unknown_role", role=unknown.group("role"))
-    if _ROLES_REQUIRED.search(error.message):
-        return RlsRefusal(trial.report_name, "roles_required")
-    # Power BI's own words, without the ids that mean nothing to a person.
-    detail = _GUID.sub("…", error.message).strip()
-    return RlsRefusal(trial.report_name, "refused", detail=detail)
+        return "unknown_role", unknown.group("role"), ""
+    if _ROLES_REQUIRED.search(message):
+        return "roles_required", "", ""
+    return "refused", "", without_ids(message)
+
+
+def without_ids(message: str) -> str:
+    """A service's message with its GUIDs (dataset, report, request ids) left out."""
+    return _GUID.sub("…", message).strip()
 
 
 async def _try(minter: TokenMinter, trial: RlsTrial) -> RlsRefusal | None:
