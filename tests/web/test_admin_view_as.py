@@ -171,3 +171,14 @@ def test_unknown_users_and_reports_are_404(
         headers={"X-CSRF-Token": csrf_of(admin), "Accept": "application/json"},
     )
     assert response.status_code == 404
+
+
+def test_the_banner_and_the_refusal_read_in_portuguese(
+    make_user: MakeUser, login_as: LoginAs, north: User, synced_reports: SyncedReports
+) -> None:
+    client = login_as(make_user("admin-pt@example.com", role="admin", language="pt_BR"))
+    page = client.get(f"/admin/users/{north.id}/view-as/{synced_reports[REGIONAL]}")
+    assert "Vendo como Nora North — o que essa pessoa vê" in unescape(page.text)
+    refused = client.get(f"/admin/users/{north.id}/view-as/{synced_reports[SALES]}")
+    assert refused.status_code == 403
+    assert "Nora North não pode abrir Sales Overview" in unescape(refused.text)
