@@ -110,7 +110,10 @@ def test_the_report_page_and_the_user_page_lead_to_view_as(
         f"/admin/reports/{report_id}/view-as", params={"user": north.id}, follow_redirects=False
     )
     assert chosen.status_code == 303
-    assert chosen.headers["location"] == f"/admin/users/{north.id}/view-as/{report_id}"
+    assert chosen.headers["location"] == f"/admin/users/{north.id}/view-as/{report_id}?back=report"
+    # Opened from the report's page, the way back leads there.
+    opened = admin.get(chosen.headers["location"])
+    assert f"/admin/reports/{report_id}" in [href for _text, href in links(opened.text)]
     user_page = admin.get(f"/admin/users/{north.id}").text
     assert f"/admin/users/{north.id}/view-as/{report_id}" in [h for _t, h in links(user_page)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -68,21 +68,33 @@ def choose_view_as(
 ) -> Response:
     """The report page's "View as" form (a user chosen): on to that user's view."""
     chosen, report = _user_and_report(db, user, report_id)
-    return RedirectResponse(f"/admin/users/{chosen.id}/view-as/{report.id}", status_code=303)
+    return RedirectResponse(
+        f"/admin/users/{chosen.id}/view-as/{report.id}?back=report", status_code=303
+    )
 
 
 @router.get("/admin/users/{user_id}/view-as/{report_id}", response_class=HTMLResponse)
 def view_as_page(
-    request: Request, user_id: UserId, report_id: str, admin: AdminUser, db: DbSession
+    request: Request,
+    user_id: UserId,
+    report_id: str,
+    admin: AdminUser,
+    db: DbSession,
+    back: Literal["user", "report"] = "user",
 ) -> HTMLResponse:
-    """The report as the user sees it, or (403) why they cannot open it."""
+    """The report as the user sees it, or (403) why they cannot open it. ``back``: the admin
+    page the way back leads to (the user's, or the report's)."""
     user, report = _user_and_report(db, user_id, report_id)
     refusal = view_as_refusal(session=db, user=user, report=report)
+    who = user.name or user.email
     context = {
         "report": report,
         "as_user": user,
-        "who": user.name or user.email,
+        "who": who,
         "refusal": refusal,
+        "back": (f"/admin/reports/{report.id}", _("Back to %(report)s", report=report.name))
+        if back == "report"
+        else (f"/admin/users/{user.id}", _("Back to %(name)s", name=who)),
     }
     if refusal is not None:
         return render(request, "admin/view_as.html", context, status_code=403)
