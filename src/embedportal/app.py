@@ -53,6 +53,7 @@ from embedportal.web.routes import (
     admin_reports,
     admin_settings,
     admin_users,
+    admin_view_as,
     admin_viewers,
     api_docs,
     api_session,
@@ -247,6 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         microsoft_signin,
         admin_outbox,
         admin_branding,
+        admin_view_as,
     )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)

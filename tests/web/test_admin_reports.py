@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from html import unescape
 
 import pytest
 from fastapi import FastAPI
@@ -14,8 +16,9 @@ from embedportal.db.session import session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE
 from embedportal.web.deps import get_settings
 from embedportal.web.push import PushEvent
+from tests.emulator.harness import Emulator
 from tests.support.html import elements, form_fields, links
-from tests.support.portal import LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
 
 HTMX = {"HX-Request": "true"}
 
@@ -173,8 +176,10 @@ def test_grant_to_a_user_and_a_group_through_htmx(
     assert (first.tag, first.attrs.get("id")) == ("section", "grants")
     assert "Regional Performance granted to Managers." in response.text
 
+    # Roles on a report without RLS are not tried (Power BI would use none of them).
+    sales_id = synced_reports["Sales Overview"]
     response = admin.post(
-        f"/admin/reports/{report_id}/grants",
+        f"/admin/reports/{sales_id}/grants",
         data={"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": "A, B"},
         headers=HTMX,
     )
@@ -270,7 +275,7 @@ def test_change_roles_and_remove_a_grant(
     csrf = csrf_of(admin, f"/admin/reports/{report_id}")
     admin.post(
         f"/admin/reports/{report_id}/grants",
-        data={"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": "Old"},
+        data={"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": ""},
         headers=HTMX,
     )
     with session_scope(app.state.session_factory) as db:
@@ -278,14 +283,14 @@ def test_change_roles_and_remove_a_grant(
 
     response = admin.post(
         f"/admin/reports/{report_id}/grants/{grant_id}/roles",
-        data={"csrf_token": csrf, "rls_roles": "Region Manager, Auditor"},
+        data={"csrf_token": csrf, "rls_roles": REGION_MANAGER_ROLE},
         headers=HTMX,
     )
     assert response.status_code == 200
     assert "RLS roles saved." in response.text
     roles_form = f"/admin/reports/{report_id}/grants/{grant_id}/roles"
     roles_fields = form_fields(response.text, action=roles_form)
-    assert roles_fields["rls_roles"].value == "Region Manager, Auditor"
+    assert roles_fields["rls_roles"].value == REGION_MANAGER_ROLE
     # Each grant's forms carry the page's CSRF token, whatever draws them.
     assert roles_fields["csrf_token"].value == csrf
     # Remove asks first: htmx through the browser's confirmation naming who loses access (the
@@ -321,3 +326,155 @@ def test_change_roles_and_remove_a_grant(
 
 def test_unknown_reports_are_404(admin: TestClient) -> None:
     assert admin.get("/admin/reports/nope").status_code == 404
+
+
+# --- the RLS try-out on save, and the roles offered (issue #13) ------------------------------
+
+
+def dead_power_bi(app: FastAPI) -> None:
+    """Point the Power BI API at a loopback port nobody listens on (Entra still answers)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = app.state.settings.model_copy(
+        update={"powerbi_api_url": f"http://127.0.0.1:{port}"}
+    )
+    app.dependency_overrides[get_settings] = lambda: unreachable
+
+
+def grant_roles(app: FastAPI) -> dict[int | None, list[str]]:
+    with session_scope(app.state.session_factory) as db:
+        return {grant.user_id: grant.rls_roles for grant in db.scalars(select(ReportGrant))}
+
+
+def test_a_role_the_reports_data_does_not_have_is_refused_in_plain_words(
+    app: FastAPI, synced_reports: SyncedReports, admin: TestClient, make_user: MakeUser
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Regional Performance"]
+    csrf = csrf_of(admin, f"/admin/reports/{report_id}")
+    with session_scope(app.state.session_factory) as db:
+        dataset_id = db.get(Report, report_id).dataset_id  # type: ignore[union-attr]
+    for headers in (HTMX, {}):
+        response = admin.post(
+            f"/admin/reports/{report_id}/grants",
+            data={
+                "csrf_token": csrf,
+                "grantee": f"user:{viewer.id}",
+                "rls_roles": "Regoin Manager",
+            },
+            headers=headers,
+        )
+        assert response.status_code == 400
+        assert (
+            "The RLS role “Regoin Manager” does not exist in this report's data "
+            "(Regional Performance)." in unescape(response.text)
+        )
+        assert dataset_id not in response.text  # no ids, no codes
+        assert "PowerBIError" not in response.text
+        # The form keeps what was typed, and the check ran: no "save without the check".
+        assert (
+            form_fields(response.text, action=f"/admin/reports/{report_id}/grants")[
+                "rls_roles"
+            ].value
+            == "Regoin Manager"
+        )
+        assert "save_unchecked" not in response.text
+    assert grant_roles(app) == {}
+
+
+def test_the_right_role_is_tried_then_saved(
+    app: FastAPI,
+    emulator: Emulator,
+    synced_reports: SyncedReports,
+    admin: TestClient,
+    make_user: MakeUser,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Regional Performance"]
+    before = emulator.stats()["generateTokenCalls"]
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={
+            "csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"),
+            "grantee": f"user:{viewer.id}",
+            "rls_roles": REGION_MANAGER_ROLE,
+        },
+        headers=HTMX,
+    )
+    assert response.status_code == 200
+    assert "Regional Performance granted to viewer@example.com." in unescape(response.text)
+    assert emulator.stats()["generateTokenCalls"] == before + 1  # the try-out
+    assert grant_roles(app) == {viewer.id: [REGION_MANAGER_ROLE]}
+
+
+def test_changing_a_grants_roles_to_a_wrong_one_keeps_the_old_ones(
+    app: FastAPI,
+    synced_reports: SyncedReports,
+    admin: TestClient,
+    make_user: MakeUser,
+    grant: Grant,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Regional Performance"]
+    grant(report_id, user=viewer, roles=[REGION_MANAGER_ROLE])
+    with session_scope(app.state.session_factory) as db:
+        grant_id = db.scalars(select(ReportGrant.id)).one()
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants/{grant_id}/roles",
+        data={
+            "csrf_token": csrf_of(admin, f"/admin/reports/{report_id}"),
+            "rls_roles": "Region Manager, Auditor",
+        },
+        headers=HTMX,
+    )
+    assert response.status_code == 400
+    assert "The RLS role “Auditor” does not exist in this report's data" in unescape(response.text)
+    roles_form = f"/admin/reports/{report_id}/grants/{grant_id}/roles"
+    assert form_fields(response.text, action=roles_form)["rls_roles"].value == (
+        "Region Manager, Auditor"
+    )
+    assert grant_roles(app) == {viewer.id: [REGION_MANAGER_ROLE]}
+
+
+def test_when_power_bi_cannot_be_asked_the_form_offers_to_save_anyway(
+    app: FastAPI, synced_reports: SyncedReports, admin: TestClient, make_user: MakeUser
+) -> None:
+    viewer = make_user("viewer@example.com")
+    report_id = synced_reports["Regional Performance"]
+    csrf = csrf_of(admin, f"/admin/reports/{report_id}")
+    dead_power_bi(app)
+    posted = {"csrf_token": csrf, "grantee": f"user:{viewer.id}", "rls_roles": "Region Manager"}
+    response = admin.post(f"/admin/reports/{report_id}/grants", data=posted, headers=HTMX)
+    assert response.status_code == 400
+    assert "The RLS roles could not be checked: Power BI did not answer" in unescape(response.text)
+    fields = form_fields(response.text, action=f"/admin/reports/{report_id}/grants")
+    assert fields["save_unchecked"].type == "checkbox"
+    assert grant_roles(app) == {}
+
+    response = admin.post(
+        f"/admin/reports/{report_id}/grants",
+        data={**posted, "save_unchecked": "on"},
+        headers=HTMX,
+    )
+    assert response.status_code == 200
+    assert "Regional Performance granted to viewer@example.com." in unescape(response.text)
+    assert grant_roles(app) == {viewer.id: [REGION_MANAGER_ROLE]}
+
+
+def test_the_roles_in_use_for_the_dataset_are_offered(
+    synced_reports: SyncedReports, admin: TestClient, make_user: MakeUser, grant: Grant
+) -> None:
+    report_id = synced_reports["Regional Performance"]
+    page = admin.get(f"/admin/reports/{report_id}").text
+    assert not elements(page, "datalist")  # none in use yet
+    grant(report_id, group="Managers", roles=[REGION_MANAGER_ROLE])
+    page = admin.get(f"/admin/reports/{report_id}").text
+    (choices,) = elements(page, "datalist")
+    assert choices.attrs["id"] == "rls-role-choices"
+    assert [option.attrs["value"] for option in elements(choices, "option")] == [
+        REGION_MANAGER_ROLE
+    ]
+    fields = form_fields(page, action=f"/admin/reports/{report_id}/grants")
+    assert fields["rls_roles"].attrs["list"] == "rls-role-choices"
+    assert "View as" in page  # the help text names the way to check a username

@@ -305,6 +305,14 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/capacities/{capacity_id}/turn-off": admin_only(REFUSED),
     "GET /admin/capacities/{capacity_id}/sku": admin_only(query={"sku": "A2"}),
     "POST /admin/capacities/{capacity_id}/sku": admin_only(REFUSED, form={"sku": "A2"}),
+    # --- admin: View as (the subject's view of the seeded report, which they may not open) ---
+    # The report page's form: a user id that is none is refused; a real one leads on (303).
+    "GET /admin/reports/{report_id}/view-as": admin_only(REFUSED, query={"user": "0"}),
+    # An administrator is told why the subject cannot open it (the page, and the token).
+    "GET /admin/users/{user_id}/view-as/{report_id}": admin_only(FORBIDDEN),
+    "POST /admin/users/{user_id}/view-as/{report_id}/token": admin_only(
+        Expect(403, json_code="Forbidden"), json={"reason": "load"}
+    ),
 }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from embedportal.access.audit import record
 from embedportal.access.users import UserInputError, parse_rls_roles
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
-from embedportal.i18n import N_
+from embedportal.i18n import N_, _
 from embedportal.powerbi import EffectiveIdentity
 
 
@@ -288,3 +288,51 @@ def _grantee_label(grant: ReportGrant) -> str:
     if grant.user is not None:
         return f"user:{grant.user.email}"
     return f"group:{grant.group_id}" if grant.group_id is not None else f"user:{grant.user_id}"
+
+
+# --- "View as": an administrator opens a report as a given user sees it ------------------------
+
+
+def view_as_refusal(*, session: Session, user: User, report: Report) -> str | None:
+    """Why the user could not open the report, in words for the administrator who asked to see
+    it as them (translated); None when they can."""
+    name = user.name or user.email
+    if user.is_blocked:
+        return _("%(name)s is blocked: they cannot open any report.", name=name)
+    if not report.is_available:
+        return _("%(report)s is no longer in Power BI.", report=report.name)
+    if not can_view(session=session, user=user, report=report):
+        return _(
+            "%(name)s may not open %(report)s: it is granted neither to them nor to one of "
+            "their groups.",
+            name=name,
+            report=report.name,
+        )
+    try:
+        effective_identity(session=session, user=user, report=report)
+    except RlsIdentityMissingError:
+        return _(
+            "%(name)s has no RLS role for %(report)s, so it cannot be shown to them. Give them "
+            "a role on the report's grant or on their user page.",
+            name=name,
+            report=report.name,
+        )
+    return None
+
+
+def record_viewed_as(*, session: Session, actor: User, user: User, report: Report) -> None:
+    """Audit an administrator's opening of a report as another user (``report.viewed_as``)."""
+    identity = rls_identity_of(session=session, user=user, report=report)
+    record(
+        session=session,
+        actor=actor,
+        action="report.viewed_as",
+        target_type="report",
+        target_id=report.id,
+        detail={
+            "report": report.name,
+            "as_user": user.email,
+            "rls_username": identity.username if report.rls_required else None,
+            "rls_roles": list(identity.roles) if report.rls_required else [],
+        },
+    )

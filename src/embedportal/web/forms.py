@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from fastapi import UploadFile
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -74,6 +74,17 @@ class UserForm(CapacityRightsForm):
             may_start_capacity=user.may_start_capacity,
             keeps_capacity_on=user.keeps_capacity_on,
         )
+
+
+class UserEditForm(UserForm):
+    """ "Edit user" as posted: the user's fields, and whether to save RLS settings Power BI
+    could not be asked about (access/rls_check.py)."""
+
+    save_unchecked: Checkbox = False
+
+    def fields(self) -> dict[str, Any]:
+        """The fields `access.users.update_user` takes."""
+        return self.model_dump(exclude={"save_unchecked"})
 
 
 class NewUserForm(UserForm):
@@ -252,9 +263,11 @@ class BrandingForm(PostedForm):
 
 
 class GrantRolesForm(PostedForm):
-    """The RLS roles of one grant, separated by commas."""
+    """The RLS roles of one grant, separated by commas; ``save_unchecked``: save them even when
+    Power BI could not be asked whether they exist (access/rls_check.py)."""
 
     rls_roles: str = ""
+    save_unchecked: Checkbox = False
 
 
 class GrantForm(GrantRolesForm):

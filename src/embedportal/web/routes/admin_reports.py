@@ -21,6 +21,7 @@ from embedportal.access.grants import (
     set_grant_roles,
 )
 from embedportal.access.organization import effective_connection
+from embedportal.access.rls_check import grant_trials, roles_in_use
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
 from embedportal.i18n import N_, _
 from embedportal.powerbi import PowerBIError
@@ -36,6 +37,7 @@ from embedportal.web.deps import (
 )
 from embedportal.web.forms import MAX_ID, GrantForm, GrantRolesForm
 from embedportal.web.push import PushEvent, PushHub, notify_access_changed
+from embedportal.web.rls_checks import roles_refused
 from embedportal.web.templating import flash_redirect, render
 
 logger = logging.getLogger("embedportal.web")
@@ -147,7 +149,11 @@ def _grants_context(
     error: str | None = None,
     message: str | None = None,
     form: GrantForm | None = None,
+    roles_form: tuple[int, GrantRolesForm] | None = None,
+    unchecked: bool = False,
 ) -> dict[str, object]:
+    """``roles_form``: a grant's roles form as posted (refused: shown again as typed);
+    ``unchecked``: the RLS check could not run, so the posted form offers to save anyway."""
     users, groups = _grantee_choices(db)
     return {
         "report": report,
@@ -157,6 +163,11 @@ def _grants_context(
         "grant_error": error,
         "grant_message": message,
         "grant_form": form or GrantForm(),
+        "roles_form": roles_form,
+        "rls_unchecked": unchecked,
+        "role_choices": roles_in_use(session=db, dataset_id=report.dataset_id)
+        if report.rls_required
+        else [],
     }
 
 
@@ -169,17 +180,27 @@ def _grants_answer(
     message: str,
     error: str | None = None,
     form: GrantForm | None = None,
+    roles_form: tuple[int, GrantRolesForm] | None = None,
+    unchecked: bool = False,
 ) -> Response:
     """htmx gets the refreshed partial; a plain form post gets 303 back to the report page."""
     if htmx:
         context = _grants_context(
-            db, report, error=error, message=None if error else message, form=form
+            db,
+            report,
+            error=error,
+            message=None if error else message,
+            form=form,
+            roles_form=roles_form,
+            unchecked=unchecked,
         )
         return render(
             request, "admin/_report_grants.html", context, status_code=400 if error else 200
         )
     if error:
-        context = _grants_context(db, report, error=error, form=form)
+        context = _grants_context(
+            db, report, error=error, form=form, roles_form=roles_form, unchecked=unchecked
+        )
         return render(request, "admin/report.html", context, status_code=400)
     return flash_redirect(request, f"/admin/reports/{report.id}", message)
 
@@ -210,6 +231,8 @@ def add_grant(
     report: AdminReport,
     admin: AdminUser,
     db: DbSession,
+    settings: AppSettings,
+    clients: PowerBIClientsDep,
     hub: PushHubDep,
     htmx: IsHtmx,
     form: Annotated[GrantForm, Form()],
@@ -222,6 +245,32 @@ def add_grant(
         return _grants_answer(request, db, report, htmx=htmx, message="", error=error, form=form)
     try:
         roles = parse_roles(form.rls_roles)
+    except GrantInputError as problem:
+        return _grants_answer(
+            request, db, report, htmx=htmx, message="", error=_(str(problem)), form=form
+        )
+    trials = grant_trials(
+        session=db, report=report, roles=roles, user=user, group=group, actor=admin
+    )
+    refused = roles_refused(
+        session=db,
+        settings=settings,
+        clients=clients,
+        trials=trials,
+        save_unchecked=form.save_unchecked,
+    )
+    if refused is not None:
+        return _grants_answer(
+            request,
+            db,
+            report,
+            htmx=htmx,
+            message="",
+            error=refused.reason,
+            form=form,
+            unchecked=refused.unchecked,
+        )
+    try:
         grant = grant_report(
             session=db, report=report, user=user, group=group, roles=roles, actor=admin
         )
@@ -242,14 +291,38 @@ def change_grant_roles(
     grant: ReportGrantOf,
     admin: AdminUser,
     db: DbSession,
+    settings: AppSettings,
+    clients: PowerBIClientsDep,
     hub: PushHubDep,
     htmx: IsHtmx,
     form: Annotated[GrantRolesForm, Form()],
 ) -> Response:
+    typed = (grant.id, form)
     try:
         roles = parse_roles(form.rls_roles)
     except GrantInputError as problem:
-        return _grants_answer(request, db, report, htmx=htmx, message="", error=_(str(problem)))
+        return _grants_answer(
+            request, db, report, htmx=htmx, message="", error=_(str(problem)), roles_form=typed
+        )
+    trials = grant_trials(session=db, report=report, roles=roles, grant=grant, actor=admin)
+    refused = roles_refused(
+        session=db,
+        settings=settings,
+        clients=clients,
+        trials=trials,
+        save_unchecked=form.save_unchecked,
+    )
+    if refused is not None:
+        return _grants_answer(
+            request,
+            db,
+            report,
+            htmx=htmx,
+            message="",
+            error=refused.reason,
+            roles_form=typed,
+            unchecked=refused.unchecked,
+        )
     set_grant_roles(session=db, grant=grant, roles=roles, actor=admin)
     _access_changed(db, hub, _affected_user_ids(db, grant))
     return _grants_answer(request, db, report, htmx=htmx, message=_("RLS roles saved."))

@@ -12,7 +12,9 @@ from embedportal.access.audit_log import organization_zone
 from embedportal.access.grants import access_of
 from embedportal.access.groups import groups_of
 from embedportal.access.login import lockouts
+from embedportal.access.organization import PowerBIClients
 from embedportal.access.passwords import has_password
+from embedportal.access.rls_check import roles_in_use_for_user, user_trials
 from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
 from embedportal.db.models import User
@@ -24,13 +26,22 @@ from embedportal.web.deps import (
     CsrfProtected,
     DbSession,
     IsHtmx,
+    PowerBIClientsDep,
     PushHubDep,
     stored_or_404,
 )
-from embedportal.web.forms import NewUserForm, PasswordForm, UnlockForm, UserForm, UserListQuery
+from embedportal.web.forms import (
+    NewUserForm,
+    PasswordForm,
+    UnlockForm,
+    UserEditForm,
+    UserForm,
+    UserListQuery,
+)
 from embedportal.web.links import portal_base_url
 from embedportal.web.paging import Page
 from embedportal.web.push import PushHub, notify_access_changed
+from embedportal.web.rls_checks import RolesRefused, roles_refused
 from embedportal.web.templating import flash_redirect, render, render_form
 
 router = APIRouter(prefix="/admin/users", tags=["admin"], include_in_schema=False)
@@ -149,7 +160,9 @@ def _edit_page(
     settings: Settings,
     values: UserForm | None = None,
     errors: dict[str, str] | None = None,
+    rls_unchecked: bool = False,
 ) -> Response:
+    """``rls_unchecked``: the RLS check could not run; the form offers to save without it."""
     return render_form(
         request,
         "admin/users_edit.html",
@@ -159,6 +172,8 @@ def _edit_page(
             "errors": errors or {},
             "groups": groups_of(session=db, user=user),
             "user_access": access_of(session=db, user=user),
+            "role_choices": roles_in_use_for_user(session=db, user=user),
+            "rls_unchecked": rls_unchecked,
             "two_step_enabled": two_step.is_enabled(session=db, user_id=user.id),
             "lockout": lockouts(
                 session=db, settings=settings, now=utcnow(), user_ids=[user.id]
@@ -183,13 +198,25 @@ def update_user(
     db: DbSession,
     settings: AppSettings,
     admin: AdminUser,
+    clients: PowerBIClientsDep,
     hub: PushHubDep,
     user_id: UserId,
-    form: Annotated[UserForm, Form()],
+    form: Annotated[UserEditForm, Form()],
 ) -> Response:
     user = _user_or_404(db, user_id)
+    refused = _rls_refused(db, settings, clients, user, form)
+    if refused is not None:
+        return _edit_page(
+            request,
+            db,
+            user,
+            settings=settings,
+            values=form,
+            errors={"rls_roles": refused.reason},
+            rls_unchecked=refused.unchecked,
+        )
     try:
-        changes = users.update_user(session=db, user=user, **form.model_dump(), actor=admin)
+        changes = users.update_user(session=db, user=user, **form.fields(), actor=admin)
     except UserInputError as error:
         return _edit_page(
             request,
@@ -204,6 +231,28 @@ def update_user(
         notify_access_changed(hub, [user.id])
     message = _("Changes saved.") if changes else _("Nothing was changed.")
     return flash_redirect(request, f"/admin/users/{user.id}", message)
+
+
+def _rls_refused(
+    db: DbSession, settings: Settings, clients: PowerBIClients, user: User, form: UserEditForm
+) -> RolesRefused | None:
+    """Changed RLS settings are tried on the user's RLS reports (access/rls_check.py) before
+    they are saved. Values the service will refuse anyway are left to it."""
+    try:
+        username = users.normalise_rls_username(form.rls_username)
+        roles = users.parse_rls_roles(form.rls_roles)
+    except UserInputError:
+        return None
+    if (username, roles) == (user.rls_username, list(user.rls_roles or [])):
+        return None
+    trials = user_trials(session=db, user=user, rls_username=username, rls_roles=roles)
+    return roles_refused(
+        session=db,
+        settings=settings,
+        clients=clients,
+        trials=trials,
+        save_unchecked=form.save_unchecked,
+    )
 
 
 @router.post("/{user_id}/password", dependencies=[CsrfProtected])

@@ -29,6 +29,7 @@ from embedportal.access.organization import (
     effective_connection,
     get_organization,
 )
+from embedportal.access.rls_check import identity_problem
 from embedportal.capacity.activity import ActivityKind
 from embedportal.capacity.control import CapacityControl, CapacityNotConfiguredError
 from embedportal.capacity.controller import CapacityController, request_resume
@@ -252,10 +253,28 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
             "Admin → Reports."
         )
         return _error(502, detail, "ReportNotInPowerBI")
-    return _error(
-        502,
-        _("Power BI refused the token request: %(reason)s", reason=error.message),
-        "PowerBIError",
+    return _error(502, _refusal_in_plain_words(error), "PowerBIError")
+
+
+def _refusal_in_plain_words(error: PowerBIError) -> str:
+    """Power BI's other refusals as the viewer reads them: a role or identity problem said as
+    such, anything else with Power BI's words (without ids) for whoever they ask for help."""
+    kind, role, detail = identity_problem(error.message)
+    if kind == "unknown_role":
+        return _(
+            "Your RLS role “%(role)s” does not exist in this report's data, so the report "
+            "cannot be shown to you. Ask an administrator to correct your RLS roles.",
+            role=role,
+        )
+    if kind == "roles_required":
+        return _(
+            "This report's data is filtered by RLS role and you have none for it. Ask an "
+            "administrator to set your RLS role for this report."
+        )
+    return _(
+        "Power BI refused to open this report. Ask an administrator to check it in Admin → "
+        "Reports. Power BI said: %(reason)s",
+        reason=detail,
     )
 
 

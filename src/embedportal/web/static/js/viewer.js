@@ -359,13 +359,24 @@ function overlays(slot) {
   return [...slot.querySelectorAll('[data-overlay]')];
 }
 
+/** The page's translated words for a failure the browser names itself (NetworkError, …);
+ * the server's answers come translated already. */
+function plainMessage(slot, code) {
+  if (!code) return undefined;
+  for (const item of slot.querySelectorAll('[data-message-for]')) {
+    if (item.dataset.messageFor === code) return item.textContent.trim();
+  }
+  return undefined;
+}
+
 function showOverlay(slot, name, info = {}) {
   for (const overlay of overlays(slot)) {
     const visible = overlay.dataset.overlay === name;
     overlay.hidden = !visible;
     if (!visible) continue;
     const reason = overlay.querySelector('[data-reason]');
-    if (reason && info.message) reason.textContent = info.message;
+    const message = plainMessage(slot, info.code) ?? info.message;
+    if (reason && message) reason.textContent = message;
     const code = overlay.querySelector('[data-code]');
     if (code) code.textContent = info.code ?? '';
     const signIn = overlay.querySelector('[data-sign-in]');
