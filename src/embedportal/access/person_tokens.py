@@ -32,6 +32,8 @@ logger = logging.getLogger("embedportal.access")
 
 # Renewed this long before it expires, so a viewer never holds one about to lapse.
 DEFAULT_MARGIN_SECONDS = 300.0
+# An ask for a newer token still gets one obtained less than this long ago.
+RENEW_GRACE_SECONDS = 30.0
 # How long the workspaces a person's own token lists are kept (their Power BI rights).
 DEFAULT_WORKSPACES_SECONDS = 300.0
 _HTTP_TIMEOUT = 10.0
@@ -45,6 +47,8 @@ class PersonToken:
     expires_at: datetime
     # Its whole life when it was obtained (0: unknown), which bounds the renewal margin.
     lifetime_seconds: float = 0.0
+    # When it was obtained (the PersonTokens clock), for asks that want a newer one.
+    obtained_at: float = 0.0
 
 
 class PersonTokenRefused(Exception):
@@ -77,10 +81,18 @@ class PersonTokens:
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def _fresh(self, user_id: int) -> PersonToken | None:
+    def _fresh(self, user_id: int, *, renew: bool = False) -> PersonToken | None:
         token = self._tokens.get(user_id)
         if token is None:
             return None
+        if renew:
+            # Asked for a newer one (the token the viewer holds is due): only a token obtained
+            # just now is kept, so the several reports of a TV wall share one renewal.
+            grace = RENEW_GRACE_SECONDS
+            if token.lifetime_seconds:
+                grace = min(grace, token.lifetime_seconds / 4)
+            if self._clock() - token.obtained_at >= grace:
+                return None
         # A short-lived token (a test's, or a tenant's policy) is kept for two thirds of its life.
         margin = self._margin
         if token.lifetime_seconds:
@@ -89,10 +101,10 @@ class PersonTokens:
             return token
         return None
 
-    def cached(self, user_id: int) -> PersonToken | None:
-        """The user's token if one is kept and not yet due for renewal: memory only, so the
-        event loop may ask (no thread, no database)."""
-        return self._fresh(user_id)
+    def cached(self, user_id: int, *, renew: bool = False) -> PersonToken | None:
+        """The user's token if one is kept and not yet due for renewal (``renew``: and was
+        obtained just now): memory only, so the event loop may ask (no thread, no database)."""
+        return self._fresh(user_id, renew=renew)
 
     def token_for(
         self,
@@ -101,14 +113,16 @@ class PersonTokens:
         session_factory: sessionmaker[Session],
         settings: Settings,
         flows: MicrosoftSignIns,
+        renew: bool = False,
     ) -> PersonToken:
-        cached = self._fresh(user_id)
+        """The user's token, renewed when due (``renew``: unless obtained just now)."""
+        cached = self._fresh(user_id, renew=renew)
         if cached is not None:
             return cached
         with self._guard:
             lock = self._locks.setdefault(user_id, threading.Lock())
         with lock:
-            cached = self._fresh(user_id)  # another thread renewed it meanwhile
+            cached = self._fresh(user_id, renew=renew)  # another thread renewed it meanwhile
             if cached is not None:
                 return cached
             with session_scope(session_factory) as db:
@@ -133,8 +147,9 @@ class PersonTokens:
                     user_id=user_id,
                     refresh_token=renewed.refresh_token,
                 )
-            lifetime = max(0.0, renewed.expires_at.timestamp() - self._clock())
-            token = PersonToken(renewed.access_token, renewed.expires_at, lifetime)
+            now = self._clock()
+            lifetime = max(0.0, renewed.expires_at.timestamp() - now)
+            token = PersonToken(renewed.access_token, renewed.expires_at, lifetime, now)
             self._tokens[user_id] = token
             return token
 

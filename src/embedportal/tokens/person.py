@@ -27,6 +27,10 @@ ENTRA_UNAVAILABLE = "EntraUnavailable"
 MICROSOFT_SIGN_IN_NOT_CONFIGURED = "MicrosoftSignInNotConfigured"
 # How soon a viewer should ask again when Entra did not answer.
 ENTRA_RETRY_SECONDS = 5
+# Reasons a viewer asks when the token it holds is due (the iframe's newAccessToken hook, the
+# keeper's margin, a timed refresh, an expiry): they get a newer token than the one kept, or
+# the iframe would be handed back the token it is replacing.
+RENEWING_REASONS = frozenset({"hook", "margin", "timed", "expired-error", "recovery", "manual"})
 
 SIGN_IN_NEEDED_MESSAGE = N_(
     "This report opens with your own Power BI account. Sign in with Microsoft to see it."
@@ -67,15 +71,22 @@ async def person_token(
     session_factory: sessionmaker[Session],
     settings: Settings,
     flows: MicrosoftSignIns,
+    reason: str = "load",
 ) -> PersonToken:
-    """The person's current Power BI token. Raises PersonTokenRefusal."""
-    cached = tokens.cached(user_id)
+    """The person's current Power BI token (for a renewing ``reason``, a newer one than
+    kept). Raises PersonTokenRefusal."""
+    renew = reason in RENEWING_REASONS
+    cached = tokens.cached(user_id, renew=renew)
     if cached is not None:
         return cached
     try:
         return await run_in_threadpool(
             lambda: tokens.token_for(
-                user_id=user_id, session_factory=session_factory, settings=settings, flows=flows
+                user_id=user_id,
+                session_factory=session_factory,
+                settings=settings,
+                flows=flows,
+                renew=renew,
             )
         )
     except PersonTokenRefused as refused:

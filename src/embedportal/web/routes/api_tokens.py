@@ -411,6 +411,7 @@ async def _person_answer(
             session_factory=api.session_factory,
             settings=api.settings,
             flows=api.sign_ins,
+            reason=reason,
         )
     except PersonTokenRefusal as refusal:
         api.metrics.token_requests.labels(
