@@ -275,11 +275,17 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
     response_model=TokenAnswer,
     responses={
         401: {"description": "Not signed in"},
-        403: {"description": "No access, or no RLS identity for an RLS report"},
+        403: {
+            "description": "No access, no RLS identity for an RLS report, or (user-owned "
+            "report) no Microsoft sign-in: code MicrosoftSignInNeeded"
+        },
         404: {"description": "Unknown report"},
         429: {"description": "Power BI throttled; Retry-After says when to retry"},
         502: {"description": "Power BI refused (credentials, permissions)"},
-        503: {"description": "Capacity off (code CapacityNotActive) or Power BI unreachable"},
+        503: {
+            "description": "Capacity off (code CapacityNotActive), Power BI unreachable, or "
+            "Entra unreachable for a user-owned report (EntraUnavailable)"
+        },
     },
 )
 async def issue_token(
