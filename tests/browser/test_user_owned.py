@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, Route, expect
 from embedportal.emulator.settings import DEFAULT_DIRECTORY_PASSWORD
 from tests.browser.keeper_support import (
     ADMIN,
+    REPORT,
     TOKEN_EXPIRED,
     TokenCalls,
     assert_visuals_load,
@@ -140,6 +141,29 @@ def test_a_failing_provider_shows_the_expiry_then_recovers_by_itself(
         assert seen["marker"] == marker, "the page itself must not have been reloaded"
         assert seen["states"][-1] == "live", seen
         assert_visuals_load(page)
+
+
+def test_without_a_microsoft_sign_in_the_viewer_offers_one_and_comes_back(
+    page: Page, portal: Portal
+) -> None:
+    """The administrator signs in with a password: the report asks for their own Microsoft
+    sign-in, in plain words, and its link leads through Entra back to the open report."""
+    calls = TokenCalls.record(page)
+    sign_in(page, portal.url, *ADMIN)
+    with explain(page, portal.server, calls):
+        page.get_by_role("link", name=REPORT, exact=True).click()
+        needed = page.locator('[data-overlay="microsoftSignIn"]')
+        expect(needed).to_be_visible(timeout=10_000)
+        expect(needed).to_contain_text("This report opens with your own Power BI account.")
+        assert [c.status for c in calls.with_reason("load")] == [403], calls.summary()
+
+        needed.get_by_role("link", name="Sign in with Microsoft").click()
+        page.locator("#email").fill(ADMIN[0])
+        page.locator("#password").fill(DEFAULT_DIRECTORY_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name=REPORT)).to_be_visible()
+        expect(card(page)).to_have_text(total_revenue(), timeout=20_000)
+        expect(needed).to_be_hidden()
 
 
 @pytest.fixture
