@@ -166,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.read_cache.watch_commits(app.state.session_factory)
     app.state.push_hub.add_listener(app.state.read_cache.invalidate)
+    # Blocked, deleted or signed out (on any instance): their own Power BI token is dropped here.
+    app.state.push_hub.add_listener(app.state.person_tokens.forget_addressed)
     app.state.token_tally = TokenTally(app.state.session_factory)
     app.state.telemetry_limiter = SessionBuckets(per_minute=settings.telemetry_events_per_minute)
     app.state.background.append(app.state.token_tally.run)

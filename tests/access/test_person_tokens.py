@@ -123,3 +123,48 @@ def test_a_forgotten_token_is_asked_for_again(app: FastAPI, north_id: int) -> No
     first = _token(app, tokens, north_id)
     tokens.forget(north_id)
     assert _token(app, tokens, north_id) != first
+
+
+def test_an_ask_for_a_newer_token_renews_unless_one_was_just_obtained(
+    app: FastAPI, north_id: int, clock: Clock
+) -> None:
+    """The iframe's hook asks when the token it holds is due: handing that token back would
+    have it ask again at once. One obtained within the grace is shared (a TV wall's reports)."""
+    tokens = PersonTokens(clock=clock)
+    first = _token(app, tokens, north_id)
+    renewing = {
+        "user_id": north_id,
+        "session_factory": app.state.session_factory,
+        "settings": app.state.settings,
+        "flows": app.state.microsoft_sign_ins,
+        "renew": True,
+    }
+    assert tokens.token_for(**renewing).access_token == first  # type: ignore[arg-type]
+    clock.now += 31
+    assert tokens.cached(north_id) is not None  # a plain ask still gets the kept one
+    assert tokens.cached(north_id, renew=True) is None
+    assert tokens.token_for(**renewing).access_token != first  # type: ignore[arg-type]
+
+
+def test_the_workspaces_a_persons_token_lists_are_kept_and_forgotten(
+    app: FastAPI, emulator: Emulator, north_id: int
+) -> None:
+    from embedportal.emulator.demo import DEMO_WORKSPACE_ID
+    from embedportal.web.push import PushEvent
+
+    tokens = PersonTokens()
+    arguments = {
+        "user_id": north_id,
+        "session_factory": app.state.session_factory,
+        "settings": app.state.settings,
+        "flows": app.state.microsoft_sign_ins,
+        "api_url": app.state.settings.powerbi_api_url,
+    }
+    assert tokens.workspaces_for(**arguments) == frozenset({DEMO_WORKSPACE_ID.lower()})  # type: ignore[arg-type]
+    calls = emulator.state.counters.powerbi_requests
+    assert tokens.workspaces_for(**arguments) is not None  # type: ignore[arg-type]
+    assert emulator.state.counters.powerbi_requests == calls  # kept
+    tokens.forget_addressed(PushEvent(kind="session", user_id=north_id))
+    assert tokens.cached(north_id) is None
+    unreachable = {**arguments, "api_url": "http://127.0.0.1:9"}
+    assert tokens.workspaces_for(**unreachable) is None  # type: ignore[arg-type]

@@ -245,6 +245,9 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/reports/sync": admin_only(Expect(303, "/admin/reports")),
     "GET /admin/reports/{report_id}": admin_only(),
     "GET /admin/reports/{report_id}/grants": admin_only(),
+    "POST /admin/reports/{report_id}/embedding": admin_only(
+        Expect(303, "/admin/reports/"), form={"embedding": "user-owned"}
+    ),
     "POST /admin/reports/{report_id}/grants": admin_only(
         Expect(303, "/admin/reports/"), form={"grantee": "user:{viewer_id}", "rls_roles": ""}
     ),

@@ -165,6 +165,7 @@ def action_label(action: str) -> str:
         "report.grant_changed": _("A grant's RLS roles changed"),
         "report.revoked": _("Report access removed"),
         "report.viewed_as": _("Report opened by an administrator as another user"),
+        "report.embedding_changed": _("How a report is embedded changed"),
         "reports.synced": _("Reports read from Power BI"),
         "token.issued": _("First embed token of the day for a report"),
         "organization.changed": _("Organization settings changed"),

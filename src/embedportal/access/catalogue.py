@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.access.audit import record
+from embedportal.access.embedding import USER_OWNED, embedding_of
+from embedportal.access.microsoft_accounts import MicrosoftSignIns
+from embedportal.access.organization import effective_connection, get_organization
+from embedportal.access.person_tokens import PersonTokens
 from embedportal.db.base import utcnow
 from embedportal.db.models import Report, User
 from embedportal.powerbi import DatasetInfo, PowerBIClient, ReportInfo, Workspace
+from embedportal.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -136,3 +141,49 @@ def apply_catalogue(*, session: Session, catalogue: Catalogue, actor: User | Non
         detail=detail,
     )
     return result
+
+
+# --- embed for your organization: the person's own Power BI rights ------------------------------
+
+
+@dataclass(frozen=True)
+class PersonRights:
+    """What a person's own Power BI token can reach, for user-owned reports."""
+
+    tokens: PersonTokens
+    flows: MicrosoftSignIns
+    session_factory: sessionmaker[Session]
+    settings: Settings
+
+
+def within_power_bi_rights(
+    *, session: Session, user: User, reports: Sequence[Report], rights: PersonRights
+) -> list[Report]:
+    """``reports`` (those the portal grants ``user``) without the user-owned ones whose
+    workspace the person's own token does not list. Their workspaces are listed only when a
+    user-owned report is among them (kept a few minutes per person). When they cannot be known
+    (no Microsoft sign-in yet, Entra or Power BI unreachable) nothing is taken away: the viewer
+    then asks for a sign-in, and Power BI itself refuses a person without rights.
+
+    Blocking (Entra, Power BI): call it in a worker thread."""
+    organization = get_organization(session=session)
+    user_owned = [
+        report
+        for report in reports
+        if embedding_of(report=report, organization=organization) == USER_OWNED
+    ]
+    if not user_owned:
+        return list(reports)
+    connection = effective_connection(session=session, settings=rights.settings).connection
+    api_url = connection.api_url if connection is not None else rights.settings.powerbi_api_url
+    workspaces = rights.tokens.workspaces_for(
+        user_id=user.id,
+        session_factory=rights.session_factory,
+        settings=rights.settings,
+        flows=rights.flows,
+        api_url=api_url,
+    )
+    if workspaces is None:
+        return list(reports)
+    hidden = {r.id for r in user_owned if r.workspace_id.lower() not in workspaces}
+    return [report for report in reports if report.id not in hidden]

@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes_old_new, record
+from embedportal.access.embedding import APP_OWNED, parse_default_embedding
 from embedportal.access.microsoft_match import SIGN_IN_METHODS, parse_tenant_list
 from embedportal.db.models import Organization, User
 from embedportal.i18n import N_
@@ -293,6 +294,8 @@ class SignInChanges:
     client_secret: str | None = None
     clear_client_secret: bool = False
     signup_tenants: str = ""
+    # How reports without a choice of their own are embedded (access/embedding.py).
+    default_embedding: str = APP_OWNED
 
 
 def _validate_sign_in(
@@ -317,6 +320,9 @@ def _validate_sign_in(
         errors["microsoft_signup_tenants"] = N_(
             "Each entry is a tenant id, a GUID such as 00000000-0000-0000-0000-000000000000."
         )
+    default_embedding = parse_default_embedding(form.get("default_embedding", ""))
+    if default_embedding is None:
+        errors["default_embedding"] = N_("Choose how reports are embedded.")
     return SignInChanges(
         methods=methods,
         tenant_id=tenant_id,
@@ -324,6 +330,7 @@ def _validate_sign_in(
         client_secret=secret.strip() or None,
         clear_client_secret=clear_secret,
         signup_tenants=" ".join(sorted(tenants)),
+        default_embedding=default_embedding or APP_OWNED,
     )
 
 
@@ -455,6 +462,7 @@ def _apply_sign_in(
                 "microsoft_tenant_id": changes.tenant_id,
                 "microsoft_client_id": changes.client_id,
                 "microsoft_signup_tenants": changes.signup_tenants,
+                "default_embedding": changes.default_embedding,
             },
         )
     )

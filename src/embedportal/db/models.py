@@ -110,6 +110,9 @@ class Report(Base):
     capacity_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     # Gone from Power BI at the last sync: kept (grants survive a mistaken removal) but not shown.
     is_available: Mapped[bool] = mapped_column(default=True)
+    # How it is embedded (access/embedding.py): "app-owned" (embed tokens), "user-owned" (the
+    # person's own Entra token), or None: as the organization's default.
+    embedding: Mapped[str | None] = mapped_column(String(20), default=None)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -340,6 +343,8 @@ class Organization(Base):
     # "Require two-step sign-in for administrators"; None until an administrator chooses, and
     # then on in production, off in development (the demo admin signs in with a password).
     require_two_step_for_admins: Mapped[bool | None] = mapped_column(default=None)
+    # How reports without a choice of their own are embedded: "app-owned" or "user-owned".
+    default_embedding: Mapped[str] = mapped_column(String(20), default="app-owned")
     # Branding: the primary colour as "#rrggbb", empty for the portal's own (access/branding.py).
     brand_color: Mapped[str] = mapped_column(String(7), default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from embedportal.access.catalogue import PersonRights
 from embedportal.access.grants import can_view
 from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
@@ -109,6 +110,9 @@ class TokenApiServices:
     controller: CapacityController
     ledger: ActivityLedger
     metrics: PortalMetrics
+    # User-owned reports: people's own Power BI tokens, and the sign-in flows that renew them.
+    person_tokens: PersonTokens
+    sign_ins: MicrosoftSignIns
 
     @classmethod
     def of(cls, state: Any) -> TokenApiServices:
@@ -126,11 +130,24 @@ class TokenApiServices:
             controller=state.capacity_controller,
             ledger=state.activity_ledger,
             metrics=state.metrics,
+            person_tokens=state.person_tokens,
+            sign_ins=state.microsoft_sign_ins,
         )
 
 
 async def get_token_api_services(request: Request) -> TokenApiServices:
     return TokenApiServices.of(request.app.state)
+
+
+async def get_person_rights(request: Request) -> PersonRights:
+    """What a person's own Power BI token reaches (user-owned reports), as one dependency."""
+    state = request.app.state
+    return PersonRights(
+        tokens=state.person_tokens,
+        flows=state.microsoft_sign_ins,
+        session_factory=state.session_factory,
+        settings=state.settings,
+    )
 
 
 def is_htmx(request: Request) -> bool:
@@ -157,6 +174,7 @@ IsHtmx = Annotated[bool, Depends(is_htmx)]
 MicrosoftSignInsDep = Annotated[MicrosoftSignIns, Depends(get_microsoft_sign_ins)]
 PersonTokensDep = Annotated[PersonTokens, Depends(get_person_tokens)]
 TokenApiServicesDep = Annotated[TokenApiServices, Depends(get_token_api_services)]
+PersonRightsDep = Annotated[PersonRights, Depends(get_person_rights)]
 
 
 async def client_address_of(request: Request, settings: AppSettings) -> str:

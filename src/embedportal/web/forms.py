@@ -204,6 +204,8 @@ class SettingsForm(PostedForm):
     clear_microsoft_client_secret: Checkbox = False
     microsoft_signup_tenants: str = ""
     require_two_step_for_admins: Checkbox = False
+    # How reports without a choice of their own are embedded (access/embedding.py).
+    default_embedding: str = ""
 
     @classmethod
     def of(cls, organization: Organization, *, two_step_required: bool = False) -> Self:
@@ -226,6 +228,7 @@ class SettingsForm(PostedForm):
             microsoft_client_id=organization.microsoft_client_id or "",
             microsoft_signup_tenants=organization.microsoft_signup_tenants or "",
             require_two_step_for_admins=two_step_required,
+            default_embedding=organization.default_embedding or "app-owned",
         )
 
     def text_fields(self) -> dict[str, str]:
@@ -260,6 +263,12 @@ class BrandingForm(PostedForm):
     def removed(self) -> frozenset[str]:
         kinds = ("logo", "favicon", "sign_in_background")
         return frozenset(kind for kind in kinds if getattr(self, f"remove_{kind}"))
+
+
+class ReportEmbeddingForm(PostedForm):
+    """How one report is embedded: "" (as the organization), "app-owned" or "user-owned"."""
+
+    embedding: str = ""
 
 
 class GrantRolesForm(PostedForm):

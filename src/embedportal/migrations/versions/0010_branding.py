@@ -1,7 +1,7 @@
 """branding: the organization's primary colour, and its logo, favicon and sign-in background
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 06:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import embedportal.db.base
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

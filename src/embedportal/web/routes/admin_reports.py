@@ -12,6 +12,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.catalogue import Catalogue, SyncResult, apply_catalogue, fetch_catalogue
+from embedportal.access.embedding import (
+    AS_ORGANIZATION,
+    EmbeddingInputError,
+    embedding_of,
+    organization_default,
+    set_report_embedding,
+)
 from embedportal.access.grants import (
     GrantInputError,
     grant_report,
@@ -20,7 +27,7 @@ from embedportal.access.grants import (
     revoke_grant,
     set_grant_roles,
 )
-from embedportal.access.organization import effective_connection
+from embedportal.access.organization import effective_connection, get_organization
 from embedportal.access.rls_check import grant_trials, roles_in_use
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
 from embedportal.i18n import N_, _
@@ -35,7 +42,7 @@ from embedportal.web.deps import (
     PushHubDep,
     stored_or_404,
 )
-from embedportal.web.forms import MAX_ID, GrantForm, GrantRolesForm
+from embedportal.web.forms import MAX_ID, GrantForm, GrantRolesForm, ReportEmbeddingForm
 from embedportal.web.push import PushEvent, PushHub, notify_access_changed
 from embedportal.web.rls_checks import roles_refused
 from embedportal.web.templating import flash_redirect, render
@@ -155,8 +162,12 @@ def _grants_context(
     """``roles_form``: a grant's roles form as posted (refused: shown again as typed);
     ``unchecked``: the RLS check could not run, so the posted form offers to save anyway."""
     users, groups = _grantee_choices(db)
+    organization = get_organization(session=db)
     return {
         "report": report,
+        "embedding": embedding_of(report=report, organization=organization),
+        "default_embedding": organization_default(organization),
+        "embedding_choice": report.embedding or AS_ORGANIZATION,
         "grants": grants_of(session=db, report=report),
         "users": users,
         "groups": groups,
@@ -208,6 +219,35 @@ def _grants_answer(
 @router.get("/{report_id}", response_class=HTMLResponse)
 def report_admin_page(request: Request, report: AdminReport, db: DbSession) -> HTMLResponse:
     return render(request, "admin/report.html", _grants_context(db, report))
+
+
+@router.post("/{report_id}/embedding", dependencies=[CsrfProtected])
+def change_embedding(
+    request: Request,
+    report: AdminReport,
+    admin: AdminUser,
+    db: DbSession,
+    hub: PushHubDep,
+    form: Annotated[ReportEmbeddingForm, Form()],
+) -> Response:
+    """App-owned, user-owned, or as the organization: the report's open viewers switch over."""
+    try:
+        changed = set_report_embedding(
+            session=db, report=report, choice=form.embedding, actor=admin
+        )
+    except EmbeddingInputError as problem:
+        context = {**_grants_context(db, report), "embedding_error": _(str(problem))}
+        return render(request, "admin/report.html", context, status_code=400)
+    if not changed:
+        return flash_redirect(
+            request, f"/admin/reports/{report.id}", _("Nothing changed."), category="info"
+        )
+    db.commit()
+    # Its open viewers ask for a token again, get the other kind, and embed the report anew.
+    hub.publish(PushEvent(kind="access"))
+    return flash_redirect(
+        request, f"/admin/reports/{report.id}", _("How the report is embedded is saved.")
+    )
 
 
 @router.get("/{report_id}/grants", response_class=HTMLResponse)

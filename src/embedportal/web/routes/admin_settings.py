@@ -105,6 +105,9 @@ def save_settings(
     policy = policy_of(organization)
     data = {"policy": keeper_policy(policy, lifetime_seconds=policy.lifetime_minutes * 60)}
     hub.publish(PushEvent(kind="policy", data=data))
+    if "default_embedding" in changed:
+        # Open viewers of reports that follow the default ask again, and switch over.
+        hub.publish(PushEvent(kind="access"))
     return flash_redirect(request, "/admin/settings", _("Settings saved."))
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from embedportal.access.capacity_rights import capacity_rights
+from embedportal.access.embedding import USER_OWNED, embedding_of
 from embedportal.access.grants import RlsIdentityMissingError, can_view, effective_identity
 from embedportal.access.organization import (
     EffectiveConnection,
@@ -52,6 +53,7 @@ from embedportal.powerbi import (
 )
 from embedportal.settings import Settings
 from embedportal.tokens.gate import GateBusyError
+from embedportal.tokens.person import PersonTokenRefusal, aad_answer, person_token
 from embedportal.tokens.policy import TokenPolicy
 from embedportal.tokens.service import IssuedToken, TokenWaitTimeoutError, policy_of
 from embedportal.web.deps import (
@@ -121,6 +123,8 @@ class _TokenContext:
     # The catalogue knows the report's capacity (controlled or not); the older capacity probe
     # (EMBEDPORTAL_CAPACITY_*) only speaks for reports whose capacity is unknown.
     capacity_known: bool
+    # Embedded with the person's own Entra token (tokens/person.py), not an embed token.
+    user_owned: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,11 +156,17 @@ def _load_token_context(
                     "to you."
                 ),
             )
+        organization = get_organization(session=session)
+        user_owned = embedding_of(report=report, organization=organization) == USER_OWNED
         try:
-            identity = effective_identity(session=session, user=user, report=report)
+            # A person's own token carries their identity: Power BI applies their RLS roles.
+            identity = (
+                None
+                if user_owned
+                else effective_identity(session=session, user=user, report=report)
+            )
         except RlsIdentityMissingError as error:
             return _Refusal(403, error.reason, "RlsIdentityMissing")
-        organization = get_organization(session=session)
         capacity = session.get(Capacity, report.capacity_id) if report.capacity_id else None
         context = _TokenContext(
             policy=policy_of(organization),
@@ -170,6 +180,7 @@ def _load_token_context(
             if capacity is not None and capacity.is_configured
             else None,
             capacity_known=capacity is not None,
+            user_owned=user_owned,
         )
         session.expunge(report)
         return report, context
@@ -283,11 +294,17 @@ def _refusal_in_plain_words(error: PowerBIError) -> str:
     response_model=TokenAnswer,
     responses={
         401: {"description": "Not signed in"},
-        403: {"description": "No access, or no RLS identity for an RLS report"},
+        403: {
+            "description": "No access, no RLS identity for an RLS report, or (user-owned "
+            "report) no Microsoft sign-in: code MicrosoftSignInNeeded"
+        },
         404: {"description": "Unknown report"},
         429: {"description": "Power BI throttled; Retry-After says when to retry"},
         502: {"description": "Power BI refused (credentials, permissions)"},
-        503: {"description": "Capacity off (code CapacityNotActive) or Power BI unreachable"},
+        503: {
+            "description": "Capacity off (code CapacityNotActive), Power BI unreachable, or "
+            "Entra unreachable for a user-owned report (EntraUnavailable)"
+        },
     },
 )
 async def issue_token(
@@ -341,6 +358,8 @@ async def _issue(
             metrics.token_requests.labels(outcome="forbidden").inc()
         raise HTTPException(status_code=loaded.status, detail=_(loaded.detail))
     report, context = loaded
+    if context.user_owned:
+        return await _person_answer(api=api, user=user, context=context, reason=reason)
     connection = context.connection
     if not connection.ready or connection.connection is None:
         metrics.token_requests.labels(outcome="not_connected").inc()
@@ -402,6 +421,41 @@ async def _issue(
         reason=reason,
     )
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+
+async def _person_answer(
+    *, api: TokenApiServices, user: User, context: _TokenContext, reason: str
+) -> JSONResponse:
+    """A user-owned report: the person's own Entra token (docs/token-api.md). Its capacity is
+    not asked about (Power BI answers the person's token itself), but it still counts as in
+    use, so the capacity does not pause under an open report."""
+    try:
+        token = await person_token(
+            tokens=api.person_tokens,
+            user_id=user.id,
+            session_factory=api.session_factory,
+            settings=api.settings,
+            flows=api.sign_ins,
+            reason=reason,
+        )
+    except PersonTokenRefusal as refusal:
+        api.metrics.token_requests.labels(
+            outcome="forbidden" if refusal.status == 403 else "powerbi_error"
+        ).inc()
+        return _error(
+            refusal.status, _(refusal.detail), refusal.code, retry_after=refusal.retry_after
+        )
+    api.metrics.token_requests.labels(outcome="issued").inc()
+    if context.capacity is not None:
+        api.ledger.note(
+            capacity_id=context.capacity.capacity_id,
+            user_id=user.id,
+            kind=_ACTIVITY_OF_REASON.get(reason, ActivityKind.HEARTBEAT),
+            keeps_capacity_on=context.capacity.rights.keeps_on.allowed,
+        )
+    return JSONResponse(
+        aad_answer(token, policy=context.policy), headers={"Cache-Control": "no-store"}
+    )
 
 
 _T = TypeVar("_T")

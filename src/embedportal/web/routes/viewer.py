@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from embedportal.web.deps import CurrentUser, ViewableReport
+from embedportal.access.catalogue import within_power_bi_rights
+from embedportal.i18n import _
+from embedportal.web.deps import CurrentUser, DbSession, PersonRightsDep, ViewableReport
 from embedportal.web.templating import render
 
 router = APIRouter(tags=["reports"])
@@ -13,7 +15,20 @@ router = APIRouter(tags=["reports"])
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)
 def viewer_page(
-    request: Request, _user: CurrentUser, report: ViewableReport, tv: bool = False
+    request: Request,
+    user: CurrentUser,
+    report: ViewableReport,
+    db: DbSession,
+    rights: PersonRightsDep,
+    tv: bool = False,
 ) -> HTMLResponse:
     """The page holds no token: the viewer script asks the token API for the first one."""
+    if not within_power_bi_rights(session=db, user=user, reports=[report], rights=rights):
+        raise HTTPException(
+            status_code=403,
+            detail=_(
+                "Your own Power BI account cannot see this report's workspace. Ask a Power BI "
+                "administrator for access to it."
+            ),
+        )
     return render(request, "viewer.html", {"report": report, "tv": tv})

@@ -23,6 +23,7 @@ import {
   CSRF_CODE,
   SIGNED_OUT_CODE,
   classifyFailure,
+  createAccessTokenProvider,
   createTokenKeeper,
   firstTokenPlan,
   retryAfterSeconds,
@@ -34,6 +35,10 @@ const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.win
 // `interaction` is the keeper's (at most one a minute per report): the capacity's activity.
 const TELEMETRY_TYPES = new Set(['refreshed', 'refreshFailed', 'expired', 'recovered', 'interaction']);
 const TELEMETRY_FLUSH_MS = 2000;
+// User-owned reports (docs/token-api.md): the token API's tokenType, and its refusal for a
+// person who has not signed in with Microsoft (or whose Microsoft sign-in ended).
+const AAD_TOKEN_TYPE = 'Aad';
+const MICROSOFT_SIGN_IN_CODE = 'MicrosoftSignInNeeded';
 
 const viewers = [];
 // For people debugging a wall screen from the console, and for the browser tests.
@@ -298,7 +303,7 @@ function isMicrosoftEmbedUrl(url) {
   }
 }
 
-function embedReport(frame, { reportId, embedUrl, name, accessToken }) {
+function embedReport(frame, { reportId, embedUrl, name, accessToken, accessTokenProvider }) {
   const pbi = window['powerbi-client'];
   const service = window.powerbi
     ?? new pbi.service.Service(pbi.factories.hpmFactory, pbi.factories.wpmpFactory, pbi.factories.routerFactory);
@@ -307,7 +312,9 @@ function embedReport(frame, { reportId, embedUrl, name, accessToken }) {
     id: reportId,
     embedUrl,
     accessToken,
-    tokenType: pbi.models.TokenType.Embed,
+    // A user-owned report: the person's own Entra token, renewed through the iframe's hook.
+    tokenType: accessTokenProvider ? pbi.models.TokenType.Aad : pbi.models.TokenType.Embed,
+    ...(accessTokenProvider ? { eventHooks: { accessTokenProvider } } : {}),
     permissions: pbi.models.Permissions.Read,
     viewMode: pbi.models.ViewMode.View,
     settings: {
@@ -381,6 +388,8 @@ function showOverlay(slot, name, info = {}) {
     if (code) code.textContent = info.code ?? '';
     const signIn = overlay.querySelector('[data-sign-in]');
     if (signIn) signIn.href = `/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
+    const microsoft = overlay.querySelector('[data-microsoft-sign-in]');
+    if (microsoft) microsoft.href = `/login/microsoft?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
   }
   // Signed out, the report stays under its screen (it resumes without a reload after a sign-in)
   // but must not be reachable with the keyboard either.
@@ -427,6 +436,10 @@ async function firstToken(viewer, url) {
       if (slot.dataset.state !== 'loading') showOverlay(slot, 'loading');
       return answer;
     } catch (error) {
+      if (error?.code === MICROSOFT_SIGN_IN_CODE) {
+        showOverlay(slot, 'microsoftSignIn');
+        throw error;
+      }
       // The session changed in another tab since this page was made: a fresh CSRF token,
       // then at once again (once).
       let signedOut = classifyFailure(error).kind === 'signedOut';
@@ -487,8 +500,15 @@ export async function mountSlot(slot) {
     return viewer;
   }
 
+  // User-owned (embed for your organization): the iframe asks through the hook, which asks the
+  // keeper; a failed refresh is null, and the keeper's expiry screen and recovery take over.
+  const userOwned = first.tokenType === AAD_TOKEN_TYPE;
+  const accessTokenProvider = userOwned ? createAccessTokenProvider(async () => {
+    const refreshed = await viewer.keeper?.refreshNow('hook');
+    return refreshed ? viewer.keeper.currentToken() : null;
+  }) : undefined;
   const report = embedReport(frame, {
-    reportId, embedUrl, name: reportName, accessToken: first.token,
+    reportId, embedUrl, name: reportName, accessToken: first.token, accessTokenProvider,
   });
   viewer.report = report;
   report.on('loaded', () => {
@@ -507,7 +527,11 @@ export async function mountSlot(slot) {
   viewer.keeper = createTokenKeeper({
     report,
     initial: first,
-    fetchToken: (reason, { signal } = {}) => requestToken(tokenUrl, reason, signal).catch((error) => {
+    fetchToken: (reason, { signal } = {}) => requestToken(tokenUrl, reason, signal).then((answer) => {
+      // An administrator switched how the report is embedded: embed it anew, the other way.
+      if ((answer?.tokenType === AAD_TOKEN_TYPE) !== userOwned) window.location.reload();
+      return answer;
+    }, (error) => {
       viewer.lastError = error;
       throw error;
     }),
@@ -516,7 +540,10 @@ export async function mountSlot(slot) {
       else if (state === 'capacityOff') showOverlay(slot, 'capacityOff', info);
       else if (state === 'capacityStarting') showOverlay(slot, state, { message: info?.detail });
       else if (state === 'signedOut') showOverlay(slot, 'signedOut', info);
-      else if (state === 'revoked' || state === 'removed') {
+      else if (state === 'revoked' && viewer.lastError?.code === MICROSOFT_SIGN_IN_CODE) {
+        showOverlay(slot, 'microsoftSignIn');
+        removeReport(frame);
+      } else if (state === 'revoked' || state === 'removed') {
         const message = state === 'revoked' ? viewer.lastError?.message : undefined;
         showOverlay(slot, state, { message, code: info?.code });
         // Nothing of the report may stay on screen once access (or the report) is gone.
