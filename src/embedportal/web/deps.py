@@ -271,7 +271,7 @@ class CsrfRejected(HTTPException):
     def __init__(self) -> None:
         super().__init__(
             status_code=403,
-            detail="The form has expired or did not come from this site. Reload and try again.",
+            detail=_("The form has expired or did not come from this site. Reload and try again."),
         )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from urllib.parse import quote
 
@@ -13,7 +15,9 @@ from sqlalchemy.exc import DataError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embedportal import i18n
 from embedportal.i18n import N_, _
+from embedportal.web.context import LANGUAGE_COOKIE
 from embedportal.web.deps import NotAllowed, NotSignedIn, TwoStepEnrolmentRequired
 from embedportal.web.templating import flash_redirect, render
 
@@ -85,7 +89,31 @@ def error_response(request: Request, status: int, message: str, code: str) -> Re
     )
 
 
+@contextmanager
+def callers_language(request: Request) -> Iterator[None]:
+    """Speak the caller's language while answering outside the request context (the last
+    resort, a database outage): the one the context chose if it got that far, else the
+    caller's cookie or browser."""
+    settings = request.app.state.settings
+    language = (
+        getattr(request.state, "language", None)
+        or i18n.match_language(request.cookies.get(LANGUAGE_COOKIE, ""))
+        or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
+    )
+    activated = i18n.activate(language)
+    request.state.language = language
+    try:
+        yield
+    finally:
+        i18n.deactivate(activated)
+
+
 def database_unavailable_response(request: Request) -> Response:
+    with callers_language(request):
+        return _database_unavailable_response(request)
+
+
+def _database_unavailable_response(request: Request) -> Response:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.database_unavailable.inc()

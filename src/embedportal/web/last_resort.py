@@ -18,12 +18,22 @@ from starlette.types import Message, Receive, Scope, Send
 from embedportal.asgi import HttpMiddleware
 from embedportal.i18n import _
 from embedportal.logs import request_id_var
-from embedportal.web.errors import DATABASE_ERRORS, error_response, wants_json
+from embedportal.web.errors import (
+    DATABASE_ERRORS,
+    callers_language,
+    error_response,
+    wants_json,
+)
 
 logger = logging.getLogger("embedportal.web")
 
 
 def generic_failure(request: Request, request_id: str) -> Response:
+    with callers_language(request):
+        return _generic_failure(request, request_id)
+
+
+def _generic_failure(request: Request, request_id: str) -> Response:
     message = _(
         "Something went wrong on our side. If it happens again, give the administrator this "
         "reference: %(reference)s",
