@@ -264,6 +264,10 @@ def _powerbi_failure(error: PowerBIError) -> JSONResponse:
             "Admin → Reports."
         )
         return _error(502, detail, "ReportNotInPowerBI")
+    if identity_problem(error.message)[0] in ("unknown_role", "roles_required"):
+        # The identity the portal presents is wrong for the data: asking again cannot help,
+        # an administrator must change it, so it is final like a missing identity.
+        return _error(403, _refusal_in_plain_words(error), "RlsIdentityMissing")
     return _error(502, _refusal_in_plain_words(error), "PowerBIError")
 
 

@@ -386,6 +386,11 @@ function showOverlay(slot, name, info = {}) {
     if (reason && message) reason.textContent = message;
     const code = overlay.querySelector('[data-code]');
     if (code) code.textContent = info.code ?? '';
+    const heading = overlay.querySelector('[data-heading]');
+    if (heading && overlay.dataset.headingIdentity) {
+      heading.dataset.removed ??= heading.textContent;
+      heading.textContent = info.code === 'RlsIdentityMissing' ? overlay.dataset.headingIdentity : heading.dataset.removed;
+    }
     const signIn = overlay.querySelector('[data-sign-in]');
     if (signIn) signIn.href = `/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
     const microsoft = overlay.querySelector('[data-microsoft-sign-in]');
