@@ -222,6 +222,12 @@ def test_the_reports_listed_are_those_the_persons_own_rights_reach(
     assert viewer.status_code == 403
     assert "Power BI account cannot see" in viewer.text
     assert north.get(f"/reports/{synced_reports[SALES]}").status_code == 200
+    # TV mode offers and shows the same reports, no more.
+    assert "Finance elsewhere" not in north.get("/tv").text
+    refused = north.get("/tv/show", params={"report": "finance-report"})
+    assert refused.status_code == 400
+    shown = north.get("/tv/show", params={"report": synced_reports[SALES]})
+    assert shown.status_code == 200
 
     # The same report embedded with the portal's tokens: the portal's grant alone decides.
     with session_scope(app.state.session_factory) as db:

@@ -6,10 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
+from embedportal.access.catalogue import PersonRights, within_power_bi_rights
 from embedportal.access.grants import visible_reports
+from embedportal.db.models import Report, User
 from embedportal.i18n import _
-from embedportal.web.deps import CurrentUser, DbSession
+from embedportal.web.deps import CurrentUser, DbSession, PersonRightsDep
 from embedportal.web.input_guard import ascii_whole_number
 from embedportal.web.templating import render
 
@@ -22,9 +25,18 @@ DEFAULT_INTERVAL_SECONDS = 60
 MAX_TV_REPORTS = 12
 
 
+def _screenable(*, db: Session, user: User, rights: PersonRights) -> list[Report]:
+    """What the user may put on a screen: what the reports page lists (user-owned reports only
+    where their own Power BI rights reach)."""
+    granted = visible_reports(session=db, user=user)
+    return within_power_bi_rights(session=db, user=user, reports=granted, rights=rights)
+
+
 @router.get("", response_class=HTMLResponse)
-def tv_picker(request: Request, user: CurrentUser, db: DbSession) -> HTMLResponse:
-    reports = visible_reports(session=db, user=user)
+def tv_picker(
+    request: Request, user: CurrentUser, db: DbSession, rights: PersonRightsDep
+) -> HTMLResponse:
+    reports = _screenable(db=db, user=user, rights=rights)
     return render(
         request,
         "tv.html",
@@ -44,11 +56,12 @@ def tv_show(
     request: Request,
     user: CurrentUser,
     db: DbSession,
+    rights: PersonRightsDep,
     report: Annotated[list[str] | None, Query()] = None,
     interval: str = str(DEFAULT_INTERVAL_SECONDS),
 ) -> HTMLResponse:
     """The rotation. Query string only (a bookmarkable URL for the screen's browser)."""
-    visible = visible_reports(session=db, user=user)
+    visible = _screenable(db=db, user=user, rights=rights)
     by_id = {item.id: item for item in visible}
     chosen_ids = list(dict.fromkeys(report or []))
     errors: dict[str, str] = {}
