@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from embedportal.access.audit_log import EXPORT_BATCH
 from embedportal.db.models import AuditEntry, Report, User
 from embedportal.db.session import session_scope
 from tests.support.html import elements, form_fields, links
@@ -126,6 +127,36 @@ def test_the_filtered_log_downloads_as_csv_and_the_download_is_audited(
     assert {row[2] for row in rows[1:]} == {"ana@example.com"}
     log = client.get("/admin/audit", params={"action": "audit.exported"})
     assert "Audit log downloaded as CSV" in log.text
+
+
+def test_a_long_export_streams_in_batches_newest_first_each_entry_once(
+    app: FastAPI, client: TestClient, admin: User
+) -> None:
+    # More than two batches, and entries sharing one moment across a batch's edge.
+    same_moment = datetime(2024, 6, 1, 12, tzinfo=UTC)
+    with session_scope(app.state.session_factory) as db:
+        for index in range(EXPORT_BATCH * 2 + 7):
+            at = (
+                same_moment
+                if EXPORT_BATCH - 3 <= index <= EXPORT_BATCH + 3
+                else (same_moment - timedelta(minutes=index))
+            )
+            db.add(
+                AuditEntry(
+                    at=at,
+                    action="report.opened",
+                    actor_email="bulk@example.com",
+                    detail={"n": index},
+                )
+            )
+    answer = client.get("/admin/audit/export.csv", params={"actor": "bulk"})
+    assert answer.status_code == 200
+    assert "content-length" not in answer.headers  # streamed, not built whole
+    rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))[1:]
+    details = [row[8] for row in rows]
+    assert len(details) == len(set(details)) == EXPORT_BATCH * 2 + 7
+    times = [row[0] for row in rows]
+    assert times == sorted(times, reverse=True)
 
 
 def test_a_bad_date_in_the_export_is_a_clear_400(client: TestClient, admin: User) -> None:

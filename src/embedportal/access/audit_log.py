@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC as UTC_OFFSET
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal.db.models import AuditEntry, Capacity, Group, Organization, Report, User
@@ -57,20 +57,10 @@ def day_filter(value: str, field: str, errors: dict[str, str], *, message: str) 
     return day
 
 
-def search_audit(
-    *,
-    session: Session,
-    action: str = "",
-    actor: str = "",
-    first_day: date | None = None,
-    last_day: date | None = None,
-    zone: ZoneInfo = UTC,
-    offset: int = 0,
-    limit: int | None = 50,
-) -> AuditPage:
-    """Entries newest first. `actor` matches part of the actor's e-mail; days are whole days
-    (both included) in `zone`; ``limit=None``: every match (the export)."""
-    conditions = []
+def _conditions(
+    *, action: str, actor: str, first_day: date | None, last_day: date | None, zone: ZoneInfo
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if action:
         conditions.append(AuditEntry.action == action)
     if actor.strip():
@@ -83,6 +73,25 @@ def search_audit(
         conditions.append(
             AuditEntry.at < datetime.combine(last_day + timedelta(days=1), time(), zone)
         )
+    return conditions
+
+
+def search_audit(
+    *,
+    session: Session,
+    action: str = "",
+    actor: str = "",
+    first_day: date | None = None,
+    last_day: date | None = None,
+    zone: ZoneInfo = UTC,
+    offset: int = 0,
+    limit: int | None = 50,
+) -> AuditPage:
+    """Entries newest first. `actor` matches part of the actor's e-mail; days are whole days
+    (both included) in `zone`; ``limit=None``: every match."""
+    conditions = _conditions(
+        action=action, actor=actor, first_day=first_day, last_day=last_day, zone=zone
+    )
     query = (
         select(AuditEntry).where(*conditions).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     )
@@ -263,14 +272,15 @@ def safe_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
-def entries_csv(
-    *, entries: Sequence[AuditEntry], names: dict[tuple[str, str], str], zone: ZoneInfo
-) -> str:
-    """The entries as CSV with a header row: times in ``zone`` (ISO 8601 with the offset), the
-    action as recorded and in words, details as the page shows them."""
+def _csv_text(rows: Iterable[Sequence[str]]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _csv_rows(
+    entries: Iterable[AuditEntry], names: dict[tuple[str, str], str], zone: ZoneInfo
+) -> Iterator[list[str]]:
     for entry in entries:
         details = "; ".join(f"{name}: {text}" for name, text in describe_detail(entry.detail))
         row = (
@@ -284,8 +294,57 @@ def entries_csv(
             names.get((entry.target_type, entry.target_id), ""),
             details,
         )
-        writer.writerow([safe_cell(cell) for cell in row])
-    return buffer.getvalue()
+        yield [safe_cell(cell) for cell in row]
+
+
+def entries_csv(
+    *, entries: Sequence[AuditEntry], names: dict[tuple[str, str], str], zone: ZoneInfo
+) -> str:
+    """The entries as CSV with a header row: times in ``zone`` (ISO 8601 with the offset), the
+    action as recorded and in words, details as the page shows them."""
+    return _csv_text([list(CSV_HEADER), *_csv_rows(entries, names, zone)])
+
+
+# Entries read per query while streaming an export: memory stays flat whatever the log's size.
+EXPORT_BATCH = 500
+
+
+def stream_audit_csv(
+    *,
+    session_factory: sessionmaker[Session],
+    action: str = "",
+    actor: str = "",
+    first_day: date | None = None,
+    last_day: date | None = None,
+    zone: ZoneInfo = UTC,
+    batch: int = EXPORT_BATCH,
+) -> Iterator[str]:
+    """The CSV of every entry the filters match, newest first, as chunks of text: a header,
+    then one chunk per batch of entries, each read in a short transaction of its own (keyset
+    paging on (time, id), so entries written meanwhile neither repeat nor shift the pages)."""
+    conditions = _conditions(
+        action=action, actor=actor, first_day=first_day, last_day=last_day, zone=zone
+    )
+    yield _csv_text([list(CSV_HEADER)])
+    after: tuple[datetime, int] | None = None
+    while True:
+        query = select(AuditEntry).where(*conditions)
+        if after is not None:
+            at, entry_id = after
+            query = query.where(
+                or_(AuditEntry.at < at, and_(AuditEntry.at == at, AuditEntry.id < entry_id))
+            )
+        query = query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(batch)
+        with session_factory() as session:
+            entries = list(session.scalars(query))
+            if not entries:
+                return
+            names = target_names(session=session, entries=entries)
+            yield _csv_text(_csv_rows(entries, names, zone))
+        last = entries[-1]
+        after = (last.at, last.id)
+        if len(entries) < batch:
+            return
 
 
 def _aware(moment: datetime) -> datetime:
