@@ -11,9 +11,13 @@ every token was an audit entry; such entries are still counted.)
 
 from __future__ import annotations
 
+import itertools
+import os
+import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -337,6 +341,159 @@ def viewer_health(
     )
 
 
+# --- open now: the viewers connected to this process ---------------------------------------------
+
+# How long the last token handed to a person for a report is remembered: longer than any embed
+# token lives (Power BI's never outlive the hour of the Entra token that minted them).
+LAST_TOKEN_MEMORY = timedelta(hours=2)
+# The remembered tokens are pruned of old ones once there are this many.
+LAST_TOKEN_PRUNE_AT = 1000
+
+
+@dataclass(frozen=True)
+class OpenStream:
+    """One open push-channel stream: a viewer page (one report, or a TV screen's several)."""
+
+    user_id: int
+    user_email: str
+    report_ids: tuple[str, ...]
+    since: datetime
+
+
+@dataclass(frozen=True)
+class LastToken:
+    handed_out_at: datetime
+    expiration: datetime | None
+
+
+def _parse_moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class OpenViewers:
+    """Who is watching now, as this process sees it: its open push-channel streams (the viewer
+    pages connected to it) and the last token it handed each person for each report. In memory
+    and per process: with several instances (or workers), each knows only its own viewers."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._streams: dict[int, OpenStream] = {}
+        self._tokens: dict[tuple[int, str], LastToken] = {}
+        self._ids = itertools.count(1)
+        self.instance = f"{socket.gethostname()} · {os.getpid()}"
+
+    @contextmanager
+    def watching(
+        self, *, user_id: int, user_email: str, report_ids: Sequence[str]
+    ) -> Iterator[OpenStream]:
+        """Count a stream as open while the block runs."""
+        stream = OpenStream(user_id, user_email, tuple(dict.fromkeys(report_ids)), self._clock())
+        with self._lock:
+            key = next(self._ids)
+            self._streams[key] = stream
+        try:
+            yield stream
+        finally:
+            with self._lock:
+                self._streams.pop(key, None)
+
+    def note_token(self, *, user_id: int, report_id: str, expiration: str) -> None:
+        now = self._clock()
+        with self._lock:
+            self._tokens[(user_id, report_id)] = LastToken(now, _parse_moment(expiration))
+            if len(self._tokens) >= LAST_TOKEN_PRUNE_AT:
+                self._tokens = {
+                    key: token
+                    for key, token in self._tokens.items()
+                    if now - token.handed_out_at < LAST_TOKEN_MEMORY
+                }
+
+    def streams(self) -> list[OpenStream]:
+        with self._lock:
+            return list(self._streams.values())
+
+    def last_token(self, user_id: int, report_id: str) -> LastToken | None:
+        with self._lock:
+            token = self._tokens.get((user_id, report_id))
+        if token is None or self._clock() - token.handed_out_at >= LAST_TOKEN_MEMORY:
+            return None
+        return token
+
+
+@dataclass(frozen=True)
+class OpenNowRow:
+    """A person with a report open: since when, and the token the portal last gave them for it."""
+
+    user_id: int
+    user_email: str
+    report_id: str
+    report_name: str
+    since: datetime
+    watching_seconds: float
+    token_age_seconds: float | None  # None: no token handed out by this process lately
+    token_left_seconds: float | None  # None: unknown; negative: expired
+
+
+def open_now(
+    *, session: Session, open_viewers: OpenViewers, now: datetime | None = None
+) -> list[OpenNowRow]:
+    """One row per open report per stream, reports the catalogue knows only (a page may name
+    any id; the token API is what refuses the others), longest watching first."""
+    now = now or utcnow()
+    streams = open_viewers.streams()
+    ids = {report_id for stream in streams for report_id in stream.report_ids}
+    names = (
+        {
+            str(report_id): str(name)
+            for report_id, name in session.execute(
+                select(Report.id, Report.name).where(Report.id.in_(ids))
+            )
+        }
+        if ids
+        else {}
+    )
+    rows = []
+    for stream in streams:
+        for report_id in stream.report_ids:
+            if report_id not in names:
+                continue
+            token = open_viewers.last_token(stream.user_id, report_id)
+            rows.append(
+                OpenNowRow(
+                    user_id=stream.user_id,
+                    user_email=stream.user_email,
+                    report_id=report_id,
+                    report_name=names[report_id],
+                    since=stream.since,
+                    watching_seconds=max((now - stream.since).total_seconds(), 0.0),
+                    token_age_seconds=(
+                        max((now - token.handed_out_at).total_seconds(), 0.0) if token else None
+                    ),
+                    token_left_seconds=(
+                        (token.expiration - now).total_seconds()
+                        if token and token.expiration
+                        else None
+                    ),
+                )
+            )
+    return sorted(rows, key=lambda row: (row.since, row.user_email, row.report_name.lower()))
+
+
+def duration_words(seconds: float) -> str:
+    """A person's words for a span: "under a minute", "12 min", "1 h 05 min"."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return _("under a minute")
+    if minutes < 60:
+        return _("%(minutes)s min", minutes=minutes)
+    return _("%(hours)s h %(minutes)02d min", hours=minutes // 60, minutes=minutes % 60)
+
+
 # --- the token API's tally ---------------------------------------------------------------------
 
 
@@ -361,10 +518,16 @@ class TokenTally:
     second instance may write one more entry for the same day, never one per token."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], *, clock: Callable[[], datetime] = utcnow
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        open_viewers: OpenViewers | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        # Who is watching now (Admin → Viewer health): the streams and each person's last token.
+        self.open_viewers = open_viewers or OpenViewers(clock=clock)
         self._lock = threading.Lock()
         self._counts: Counter[tuple[date, str, str, str]] = Counter()
         self._firsts: list[_FirstToken] = []
@@ -385,6 +548,7 @@ class TokenTally:
         now = self._clock()
         day = now.astimezone(UTC).date()
         kind = TOKEN_SHARED if shared else TOKEN_MINTED
+        self.open_viewers.note_token(user_id=user_id, report_id=report_id, expiration=expiration)
         with self._lock:
             stored = reason if reason in TOKEN_REASONS else OTHER_REASON
             self._counts[(day, report_id, kind, stored)] += 1
