@@ -156,7 +156,14 @@ def test_auto_refresh_is_remembered_and_refreshes_every_n_minutes(
     page.clock.run_for("03:00")
     expect(report_frame(page).locator("html")).to_have_attribute("data-refreshes", "2")
 
-    # Off again (the choice is still open): remembered as off, no more refreshes.
+    # Esc closes the choice, back on its button.
+    page.get_by_role("switch", name="Auto-refresh visuals").focus()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("switch", name="Auto-refresh visuals")).to_be_hidden()
+    expect(toolbar(page).locator("summary")).to_be_focused()
+
+    # Off again: remembered as off, no more refreshes.
+    toolbar(page).get_by_text("Auto-refresh: every 3 min").click()
     page.get_by_role("switch", name="Auto-refresh visuals").uncheck()
     page.reload()
     wait_for_report(page)

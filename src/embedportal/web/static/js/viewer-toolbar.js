@@ -194,6 +194,17 @@ export function mountToolbar({ toolbar, slot, stage, getReport, userId }) {
     showAutoRefresh(minutes);
   }
 
+  // The choice closes with Esc (back on its button) or a click elsewhere, like a menu.
+  const details = toolbar.querySelector('details');
+  details?.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !details.open) return;
+    details.open = false;
+    details.querySelector('summary')?.focus();
+  });
+  document.addEventListener('click', (event) => {
+    if (details?.open && !details.contains(event.target)) details.open = false;
+  });
+
   if (form && enabled && input) {
     const remembered = readAutoRefresh(storage, key);
     if (remembered !== null) {
