@@ -3,7 +3,9 @@ with the tokens handed out (the audit trail's `token.issued`)."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -605,3 +607,38 @@ def test_open_now_speaks_portuguese(make_user: MakeUser, login_as: LoginAs) -> N
     page = client.get("/admin/viewers").text
     assert "Abertos agora" in page
     assert "Ninguém está com um relatório aberto nesta instância agora." in page
+
+
+def test_with_redis_every_instance_lists_every_viewer(redis_url: str) -> None:
+    prefix = f"test-open-now-{uuid.uuid4().hex}"
+    first = health_module.OpenViewers(redis_url=redis_url, key_prefix=prefix)
+    second = health_module.OpenViewers(redis_url=redis_url, key_prefix=prefix)
+    first.instance, second.instance = "one", "two"
+    with (
+        first.watching(user_id=1, user_email="a@example.com", report_ids=["r1"]),
+        second.watching(user_id=2, user_email="b@example.com", report_ids=["r2"]),
+    ):
+        second.note_token(user_id=2, report_id="r2", expiration="2025-03-01T10:00:00Z")
+        second.share()
+        watchers = first.gather()
+        assert watchers.shared and watchers.instances == 2
+        assert sorted((s.user_email, s.report_ids) for s in watchers.streams) == [
+            ("a@example.com", ("r1",)),
+            ("b@example.com", ("r2",)),
+        ]
+        token = watchers.tokens[(2, "r2")]
+        assert token.expiration == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    # Closed streams leave the shared list with the next share.
+    second.share()
+    assert [s.user_email for s in first.gather().streams] == []
+
+
+def test_without_an_answer_from_redis_the_instance_lists_its_own() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    registry = health_module.OpenViewers(redis_url=f"redis://127.0.0.1:{port}/0")
+    with registry.watching(user_id=1, user_email="a@example.com", report_ids=["r1"]):
+        watchers = registry.gather()
+    assert not watchers.shared
+    assert [s.user_email for s in watchers.streams] == ["a@example.com"]

@@ -11,7 +11,10 @@ every token was an audit entry; such entries are still counted.)
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
+import logging
 import os
 import socket
 import threading
@@ -32,6 +35,8 @@ from embedportal.db.periodic import flush_periodically
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
+
+logger = logging.getLogger("embedportal.viewer_health")
 
 # Reasons kept as given: why a token was refreshed, and how a viewer noticed its token died
 # ("clock", "wake", "expired-error"). Anything else is counted as "other", so a misbehaving
@@ -374,18 +379,153 @@ def _parse_moment(text: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+# With Redis, each process shares what it sees this often, and a share outlives it this long:
+# an instance that stopped drops out of "open now" within that time.
+SHARE_SECONDS = 10.0
+SHARE_TTL_SECONDS = 35
+SHARE_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Watchers:
+    """Open streams and their people's last tokens, of every instance that answered."""
+
+    streams: list[OpenStream]
+    tokens: dict[tuple[int, str], LastToken]
+    instances: int  # how many processes' viewers these are
+    shared: bool  # read through Redis (else this process alone)
+
+
 class OpenViewers:
     """Who is watching now, as this process sees it: its open push-channel streams (the viewer
-    pages connected to it) and the last token it handed each person for each report. In memory
-    and per process: with several instances (or workers), each knows only its own viewers."""
+    pages connected to it) and the last token it handed each person for each report. In memory,
+    per process; with Redis (``redis_url``) every process shares its own every few seconds
+    (``run``), and ``gather`` reads them all, so any instance can list every viewer."""
 
-    def __init__(self, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        redis_url: str | None = None,
+        key_prefix: str = "embedportal",
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._streams: dict[int, OpenStream] = {}
         self._tokens: dict[tuple[int, str], LastToken] = {}
         self._ids = itertools.count(1)
         self.instance = f"{socket.gethostname()} · {os.getpid()}"
+        self._redis_url = redis_url
+        self._key_prefix = f"{key_prefix}:open-now:"
+
+    # --- sharing through Redis ---
+
+    def _redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(
+            self._redis_url or "",
+            socket_timeout=SHARE_TIMEOUT_SECONDS,
+            socket_connect_timeout=SHARE_TIMEOUT_SECONDS,
+        )
+
+    def _own_share(self) -> str:
+        streams = self.streams()
+        pairs = {(s.user_id, r) for s in streams for r in s.report_ids}
+        tokens = {}
+        for user_id, report_id in pairs:
+            token = self.last_token(user_id, report_id)
+            if token is not None:
+                tokens[f"{user_id} {report_id}"] = [
+                    token.handed_out_at.isoformat(),
+                    token.expiration.isoformat() if token.expiration else None,
+                ]
+        return json.dumps(
+            {
+                "streams": [
+                    [s.user_id, s.user_email, list(s.report_ids), s.since.isoformat()]
+                    for s in streams
+                ],
+                "tokens": tokens,
+            }
+        )
+
+    def share(self) -> None:
+        """Write this process's viewers to Redis (they expire unless shared again)."""
+        if not self._redis_url:
+            return
+        client = self._redis()
+        try:
+            client.set(self._key_prefix + self.instance, self._own_share(), ex=SHARE_TTL_SECONDS)
+        finally:
+            client.close()
+
+    def gather(self) -> Watchers:
+        """Every instance's viewers through Redis; this process's alone without Redis, or
+        when Redis does not answer."""
+        local = Watchers(self.streams(), self._fresh_tokens(), instances=1, shared=False)
+        if not self._redis_url:
+            return local
+        try:
+            self.share()
+            client = self._redis()
+            try:
+                keys = sorted(client.scan_iter(match=self._key_prefix + "*", count=100))
+                values = client.mget(keys) if keys else []
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - Redis down: this instance's own list still answers
+            logger.warning("open now: Redis did not answer; listing this instance only")
+            return local
+        streams: list[OpenStream] = []
+        tokens: dict[tuple[int, str], LastToken] = {}
+        for raw in values:
+            if raw is None:
+                continue
+            try:
+                share = json.loads(raw)
+                for user_id, email, report_ids, since in share["streams"]:
+                    moment = _parse_moment(str(since))
+                    if moment is not None:
+                        streams.append(
+                            OpenStream(
+                                int(user_id), str(email), tuple(map(str, report_ids)), moment
+                            )
+                        )
+                for pair, (handed_out, expiration) in share["tokens"].items():
+                    user_id, _sep, report_id = str(pair).partition(" ")
+                    at = _parse_moment(str(handed_out))
+                    if at is not None:
+                        tokens[(int(user_id), report_id)] = LastToken(
+                            at, _parse_moment(str(expiration)) if expiration else None
+                        )
+            except (ValueError, KeyError, TypeError):
+                continue  # one instance's unreadable share does not hide the others
+        return Watchers(streams, tokens, instances=len(keys), shared=True)
+
+    async def run(self, *, interval_seconds: float = SHARE_SECONDS) -> None:
+        """With Redis, share this process's viewers every ``interval_seconds`` until cancelled."""
+        if not self._redis_url:
+            return
+        failing = False
+        while True:
+            try:
+                await asyncio.to_thread(self.share)
+                failing = False
+            except Exception as error:  # noqa: BLE001 - Redis down: retried at the next turn
+                if not failing:
+                    logger.warning("open now: not shared through Redis (%s)", type(error).__name__)
+                failing = True
+            await asyncio.sleep(interval_seconds)
+
+    def _fresh_tokens(self) -> dict[tuple[int, str], LastToken]:
+        now = self._clock()
+        with self._lock:
+            return {
+                key: token
+                for key, token in self._tokens.items()
+                if now - token.handed_out_at < LAST_TOKEN_MEMORY
+            }
 
     @contextmanager
     def watching(
@@ -440,12 +580,17 @@ class OpenNowRow:
 
 
 def open_now(
-    *, session: Session, open_viewers: OpenViewers, now: datetime | None = None
+    *,
+    session: Session,
+    open_viewers: OpenViewers,
+    now: datetime | None = None,
+    watchers: Watchers | None = None,
 ) -> list[OpenNowRow]:
     """One row per open report per stream, reports the catalogue knows only (a page may name
     any id; the token API is what refuses the others), longest watching first."""
     now = now or utcnow()
-    streams = open_viewers.streams()
+    watchers = open_viewers.gather() if watchers is None else watchers
+    streams = watchers.streams
     ids = {report_id for stream in streams for report_id in stream.report_ids}
     names = (
         {
@@ -462,7 +607,7 @@ def open_now(
         for report_id in stream.report_ids:
             if report_id not in names:
                 continue
-            token = open_viewers.last_token(stream.user_id, report_id)
+            token = watchers.tokens.get((stream.user_id, report_id))
             rows.append(
                 OpenNowRow(
                     user_id=stream.user_id,

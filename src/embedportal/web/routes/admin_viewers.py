@@ -63,10 +63,12 @@ def _context(db: DbSession, day: str) -> tuple[dict[str, Any], int]:
 
 def _open_now_context(db: DbSession, tally: TokenTallyDep, settings: AppSettings) -> dict[str, Any]:
     open_viewers = tally.open_viewers
+    watchers = open_viewers.gather()
     return {
-        "open_rows": open_now(session=db, open_viewers=open_viewers),
+        "open_rows": open_now(session=db, open_viewers=open_viewers, watchers=watchers),
         "instance": open_viewers.instance,
-        "shared_instances": bool(settings.redis_url),
+        "watchers": watchers,
+        "redis_expected": bool(settings.redis_url),
         "duration_words": duration_words,
     }
 
