@@ -21,7 +21,7 @@ from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
 from embedportal.access.person_tokens import PersonTokens
 from embedportal.access.read_cache import ReadCache
-from embedportal.access.viewer_health import TokenTally
+from embedportal.access.viewer_health import OpenViewers, TokenTally
 from embedportal.capacity.control import CapacityControl
 from embedportal.capacity.controller import CapacityController
 from embedportal.capacity.ledger import ActivityLedger
@@ -168,9 +168,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.push_hub.add_listener(app.state.read_cache.invalidate)
     # Blocked, deleted or signed out (on any instance): their own Power BI token is dropped here.
     app.state.push_hub.add_listener(app.state.person_tokens.forget_addressed)
-    app.state.token_tally = TokenTally(app.state.session_factory)
+    app.state.token_tally = TokenTally(
+        app.state.session_factory,
+        open_viewers=OpenViewers(redis_url=settings.redis_url, key_prefix=settings.redis_prefix),
+    )
     app.state.telemetry_limiter = SessionBuckets(per_minute=settings.telemetry_events_per_minute)
     app.state.background.append(app.state.token_tally.run)
+    if settings.redis_url:  # Admin → Viewer health's "open now" across instances
+        app.state.background.append(app.state.token_tally.open_viewers.run)
     if settings.audit_retention_days:
         app.state.background.append(
             functools.partial(

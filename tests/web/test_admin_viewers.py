@@ -3,7 +3,9 @@ with the tokens handed out (the audit trail's `token.issued`)."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from embedportal.db.models import AuditEntry, Report, User, ViewerEventCount
 from embedportal.db.session import session_scope
 from tests.support.html import elements, form_fields, links, table_rows
 from tests.support.portal import Grant, LoginAs, MakeUser, csrf_of
+from tests.support.streams import watch_events
 from tests.support.threaded import serve_in_thread
 
 SALES_ID = "5a1e5000-0000-4000-8000-000000000001"
@@ -471,3 +474,171 @@ def test_viewer_health_module_knows_every_reason_the_keeper_sends() -> None:
     assert health_module.stored_reason("") == ""
     assert health_module.stored_reason(None) == ""
     assert health_module.stored_reason("something-new") == "other"
+
+
+# --- open now -----------------------------------------------------------------------------------
+
+
+def test_the_registry_counts_a_stream_while_it_is_open() -> None:
+    clock = [datetime(2025, 3, 1, 9, 0, tzinfo=UTC)]
+    registry = health_module.OpenViewers(clock=lambda: clock[0])
+    with registry.watching(user_id=7, user_email="tv@example.com", report_ids=["a", "b", "a"]):
+        (stream,) = registry.streams()
+        assert stream.report_ids == ("a", "b")
+        assert stream.since == clock[0]
+    assert registry.streams() == []
+
+    registry.note_token(user_id=7, report_id="a", expiration="2025-03-01T10:00:00Z")
+    token = registry.last_token(7, "a")
+    assert token is not None and token.expiration == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    assert registry.last_token(7, "b") is None
+    clock[0] += health_module.LAST_TOKEN_MEMORY
+    assert registry.last_token(7, "a") is None  # too old to say anything about an open viewer
+
+
+def test_old_tokens_are_pruned_once_many_are_kept() -> None:
+    clock = [datetime(2025, 3, 1, 9, 0, tzinfo=UTC)]
+    registry = health_module.OpenViewers(clock=lambda: clock[0])
+    for user in range(health_module.LAST_TOKEN_PRUNE_AT - 1):
+        registry.note_token(user_id=user, report_id="r", expiration="not a date")
+    clock[0] += health_module.LAST_TOKEN_MEMORY
+    registry.note_token(user_id=-1, report_id="r", expiration="2025-03-01T12:00:00+00:00")
+    assert registry._tokens.keys() == {(-1, "r")}  # noqa: SLF001
+
+
+def test_open_now_names_reports_and_ages_tokens(app: FastAPI, reports: dict[str, str]) -> None:
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    clock = [start]
+    registry = health_module.OpenViewers(clock=lambda: clock[0])
+    with (
+        registry.watching(user_id=1, user_email="a@example.com", report_ids=[SALES_ID, "unknown"]),
+        session_scope(app.state.session_factory) as db,
+    ):
+        clock[0] = start + timedelta(minutes=5)
+        registry.note_token(user_id=1, report_id=SALES_ID, expiration="2025-03-01T10:05:00Z")
+        (row,) = health_module.open_now(
+            session=db, open_viewers=registry, now=start + timedelta(minutes=20)
+        )
+        assert (row.user_email, row.report_name, row.since) == (
+            "a@example.com",
+            "Sales Overview",
+            start,
+        )
+        assert row.watching_seconds == 20 * 60
+        assert row.token_age_seconds == 15 * 60
+        assert row.token_left_seconds == 45 * 60
+        (late,) = health_module.open_now(
+            session=db, open_viewers=registry, now=start + timedelta(minutes=70)
+        )
+        assert late.token_left_seconds is not None and late.token_left_seconds < 0
+
+
+def test_durations_read_as_a_person_says_them() -> None:
+    assert health_module.duration_words(59) == "under a minute"
+    assert health_module.duration_words(12 * 60 + 30) == "12 min"
+    assert health_module.duration_words(65 * 60) == "1 h 05 min"
+
+
+def test_the_page_lists_who_is_watching_now(
+    app: FastAPI, admin: TestClient, reports: dict[str, str]
+) -> None:
+    empty = admin.get("/admin/viewers")
+    assert "Nobody has a report open on this instance right now." in empty.text
+    tally = app.state.token_tally
+    with tally.open_viewers.watching(
+        user_id=42, user_email="wall@example.com", report_ids=[SALES_ID, STOCK_ID]
+    ):
+        expiration = (datetime.now(UTC) + timedelta(minutes=50)).isoformat()
+        tally.note(
+            user_id=42,
+            user_email="wall@example.com",
+            report_id=SALES_ID,
+            token_id="t1",
+            shared=False,
+            expiration=expiration,
+            reason="load",
+        )
+        for page in (admin.get("/admin/viewers"), admin.get("/admin/viewers/open")):
+            assert page.status_code == 200
+            rows = table_rows(page.text)
+            assert ["wall@example.com", "Sales Overview"] == rows[1][:2]
+            sales = next(row for row in rows if row[1] == "Sales Overview")
+            assert sales[3] == "under a minute ago"
+            assert sales[4] in ("in 49 min", "in 50 min")
+            stock = next(row for row in rows if row[1] == "Stock Levels")
+            assert stock[3:] == ["—", "—"]
+            assert ("wall@example.com", "/admin/users/42") in links(page.text)
+            assert "this portal instance" in page.text
+        partial = admin.get("/admin/viewers/open").text
+        assert "<html" not in partial and 'hx-get="/admin/viewers/open"' in partial
+    assert "Nobody has a report open" in admin.get("/admin/viewers/open").text
+
+
+def test_an_open_push_stream_is_watching_until_it_closes(
+    app: FastAPI, make_user: MakeUser, grant: Grant, reports: dict[str, str]
+) -> None:
+    user = make_user("tv@example.com")
+    grant(SALES_ID, user=user)
+    with session_scope(app.state.session_factory) as db:
+        row = db.get(User, user.id)
+        assert row is not None
+        cookie = start_session(session=db, user=row).cookie_value
+    registry = app.state.token_tally.open_viewers
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    def registered(kinds: list[str]) -> bool:
+        streams = registry.streams()
+        if "hello" in kinds and streams:
+            seen.extend((stream.user_email, stream.report_ids) for stream in streams)
+            return True
+        return False
+
+    with serve_in_thread(app) as base_url:
+        watch_events(base_url, cookie, until=registered, report_ids=[SALES_ID])
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while registry.streams() and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+        assert registry.streams() == []
+    assert seen == [("tv@example.com", (SALES_ID,))]
+
+
+def test_open_now_speaks_portuguese(make_user: MakeUser, login_as: LoginAs) -> None:
+    client = login_as(make_user("ana@example.com", role="admin", language="pt_BR"))
+    page = client.get("/admin/viewers").text
+    assert "Abertos agora" in page
+    assert "Ninguém está com um relatório aberto nesta instância agora." in page
+
+
+def test_with_redis_every_instance_lists_every_viewer(redis_url: str) -> None:
+    prefix = f"test-open-now-{uuid.uuid4().hex}"
+    first = health_module.OpenViewers(redis_url=redis_url, key_prefix=prefix)
+    second = health_module.OpenViewers(redis_url=redis_url, key_prefix=prefix)
+    first.instance, second.instance = "one", "two"
+    with (
+        first.watching(user_id=1, user_email="a@example.com", report_ids=["r1"]),
+        second.watching(user_id=2, user_email="b@example.com", report_ids=["r2"]),
+    ):
+        second.note_token(user_id=2, report_id="r2", expiration="2025-03-01T10:00:00Z")
+        second.share()
+        watchers = first.gather()
+        assert watchers.shared and watchers.instances == 2
+        assert sorted((s.user_email, s.report_ids) for s in watchers.streams) == [
+            ("a@example.com", ("r1",)),
+            ("b@example.com", ("r2",)),
+        ]
+        token = watchers.tokens[(2, "r2")]
+        assert token.expiration == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    # Closed streams leave the shared list with the next share.
+    second.share()
+    assert [s.user_email for s in first.gather().streams] == []
+
+
+def test_without_an_answer_from_redis_the_instance_lists_its_own() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    registry = health_module.OpenViewers(redis_url=f"redis://127.0.0.1:{port}/0")
+    with registry.watching(user_id=1, user_email="a@example.com", report_ids=["r1"]):
+        watchers = registry.gather()
+    assert not watchers.shared
+    assert [s.user_email for s in watchers.streams] == ["a@example.com"]

@@ -276,6 +276,7 @@ EXPECTED: dict[str, Row] = {
     # --- admin: viewer health ---------------------------------------------------------------
     "GET /admin/viewers": admin_only(),
     "GET /admin/viewers/rows": admin_only(query={"day": "2025-01-31"}),
+    "GET /admin/viewers/open": admin_only(),
     "GET /admin/health": admin_only(),
     "GET /admin/health/figures": admin_only(),
     # --- admin: capacities (the seeded one has no Azure coordinates: ARM is never asked) -----

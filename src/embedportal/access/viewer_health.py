@@ -11,9 +11,16 @@ every token was an audit entry; such entries are still counted.)
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+import logging
+import os
+import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -28,6 +35,8 @@ from embedportal.db.periodic import flush_periodically
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.metrics import REFRESH_REASONS, VIEWER_EVENT_TYPES
+
+logger = logging.getLogger("embedportal.viewer_health")
 
 # Reasons kept as given: why a token was refreshed, and how a viewer noticed its token died
 # ("clock", "wake", "expired-error"). Anything else is counted as "other", so a misbehaving
@@ -337,6 +346,299 @@ def viewer_health(
     )
 
 
+# --- open now: the viewers connected to this process ---------------------------------------------
+
+# How long the last token handed to a person for a report is remembered: longer than any embed
+# token lives (Power BI's never outlive the hour of the Entra token that minted them).
+LAST_TOKEN_MEMORY = timedelta(hours=2)
+# The remembered tokens are pruned of old ones once there are this many.
+LAST_TOKEN_PRUNE_AT = 1000
+
+
+@dataclass(frozen=True)
+class OpenStream:
+    """One open push-channel stream: a viewer page (one report, or a TV screen's several)."""
+
+    user_id: int
+    user_email: str
+    report_ids: tuple[str, ...]
+    since: datetime
+
+
+@dataclass(frozen=True)
+class LastToken:
+    handed_out_at: datetime
+    expiration: datetime | None
+
+
+def _parse_moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# With Redis, each process shares what it sees this often, and a share outlives it this long:
+# an instance that stopped drops out of "open now" within that time.
+SHARE_SECONDS = 10.0
+SHARE_TTL_SECONDS = 35
+SHARE_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Watchers:
+    """Open streams and their people's last tokens, of every instance that answered."""
+
+    streams: list[OpenStream]
+    tokens: dict[tuple[int, str], LastToken]
+    instances: int  # how many processes' viewers these are
+    shared: bool  # read through Redis (else this process alone)
+
+
+class OpenViewers:
+    """Who is watching now, as this process sees it: its open push-channel streams (the viewer
+    pages connected to it) and the last token it handed each person for each report. In memory,
+    per process; with Redis (``redis_url``) every process shares its own every few seconds
+    (``run``), and ``gather`` reads them all, so any instance can list every viewer."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        redis_url: str | None = None,
+        key_prefix: str = "embedportal",
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._streams: dict[int, OpenStream] = {}
+        self._tokens: dict[tuple[int, str], LastToken] = {}
+        self._ids = itertools.count(1)
+        self.instance = f"{socket.gethostname()} · {os.getpid()}"
+        self._redis_url = redis_url
+        self._key_prefix = f"{key_prefix}:open-now:"
+
+    # --- sharing through Redis ---
+
+    def _redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(
+            self._redis_url or "",
+            socket_timeout=SHARE_TIMEOUT_SECONDS,
+            socket_connect_timeout=SHARE_TIMEOUT_SECONDS,
+        )
+
+    def _own_share(self) -> str:
+        streams = self.streams()
+        pairs = {(s.user_id, r) for s in streams for r in s.report_ids}
+        tokens = {}
+        for user_id, report_id in pairs:
+            token = self.last_token(user_id, report_id)
+            if token is not None:
+                tokens[f"{user_id} {report_id}"] = [
+                    token.handed_out_at.isoformat(),
+                    token.expiration.isoformat() if token.expiration else None,
+                ]
+        return json.dumps(
+            {
+                "streams": [
+                    [s.user_id, s.user_email, list(s.report_ids), s.since.isoformat()]
+                    for s in streams
+                ],
+                "tokens": tokens,
+            }
+        )
+
+    def share(self) -> None:
+        """Write this process's viewers to Redis (they expire unless shared again)."""
+        if not self._redis_url:
+            return
+        client = self._redis()
+        try:
+            client.set(self._key_prefix + self.instance, self._own_share(), ex=SHARE_TTL_SECONDS)
+        finally:
+            client.close()
+
+    def gather(self) -> Watchers:
+        """Every instance's viewers through Redis; this process's alone without Redis, or
+        when Redis does not answer."""
+        local = Watchers(self.streams(), self._fresh_tokens(), instances=1, shared=False)
+        if not self._redis_url:
+            return local
+        try:
+            self.share()
+            client = self._redis()
+            try:
+                keys = sorted(client.scan_iter(match=self._key_prefix + "*", count=100))
+                values = client.mget(keys) if keys else []
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - Redis down: this instance's own list still answers
+            logger.warning("open now: Redis did not answer; listing this instance only")
+            return local
+        streams: list[OpenStream] = []
+        tokens: dict[tuple[int, str], LastToken] = {}
+        for raw in values:
+            if raw is None:
+                continue
+            try:
+                share = json.loads(raw)
+                for user_id, email, report_ids, since in share["streams"]:
+                    moment = _parse_moment(str(since))
+                    if moment is not None:
+                        streams.append(
+                            OpenStream(
+                                int(user_id), str(email), tuple(map(str, report_ids)), moment
+                            )
+                        )
+                for pair, (handed_out, expiration) in share["tokens"].items():
+                    user_id, _sep, report_id = str(pair).partition(" ")
+                    at = _parse_moment(str(handed_out))
+                    if at is not None:
+                        tokens[(int(user_id), report_id)] = LastToken(
+                            at, _parse_moment(str(expiration)) if expiration else None
+                        )
+            except (ValueError, KeyError, TypeError):
+                continue  # one instance's unreadable share does not hide the others
+        return Watchers(streams, tokens, instances=len(keys), shared=True)
+
+    async def run(self, *, interval_seconds: float = SHARE_SECONDS) -> None:
+        """With Redis, share this process's viewers every ``interval_seconds`` until cancelled."""
+        if not self._redis_url:
+            return
+        failing = False
+        while True:
+            try:
+                await asyncio.to_thread(self.share)
+                failing = False
+            except Exception as error:  # noqa: BLE001 - Redis down: retried at the next turn
+                if not failing:
+                    logger.warning("open now: not shared through Redis (%s)", type(error).__name__)
+                failing = True
+            await asyncio.sleep(interval_seconds)
+
+    def _fresh_tokens(self) -> dict[tuple[int, str], LastToken]:
+        now = self._clock()
+        with self._lock:
+            return {
+                key: token
+                for key, token in self._tokens.items()
+                if now - token.handed_out_at < LAST_TOKEN_MEMORY
+            }
+
+    @contextmanager
+    def watching(
+        self, *, user_id: int, user_email: str, report_ids: Sequence[str]
+    ) -> Iterator[OpenStream]:
+        """Count a stream as open while the block runs."""
+        stream = OpenStream(user_id, user_email, tuple(dict.fromkeys(report_ids)), self._clock())
+        with self._lock:
+            key = next(self._ids)
+            self._streams[key] = stream
+        try:
+            yield stream
+        finally:
+            with self._lock:
+                self._streams.pop(key, None)
+
+    def note_token(self, *, user_id: int, report_id: str, expiration: str) -> None:
+        now = self._clock()
+        with self._lock:
+            self._tokens[(user_id, report_id)] = LastToken(now, _parse_moment(expiration))
+            if len(self._tokens) >= LAST_TOKEN_PRUNE_AT:
+                self._tokens = {
+                    key: token
+                    for key, token in self._tokens.items()
+                    if now - token.handed_out_at < LAST_TOKEN_MEMORY
+                }
+
+    def streams(self) -> list[OpenStream]:
+        with self._lock:
+            return list(self._streams.values())
+
+    def last_token(self, user_id: int, report_id: str) -> LastToken | None:
+        with self._lock:
+            token = self._tokens.get((user_id, report_id))
+        if token is None or self._clock() - token.handed_out_at >= LAST_TOKEN_MEMORY:
+            return None
+        return token
+
+
+@dataclass(frozen=True)
+class OpenNowRow:
+    """A person with a report open: since when, and the token the portal last gave them for it."""
+
+    user_id: int
+    user_email: str
+    report_id: str
+    report_name: str
+    since: datetime
+    watching_seconds: float
+    token_age_seconds: float | None  # None: no token handed out by this process lately
+    token_left_seconds: float | None  # None: unknown; negative: expired
+
+
+def open_now(
+    *,
+    session: Session,
+    open_viewers: OpenViewers,
+    now: datetime | None = None,
+    watchers: Watchers | None = None,
+) -> list[OpenNowRow]:
+    """One row per open report per stream, reports the catalogue knows only (a page may name
+    any id; the token API is what refuses the others), longest watching first."""
+    now = now or utcnow()
+    watchers = open_viewers.gather() if watchers is None else watchers
+    streams = watchers.streams
+    ids = {report_id for stream in streams for report_id in stream.report_ids}
+    names = (
+        {
+            str(report_id): str(name)
+            for report_id, name in session.execute(
+                select(Report.id, Report.name).where(Report.id.in_(ids))
+            )
+        }
+        if ids
+        else {}
+    )
+    rows = []
+    for stream in streams:
+        for report_id in stream.report_ids:
+            if report_id not in names:
+                continue
+            token = watchers.tokens.get((stream.user_id, report_id))
+            rows.append(
+                OpenNowRow(
+                    user_id=stream.user_id,
+                    user_email=stream.user_email,
+                    report_id=report_id,
+                    report_name=names[report_id],
+                    since=stream.since,
+                    watching_seconds=max((now - stream.since).total_seconds(), 0.0),
+                    token_age_seconds=(
+                        max((now - token.handed_out_at).total_seconds(), 0.0) if token else None
+                    ),
+                    token_left_seconds=(
+                        (token.expiration - now).total_seconds()
+                        if token and token.expiration
+                        else None
+                    ),
+                )
+            )
+    return sorted(rows, key=lambda row: (row.since, row.user_email, row.report_name.lower()))
+
+
+def duration_words(seconds: float) -> str:
+    """A person's words for a span: "under a minute", "12 min", "1 h 05 min"."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return _("under a minute")
+    if minutes < 60:
+        return _("%(minutes)s min", minutes=minutes)
+    return _("%(hours)s h %(minutes)02d min", hours=minutes // 60, minutes=minutes % 60)
+
+
 # --- the token API's tally ---------------------------------------------------------------------
 
 
@@ -361,10 +663,16 @@ class TokenTally:
     second instance may write one more entry for the same day, never one per token."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], *, clock: Callable[[], datetime] = utcnow
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        open_viewers: OpenViewers | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        # Who is watching now (Admin → Viewer health): the streams and each person's last token.
+        self.open_viewers = open_viewers or OpenViewers(clock=clock)
         self._lock = threading.Lock()
         self._counts: Counter[tuple[date, str, str, str]] = Counter()
         self._firsts: list[_FirstToken] = []
@@ -385,6 +693,7 @@ class TokenTally:
         now = self._clock()
         day = now.astimezone(UTC).date()
         kind = TOKEN_SHARED if shared else TOKEN_MINTED
+        self.open_viewers.note_token(user_id=user_id, report_id=report_id, expiration=expiration)
         with self._lock:
             stored = reason if reason in TOKEN_REASONS else OTHER_REASON
             self._counts[(day, report_id, kind, stored)] += 1

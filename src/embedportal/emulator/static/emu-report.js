@@ -659,6 +659,12 @@
 
   // ---------------------------------------------------------------- the SDK's requests
 
+  /** Count a command on <html data-…> (what tests read: a print dialog cannot be seen). */
+  function count(name) {
+    const root = document.documentElement;
+    root.dataset[name] = String(Number(root.dataset[name] || 0) + 1);
+  }
+
   function startSession(config, headers) {
     state.session += 1;
     state.pass += 1;
@@ -803,7 +809,18 @@
       /^\/report\/refresh$/,
       async function (_req, respond) {
         respond(202, null);
+        count("refreshes");
         await renderPass();
+      },
+    ],
+    [
+      "POST",
+      /^\/report\/print$/,
+      function (_req, respond) {
+        // As Power BI's: the iframe prints itself (the browser's print dialog, for the page).
+        respond(202, null);
+        count("prints");
+        window.print();
       },
     ],
     [

@@ -8,6 +8,7 @@ the reports it names, and a viewer's `interaction` telemetry is a person using a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
@@ -16,6 +17,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Collection, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -157,6 +159,7 @@ class EventStream(Response):
         session_id: str | None,
         on_heartbeat: Beat,
         metrics: PortalMetrics,
+        watching: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -166,16 +169,20 @@ class EventStream(Response):
         self._session_id = session_id
         self._on_heartbeat = on_heartbeat
         self._metrics = metrics
+        self._watching = watching  # Admin → Viewer health's "open now" counts it while open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self._metrics.open_viewers.inc()
         try:
-            with self._hub.subscribe(
-                user_id=self._user_id,
-                session_id=self._session_id,
-                heartbeat_seconds=HEARTBEAT_SECONDS,
-            ) as subscription:
+            with (
+                self._watching(),
+                self._hub.subscribe(
+                    user_id=self._user_id,
+                    session_id=self._session_id,
+                    heartbeat_seconds=HEARTBEAT_SECONDS,
+                ) as subscription,
+            ):
                 watcher = asyncio.ensure_future(_until_disconnected(receive, subscription))
                 try:
                     await _send_chunk(send, _stream_opening())
@@ -226,6 +233,7 @@ async def events(
     metrics: MetricsDep,
     settings: AppSettings,
     session_factory: SessionFactoryDep,
+    tally: TokenTallyDep,
     report: Annotated[list[str] | None, Query(description="A report open on the page.")] = None,
 ) -> Response:
     """Server-sent events for the signed-in user's open viewers: `policy`, `access`, `session`
@@ -268,6 +276,12 @@ async def events(
         session_id=request.state.web_session_id,
         on_heartbeat=on_heartbeat,
         metrics=metrics,
+        watching=functools.partial(
+            tally.open_viewers.watching,
+            user_id=user_id,
+            user_email=user.email,
+            report_ids=report_ids,
+        ),
     )
 
 

@@ -29,6 +29,7 @@ import {
   retryAfterSeconds,
   sessionPollDelaySeconds,
 } from './token-keeper.js';
+import { mountToolbar } from './viewer-toolbar.js';
 
 // Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
 const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.windows-int\.net|analysis-df\.windows\.net|powerbigov\.us|powerbi\.cn|powerbi\.de|powerbi\.sovcloud-api\.fr)$/i;
@@ -566,4 +567,14 @@ export async function mountSlot(slot) {
 }
 
 const single = document.getElementById('viewer');
-if (single) mountSlot(single);
+if (single) {
+  mountSlot(single);
+  // The toolbar (viewer-toolbar.js; none in TV mode) acts on this slot's report once it exists.
+  mountToolbar({
+    toolbar: document.querySelector('[data-viewer-toolbar]'),
+    slot: single,
+    stage: single.closest('[data-viewer-stage]'),
+    getReport: () => viewers.find((viewer) => viewer.slot === single)?.report ?? null,
+    userId: document.querySelector('[data-user-id]')?.dataset.userId,
+  });
+}
