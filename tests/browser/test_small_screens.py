@@ -68,6 +68,8 @@ def test_every_page_fits_a_phone(phone: Page, portal: Portal) -> None:
         "/admin/viewers",
         "/admin/capacities",
         "/admin/health",
+        "/admin/branding",
+        "/admin/outbox",
         "/account",
     ):
         phone.goto(f"{portal.url}{path}")
