@@ -206,3 +206,17 @@ def test_safe_mail_settings_are_accepted_in_production(values: dict[str, object]
 def test_development_may_send_in_clear_text_to_any_server() -> None:
     settings = _settings(**SMTP, mail_smtp_security="none")
     assert settings.mail_smtp_security == "none"
+
+
+def test_smtp_settings_answer_to_both_their_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDPORTAL_SMTP_HOST", "mail.example.com")
+    monkeypatch.setenv("EMBEDPORTAL_SMTP_PORT", "2525")
+    monkeypatch.setenv("EMBEDPORTAL_MAIL_SMTP_USER", "portal")
+    monkeypatch.setenv("EMBEDPORTAL_MAIL_FROM", "Reports <reports@example.com>")
+    settings = Settings()
+    assert settings.mail_smtp_host == "mail.example.com"
+    assert settings.mail_smtp_port == 2525
+    assert settings.mail_smtp_user == "portal"
+    # In code, by the field's name, as everywhere else.
+    in_code = Settings(mail_smtp_host="other.example.com", mail_from="r@example.com")
+    assert in_code.mail_smtp_host == "other.example.com"

@@ -14,7 +14,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
@@ -84,9 +91,18 @@ def _refuse_guessable(name: str, secret: str) -> None:
         )
 
 
+def _smtp_alias(name: str) -> AliasChoices:
+    """EMBEDPORTAL_MAIL_SMTP_<NAME>, or the shorter EMBEDPORTAL_SMTP_<NAME> many deployments
+    already use for their other services."""
+    return AliasChoices(f"EMBEDPORTAL_MAIL_SMTP_{name.upper()}", f"EMBEDPORTAL_SMTP_{name.upper()}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EMBEDPORTAL_",
+        # The SMTP settings have two environment names each (_smtp_alias); in code they are
+        # still set by their field names.
+        populate_by_name=True,
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
@@ -380,24 +396,38 @@ class Settings(BaseSettings):
         description="SMTP server that sends the portal's e-mail (invitations, password reset "
         "links, notices of a changed password). Unset: in development and test each mail is "
         "written to the log and shown in Admin → Outbox; in production mails wait in the outbox.",
+        validation_alias=_smtp_alias("host"),
     )
     mail_smtp_port: int = Field(
-        587, ge=1, le=65535, description="Port of the SMTP server (587 for STARTTLS, 465 for SSL)."
+        587,
+        ge=1,
+        le=65535,
+        description="Port of the SMTP server (587 for STARTTLS, 465 for SSL).",
+        validation_alias=_smtp_alias("port"),
     )
     mail_smtp_security: Literal["starttls", "ssl", "none"] = Field(
         "starttls",
         description="How the connection to the SMTP server is encrypted: `starttls` (upgrade a "
         "plain connection), `ssl` (TLS from the start) or `none` (only in development, or to a "
         "server on the machine itself without a password).",
+        validation_alias=_smtp_alias("security"),
     )
     mail_smtp_user: str | None = Field(
-        None, description="User name for SMTP authentication; unset: no authentication."
+        None,
+        description="User name for SMTP authentication; unset: no authentication.",
+        validation_alias=_smtp_alias("user"),
     )
     mail_smtp_password: SecretStr | None = Field(
-        None, description="Password for SMTP authentication."
+        None,
+        description="Password for SMTP authentication.",
+        validation_alias=_smtp_alias("password"),
     )
     mail_smtp_timeout_seconds: float = Field(
-        20.0, gt=0, le=300, description="How long one conversation with the SMTP server may take."
+        20.0,
+        gt=0,
+        le=300,
+        description="How long one conversation with the SMTP server may take.",
+        validation_alias=_smtp_alias("timeout_seconds"),
     )
     mail_from: str | None = Field(
         None,
