@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, Response
@@ -27,11 +28,12 @@ from embedportal.access.grants import (
     revoke_grant,
     set_grant_roles,
 )
-from embedportal.access.organization import effective_connection, get_organization
-from embedportal.access.rls_check import grant_trials, roles_in_use
+from embedportal.access.organization import PowerBIClients, effective_connection, get_organization
+from embedportal.access.rls_check import RlsTrial, grant_trials, roles_in_use
 from embedportal.db.models import Group, GroupMembership, Report, ReportGrant, User
 from embedportal.i18n import N_, _
 from embedportal.powerbi import PowerBIError
+from embedportal.settings import Settings
 from embedportal.web.deps import (
     AdminUser,
     AppSettings,
@@ -292,24 +294,11 @@ def add_grant(
     trials = grant_trials(
         session=db, report=report, roles=roles, user=user, group=group, actor=admin
     )
-    refused = roles_refused(
-        session=db,
-        settings=settings,
-        clients=clients,
-        trials=trials,
-        save_unchecked=form.save_unchecked,
+    refusal = _roles_refusal(
+        request, db, report, settings, clients, trials, form.save_unchecked, htmx, {"form": form}
     )
-    if refused is not None:
-        return _grants_answer(
-            request,
-            db,
-            report,
-            htmx=htmx,
-            message="",
-            error=refused.reason,
-            form=form,
-            unchecked=refused.unchecked,
-        )
+    if refusal is not None:
+        return refusal
     try:
         grant = grant_report(
             session=db, report=report, user=user, group=group, roles=roles, actor=admin
@@ -322,6 +311,36 @@ def add_grant(
     who = group.name if group is not None else user.email if user is not None else ""
     message = _("%(report)s granted to %(who)s.", report=report.name, who=who)
     return _grants_answer(request, db, report, htmx=htmx, message=message)
+
+
+def _roles_refusal(
+    request: Request,
+    db: Session,
+    report: Report,
+    settings: Settings,
+    clients: PowerBIClients,
+    trials: Sequence[RlsTrial],
+    save_unchecked: bool,
+    htmx: bool,
+    shown: dict[str, Any],
+) -> Response | None:
+    """The grants section again with Power BI's refusal of the roles (or "could not check"),
+    the typed form in ``shown``; None when the roles may be saved."""
+    refused = roles_refused(
+        session=db, settings=settings, clients=clients, trials=trials, save_unchecked=save_unchecked
+    )
+    if refused is None:
+        return None
+    return _grants_answer(
+        request,
+        db,
+        report,
+        htmx=htmx,
+        message="",
+        error=refused.reason,
+        unchecked=refused.unchecked,
+        **shown,
+    )
 
 
 @router.post("/{report_id}/grants/{grant_id}/roles", dependencies=[CsrfProtected])
@@ -345,24 +364,19 @@ def change_grant_roles(
             request, db, report, htmx=htmx, message="", error=_(str(problem)), roles_form=typed
         )
     trials = grant_trials(session=db, report=report, roles=roles, grant=grant, actor=admin)
-    refused = roles_refused(
-        session=db,
-        settings=settings,
-        clients=clients,
-        trials=trials,
-        save_unchecked=form.save_unchecked,
+    refusal = _roles_refusal(
+        request,
+        db,
+        report,
+        settings,
+        clients,
+        trials,
+        form.save_unchecked,
+        htmx,
+        {"roles_form": typed},
     )
-    if refused is not None:
-        return _grants_answer(
-            request,
-            db,
-            report,
-            htmx=htmx,
-            message="",
-            error=refused.reason,
-            roles_form=typed,
-            unchecked=refused.unchecked,
-        )
+    if refusal is not None:
+        return refusal
     set_grant_roles(session=db, grant=grant, roles=roles, actor=admin)
     _access_changed(db, hub, _affected_user_ids(db, grant))
     return _grants_answer(request, db, report, htmx=htmx, message=_("RLS roles saved."))
