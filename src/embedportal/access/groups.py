@@ -135,7 +135,7 @@ def update_group(
     description: str,
     may_start_capacity: bool,
     keeps_capacity_on: bool,
-    actor: User,
+    actor: User | None,
 ) -> dict[str, list[object]]:
     """Rename a group or change its description and permissions; returns what changed."""
     clean_name, clean_description = _check(
@@ -154,7 +154,7 @@ def update_group(
     return changes
 
 
-def delete_group(*, session: Session, group: Group, actor: User) -> None:
+def delete_group(*, session: Session, group: Group, actor: User | None) -> None:
     """Delete a group; its members lose what they had through it (memberships, grants)."""
     members = member_count(session=session, group=group)
     _audit(session=session, actor=actor, action="group.deleted", group=group, members=members)
@@ -162,7 +162,7 @@ def delete_group(*, session: Session, group: Group, actor: User) -> None:
     session.flush()
 
 
-def add_member(*, session: Session, group: Group, email: str, actor: User) -> User:
+def add_member(*, session: Session, group: Group, email: str, actor: User | None) -> User:
     """Add the user with this e-mail to the group (adding a member twice is not an error)."""
     normalised = normalise_email(email)
     user = find_user_by_email(session=session, email=normalised)
@@ -184,7 +184,7 @@ def add_member(*, session: Session, group: Group, email: str, actor: User) -> Us
     return user
 
 
-def remove_member(*, session: Session, group: Group, user: User, actor: User) -> None:
+def remove_member(*, session: Session, group: Group, user: User, actor: User | None) -> None:
     membership = session.get(GroupMembership, (group.id, user.id))
     if membership is None:
         return
