@@ -61,6 +61,9 @@ from embedportal.web.routes import (
     api_docs,
     api_session,
     api_tokens,
+    api_v1_audit,
+    api_v1_groups,
+    api_v1_reports,
     api_v1_users,
     auth,
     brand,
@@ -246,7 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (admin_groups, admin_audit, events, api_session, api_docs, admin_capacities):
         app.include_router(module.router)
     # The integration API (docs/integration-api.md).
-    for module in (api_v1_users,):
+    for module in (api_v1_users, api_v1_groups, api_v1_reports, api_v1_audit):
         app.include_router(module.router)
     # Pages of HTML only, left out of the API reference.
     html_pages = (

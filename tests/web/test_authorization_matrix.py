@@ -336,6 +336,19 @@ EXPECTED: dict[str, Row] = {
     "DELETE /api/v1/users/{user_id}": integration(),
     "POST /api/v1/users/{user_id}/block": integration(),
     "POST /api/v1/users/{user_id}/unblock": integration(),
+    "GET /api/v1/groups": integration(),
+    "POST /api/v1/groups": integration(json={"name": "API group"}),
+    "GET /api/v1/groups/{group_id}": integration(),
+    "DELETE /api/v1/groups/{group_id}": integration(),
+    "GET /api/v1/groups/{group_id}/members": integration(),
+    "POST /api/v1/groups/{group_id}/members": integration(json={"user_id": 1}),
+    "DELETE /api/v1/groups/{group_id}/members/{user_id}": integration(),
+    "GET /api/v1/reports": integration(),
+    "GET /api/v1/reports/{report_id}": integration(),
+    "GET /api/v1/reports/{report_id}/grants": integration(),
+    "POST /api/v1/reports/{report_id}/grants": integration(json={"user_id": 1}),
+    "DELETE /api/v1/reports/{report_id}/grants/{grant_id}": integration(),
+    "GET /api/v1/audit": integration(query={"action": "user.created"}),
 }
 
 

@@ -136,3 +136,8 @@ def apply_catalogue(*, session: Session, catalogue: Catalogue, actor: User | Non
         detail=detail,
     )
     return result
+
+
+def catalogue_reports(*, session: Session) -> list[Report]:
+    """Every report of the catalogue: available ones first, each by name."""
+    return list(session.scalars(select(Report).order_by(Report.is_available.desc(), Report.name)))

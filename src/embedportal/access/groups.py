@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
@@ -66,8 +66,15 @@ def _audit(
     )
 
 
-def _find_by_name(*, session: Session, name: str) -> Group | None:
-    return session.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
+def find_by_name(*, session: Session, name: str) -> Group | None:
+    """The group called ``name``, in any case. The exact name too: SQLite's lower() leaves
+    letters beyond ASCII ("Ç") as they are, where Python's lowers them."""
+    return session.scalar(
+        select(Group)
+        .where(or_(Group.name == name, func.lower(Group.name) == name.lower()))
+        .order_by(Group.id)
+        .limit(1)
+    )
 
 
 def _check(
@@ -82,7 +89,7 @@ def _check(
             "The name must have at most %(count)d characters.", count=MAX_GROUP_NAME_LENGTH
         )
     else:
-        existing = _find_by_name(session=session, name=clean_name)
+        existing = find_by_name(session=session, name=clean_name)
         if existing is not None and (group is None or existing.id != group.id):
             errors["name"] = _("A group called “%(name)s” already exists.", name=clean_name)
     clean_description = description.strip()
