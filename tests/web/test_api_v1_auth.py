@@ -95,6 +95,8 @@ def test_a_session_cookie_does_not_authenticate_and_csrf_does_not_apply(
     csrf = csrf_of(client)
     response = client.get("/api/v1/users", headers={"X-CSRF-Token": csrf})
     _refused(response, 401, "InvalidApiKey")
+    # No session is looked up for it, and no cookie handed out.
+    assert "set-cookie" not in response.headers
     # With a key, no CSRF token is needed, signed in or not.
     secret = make_api_key(app, ["users:write"])
     client.cookies.clear()
@@ -149,3 +151,8 @@ def test_the_key_is_never_logged(
     assert secret not in scrub(f"Authorization: Bearer {secret}")
     assert secret not in scrub(f"X-API-Key: {secret}")
     assert secret not in scrub(f"calling with api_key={secret}")
+
+
+def test_messages_follow_the_callers_language(client: TestClient) -> None:
+    response = client.get("/api/v1/users", headers={"Accept-Language": "pt-BR"})
+    assert "Envie uma chave de API" in _refused(response, 401, "InvalidApiKey")
