@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from embedportal.db.models import AuditEntry, Report, ReportGrant, User, WebSession
+from embedportal.db.models import AuditEntry, OutboxMail, Report, ReportGrant, User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.web.deps import get_push_hub
 from embedportal.web.push import PushEvent
@@ -264,3 +264,13 @@ def test_the_audit_page_names_the_key(
     login_as(make_user("admin@example.com", role="admin"))
     page = api.get("/admin/audit", params={"action": "user.created"})
     assert "API key “CRM”" in page.text
+
+
+def test_create_can_invite_the_user_to_choose_a_password(app: FastAPI, api: TestClient) -> None:
+    created = api.post("/api/v1/users", json={"email": "ana@example.com", "invite": True})
+    assert created.status_code == 201, created.text
+    with session_scope(app.state.session_factory) as db:
+        (mail,) = db.scalars(select(OutboxMail)).all()
+        assert mail.recipient == "ana@example.com"
+    (sent,) = _entries(app, "user.invitation_sent")
+    assert sent.detail["api_key"] == "CRM"
