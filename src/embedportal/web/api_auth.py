@@ -15,7 +15,7 @@ import functools
 import math
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -147,5 +147,7 @@ def require_scope(scope: str) -> Any:
         return caller
 
     api_caller.__name__ = f"api_caller_{scope.replace(':', '_')}"
-    dependency: DependsParam = Depends(api_caller)
+    # Security rather than Depends: the OpenAPI names the scope in each operation's security
+    # requirement (OpenAPI 3.1 lets a non-OAuth2 scheme list the roles it needs).
+    dependency: DependsParam = Security(api_caller, scopes=[scope])
     return dependency
