@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal import __version__
+from embedportal.access.api_keys import LastUseMemo
 from embedportal.access.audit_log import prune_audit
 from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
@@ -35,6 +36,7 @@ from embedportal.metrics import PortalMetrics
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import TokenService, create_token_cache
+from embedportal.web.api_auth import install_api_error_handlers
 from embedportal.web.context import RequestContext
 from embedportal.web.errors import install_error_handlers
 from embedportal.web.input_guard import guard_input
@@ -44,6 +46,7 @@ from embedportal.web.push import PushHub
 from embedportal.web.rate_limit import SessionBuckets
 from embedportal.web.routes import (
     account,
+    admin_api_keys,
     admin_audit,
     admin_branding,
     admin_capacities,
@@ -58,6 +61,10 @@ from embedportal.web.routes import (
     api_docs,
     api_session,
     api_tokens,
+    api_v1_audit,
+    api_v1_groups,
+    api_v1_reports,
+    api_v1_users,
     auth,
     brand,
     events,
@@ -176,6 +183,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.background.append(app.state.token_tally.run)
     if settings.redis_url:  # Admin → Viewer health's "open now" across instances
         app.state.background.append(app.state.token_tally.open_viewers.run)
+    # The integration API (/api/v1): each key's rate limit, and when its last use was written.
+    app.state.api_limiter = SessionBuckets(
+        per_minute=settings.api_requests_per_minute, capacity=settings.api_burst
+    )
+    app.state.api_key_memo = LastUseMemo()
     if settings.audit_retention_days:
         app.state.background.append(
             functools.partial(
@@ -234,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost of all: every answer, the observability layer's own 503 included, carries them.
     app.add_middleware(SecurityHeaders, settings=settings)
     install_error_handlers(app)
+    install_api_error_handlers(app)
     _track_shared_state(app)
 
     app.mount("/static/app", StaticFiles(directory=WEB_DIR / "static"), name="static")
@@ -241,6 +254,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (api_tokens, health, vendor, brand, home, auth, two_step, account, admin_users):
         app.include_router(module.router)
     for module in (admin_groups, admin_audit, events, api_session, api_docs, admin_capacities):
+        app.include_router(module.router)
+    # The integration API (docs/integration-api.md).
+    for module in (api_v1_users, api_v1_groups, api_v1_reports, api_v1_audit):
         app.include_router(module.router)
     # Pages of HTML only, left out of the API reference.
     html_pages = (
@@ -256,6 +272,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_outbox,
         admin_branding,
         admin_view_as,
+        admin_api_keys,
     )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)

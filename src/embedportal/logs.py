@@ -20,14 +20,18 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 REDACTED = "[redacted]"
-# JWTs (embed and Entra tokens), bearer credentials, and key=value pairs whose key names a secret.
+# JWTs (embed and Entra tokens), the integration API's keys (access/api_keys.py), bearer
+# credentials, and key=value pairs whose key names a secret.
 _SECRETS = (
-    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    re.compile(
+        r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*|\bep_[0-9a-f]{4,}_[A-Za-z0-9_-]{8,}"
+    ),
     re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    # Lower-case keys (settings, form fields, cookies) and the two headers; not class names
+    # Lower-case keys (settings, form fields, cookies) and the credential headers; not class names
     # such as `IssuedToken = await ...` in a traceback.
     re.compile(
-        r"\b([a-z_]*(?:token|secret|password|cookie|session|csrf)[a-z_]*|Authorization|Cookie)"
+        r"\b([a-z_]*(?:token|secret|password|cookie|session|csrf|api_key)[a-z_]*"
+        r"|Authorization|Cookie|X-API-Key)"
         r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]{4,})"
     ),
 )

@@ -220,6 +220,20 @@ class Settings(BaseSettings):
         description="Viewer telemetry events one web session may send per minute (a burst of "
         "as many at once); beyond it `/api/telemetry` answers 429 with Retry-After.",
     )
+    api_requests_per_minute: int = Field(
+        600,
+        ge=1,
+        le=1_000_000,
+        description="Integration API (`/api/v1`) requests one API key may make per minute, "
+        "each instance counting its own; beyond it the API answers 429 with Retry-After.",
+    )
+    api_burst: int = Field(
+        50,
+        ge=1,
+        le=1_000_000,
+        description="Integration API requests one API key may make at once, before "
+        "`api_requests_per_minute` paces it.",
+    )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     emulator_port: int | None = Field(

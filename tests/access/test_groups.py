@@ -135,3 +135,12 @@ def test_a_blocked_user_has_no_permissions(db: Session, new_user: NewUser) -> No
     user = new_user("ana@example.com", may_start_capacity=True, keeps_capacity_on=True)
     user.is_blocked = True
     assert effective_permissions(session=db, user=user) == EffectivePermissions(False, False)
+
+
+def test_a_name_beyond_ascii_is_found_again_not_stored_twice(db: Session) -> None:
+    """SQLite's lower() leaves "Ç" alone while Python's lowers it: the same name again is a
+    clash the service names, not a database error (found by the API's fuzzing)."""
+    create_group(session=db, name="Ç", actor=None)
+    with pytest.raises(UserInputError) as refused:
+        create_group(session=db, name="Ç", actor=None)
+    assert "already exists" in refused.value.errors["name"]

@@ -384,10 +384,11 @@ def test_requests_the_emulator_does_not_know_are_refused(page: Page, emulator: E
     token, _ = emulator.embed_token(SALES_OVERVIEW_REPORT_ID)
     report = open_report(page, emulator, token)
 
-    refusal = report.run("try { await report.print(); return null; } catch (e) { return e; }")
+    # Saving a report is an editor's act: the emulator embeds for viewing only.
+    refusal = report.run("try { await report.save(); return null; } catch (e) { return e; }")
     assert refusal == {
         "message": "NotSupported",
-        "detailedMessage": "POST /report/print is not emulated",
+        "detailedMessage": "POST /report/save is not emulated",
     }
 
 

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from starlette.routing import Mount, WebSocketRoute
 
+from embedportal.access.api_keys import create_api_key
 from embedportal.access.groups import add_member, create_group
 from embedportal.db.models import Capacity, Report, ReportGrant, User
 from embedportal.db.session import session_scope
@@ -105,6 +106,15 @@ def admin_only(ok: Expect = OK, **request: Any) -> Row:
 def api(ok: Expect, **request: Any) -> Row:
     """JSON for anyone signed in."""
     return Row(anonymous=UNAUTHORIZED, viewer=ok, granted=ok, admin=ok, **request)
+
+
+NO_API_KEY = Expect(401, json_code="InvalidApiKey")
+
+
+def integration(**request: Any) -> Row:
+    """The integration API (/api/v1): an API key or nothing. A session, even an
+    administrator's, counts for nothing there (tests/web/test_api_v1_*.py call it with keys)."""
+    return public(NO_API_KEY, **request)
 
 
 EXPECTED: dict[str, Row] = {
@@ -317,6 +327,32 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/users/{user_id}/view-as/{report_id}/token": admin_only(
         Expect(403, json_code="Forbidden"), json={"reason": "load"}
     ),
+    # --- admin: API keys --------------------------------------------------------------------
+    "GET /admin/api-keys": admin_only(),
+    "POST /admin/api-keys": admin_only(REFUSED, form={"name": ""}),
+    "GET /admin/api-keys/{key_id}/revoke": admin_only(),
+    "POST /admin/api-keys/{key_id}/revoke": admin_only(Expect(303, "/admin/api-keys")),
+    # --- the integration API (/api/v1) ------------------------------------------------------
+    "GET /api/v1/users": integration(),
+    "POST /api/v1/users": integration(json={"email": "api@example.com"}),
+    "GET /api/v1/users/{user_id}": integration(),
+    "PATCH /api/v1/users/{user_id}": integration(json={"name": "Renamed"}),
+    "DELETE /api/v1/users/{user_id}": integration(),
+    "POST /api/v1/users/{user_id}/block": integration(),
+    "POST /api/v1/users/{user_id}/unblock": integration(),
+    "GET /api/v1/groups": integration(),
+    "POST /api/v1/groups": integration(json={"name": "API group"}),
+    "GET /api/v1/groups/{group_id}": integration(),
+    "DELETE /api/v1/groups/{group_id}": integration(),
+    "GET /api/v1/groups/{group_id}/members": integration(),
+    "POST /api/v1/groups/{group_id}/members": integration(json={"user_id": 1}),
+    "DELETE /api/v1/groups/{group_id}/members/{user_id}": integration(),
+    "GET /api/v1/reports": integration(),
+    "GET /api/v1/reports/{report_id}": integration(),
+    "GET /api/v1/reports/{report_id}/grants": integration(),
+    "POST /api/v1/reports/{report_id}/grants": integration(json={"user_id": 1}),
+    "DELETE /api/v1/reports/{report_id}/grants/{grant_id}": integration(),
+    "GET /api/v1/audit": integration(query={"action": "user.created"}),
 }
 
 
@@ -387,6 +423,9 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
         grant = ReportGrant(report_id=REPORT_ID, user_id=users["granted"].id, rls_roles=[])
         db.add(grant)
         db.flush()
+        key = create_api_key(
+            session=db, name="Matrix app", scopes=["users:read"], actor=users["admin"]
+        ).key
         values = {
             "user_id": str(subject.id),
             "group_id": str(group.id),
@@ -396,6 +435,7 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
             "kind": "logo",
             "viewer_id": str(users["viewer"].id),
             "capacity_id": CAPACITY_ID,
+            "key_id": key.id,
             # No link was ever made with it: the link pages refuse it (400), for everyone.
             "token": "no-such-link-token-0000000000000000000000000",
         }

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import contextvars
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from embedportal.db.models import AuditEntry, User
+
+# The API key whose call is being served (web/api_auth.py): its entries name it.
+_api_key_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "embedportal_audit_api_key", default=None
+)
+
+
+@contextmanager
+def through_api_key(name: str) -> Iterator[None]:
+    """Entries recorded inside say they were made through the API key called ``name``
+    (``detail["api_key"]``; their actor is None)."""
+    token = _api_key_name.set(name)
+    try:
+        yield
+    finally:
+        _api_key_name.reset(token)
 
 
 def record(
@@ -26,10 +44,15 @@ def record(
         action=action,
         target_type=target_type,
         target_id=target_id,
-        detail=detail or {},
+        detail=_with_api_key(detail or {}),
     )
     session.add(entry)
     return entry
+
+
+def _with_api_key(detail: dict[str, Any]) -> dict[str, Any]:
+    name = _api_key_name.get()
+    return detail if name is None else {"api_key": name, **detail}
 
 
 def apply_changes(target: object, wanted: Mapping[str, object]) -> dict[str, list[object]]:

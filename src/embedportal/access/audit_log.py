@@ -184,6 +184,8 @@ def action_label(action: str) -> str:
         "capacity.settings_changed": _("Capacity settings changed"),
         "capacity.schedule_changed": _("Capacity schedule changed"),
         "audit.exported": _("Audit log downloaded as CSV"),
+        "api_key.created": _("API key created"),
+        "api_key.revoked": _("API key revoked"),
     }
     return labels.get(action, action)
 
@@ -232,6 +234,7 @@ def target_kind_label(kind: str) -> str:
         "capacities": _("Capacities"),
         "workspace": _("Workspace"),
         "organization": _("Organization"),
+        "api_key": _("API key"),
     }
     return labels.get(kind, kind)
 

@@ -187,3 +187,8 @@ def within_power_bi_rights(
         return list(reports)
     hidden = {r.id for r in user_owned if r.workspace_id.lower() not in workspaces}
     return [report for report in reports if report.id not in hidden]
+
+
+def catalogue_reports(*, session: Session) -> list[Report]:
+    """Every report of the catalogue: available ones first, each by name."""
+    return list(session.scalars(select(Report).order_by(Report.is_available.desc(), Report.name)))

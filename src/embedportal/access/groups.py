@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from embedportal.access.audit import apply_changes, record
@@ -66,8 +66,15 @@ def _audit(
     )
 
 
-def _find_by_name(*, session: Session, name: str) -> Group | None:
-    return session.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
+def find_by_name(*, session: Session, name: str) -> Group | None:
+    """The group called ``name``, in any case. The exact name too: SQLite's lower() leaves
+    letters beyond ASCII ("Ç") as they are, where Python's lowers them."""
+    return session.scalar(
+        select(Group)
+        .where(or_(Group.name == name, func.lower(Group.name) == name.lower()))
+        .order_by(Group.id)
+        .limit(1)
+    )
 
 
 def _check(
@@ -82,7 +89,7 @@ def _check(
             "The name must have at most %(count)d characters.", count=MAX_GROUP_NAME_LENGTH
         )
     else:
-        existing = _find_by_name(session=session, name=clean_name)
+        existing = find_by_name(session=session, name=clean_name)
         if existing is not None and (group is None or existing.id != group.id):
             errors["name"] = _("A group called “%(name)s” already exists.", name=clean_name)
     clean_description = description.strip()
@@ -135,7 +142,7 @@ def update_group(
     description: str,
     may_start_capacity: bool,
     keeps_capacity_on: bool,
-    actor: User,
+    actor: User | None,
 ) -> dict[str, list[object]]:
     """Rename a group or change its description and permissions; returns what changed."""
     clean_name, clean_description = _check(
@@ -154,7 +161,7 @@ def update_group(
     return changes
 
 
-def delete_group(*, session: Session, group: Group, actor: User) -> None:
+def delete_group(*, session: Session, group: Group, actor: User | None) -> None:
     """Delete a group; its members lose what they had through it (memberships, grants)."""
     members = member_count(session=session, group=group)
     _audit(session=session, actor=actor, action="group.deleted", group=group, members=members)
@@ -162,7 +169,7 @@ def delete_group(*, session: Session, group: Group, actor: User) -> None:
     session.flush()
 
 
-def add_member(*, session: Session, group: Group, email: str, actor: User) -> User:
+def add_member(*, session: Session, group: Group, email: str, actor: User | None) -> User:
     """Add the user with this e-mail to the group (adding a member twice is not an error)."""
     normalised = normalise_email(email)
     user = find_user_by_email(session=session, email=normalised)
@@ -184,7 +191,7 @@ def add_member(*, session: Session, group: Group, email: str, actor: User) -> Us
     return user
 
 
-def remove_member(*, session: Session, group: Group, user: User, actor: User) -> None:
+def remove_member(*, session: Session, group: Group, user: User, actor: User | None) -> None:
     membership = session.get(GroupMembership, (group.id, user.id))
     if membership is None:
         return

@@ -146,6 +146,10 @@ def _user_grant_roles(
     return [list(grant.rls_roles or []) for grant in grants]
 
 
+# The username a group's roles are tried with when nobody is at hand to lend theirs.
+GROUP_TRIAL_USERNAME = "rls-check@embedportal.invalid"
+
+
 def grant_trials(
     *,
     session: Session,
@@ -154,12 +158,13 @@ def grant_trials(
     user: User | None = None,
     group: Group | None = None,
     grant: ReportGrant | None = None,
-    actor: User,
+    actor: User | None,
 ) -> list[RlsTrial]:
     """The identity a grant of ``roles`` to the user (or the group) would give on the report.
     A user's: their RLS username and every role they would have there. A group's: its roles,
-    with its first member's username (the administrator's when it has none), since the roles
-    are what Power BI checks. ``grant`` is the grant being changed, if it exists."""
+    with its first member's username (the administrator's when it has none; a stand-in name
+    for an API key's call), since the roles are what Power BI checks. ``grant`` is the grant
+    being changed, if it exists."""
     if not _concerned(report):
         return []
     if grant is not None:
@@ -180,7 +185,7 @@ def grant_trials(
             .limit(1)
         )
         who = member or actor
-        username = who.rls_username or who.email
+        username = (who.rls_username or who.email) if who is not None else GROUP_TRIAL_USERNAME
         all_roles = _union(roles)
     else:
         return []

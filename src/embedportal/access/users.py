@@ -276,9 +276,10 @@ def update_user(
     rls_roles: str | Sequence[str],
     may_start_capacity: bool,
     keeps_capacity_on: bool,
-    actor: User,
+    actor: User | None,
 ) -> dict[str, list[object]]:
-    """Change a user's details; returns what changed as {field: [before, after]}."""
+    """Change a user's details; returns what changed as {field: [before, after]}. ``actor``
+    None: an API key (access/audit.py names it) or the command line."""
     errors: dict[str, str] = {}
     normalised = _collect(errors, normalise_email, email)
     chosen_role = _collect(errors, parse_role, role)
@@ -290,7 +291,12 @@ def update_user(
             errors["email"] = _(
                 "A user with the e-mail %(email)s already exists.", email=normalised
             )
-    if actor.id == user.id and chosen_role is not None and chosen_role != Role.ADMIN:
+    if (
+        actor is not None
+        and actor.id == user.id
+        and chosen_role is not None
+        and chosen_role != Role.ADMIN
+    ):
         errors["role"] = _(
             "You cannot take away your own administrator role. Ask another administrator."
         )
@@ -357,9 +363,9 @@ def unlock_user(*, session: Session, user: User, actor: User | None) -> int:
     return ended
 
 
-def delete_user(*, session: Session, user: User, actor: User) -> None:
+def delete_user(*, session: Session, user: User, actor: User | None) -> None:
     """Delete a user, their sessions, memberships and grants. The audit trail keeps the e-mail."""
-    if actor.id == user.id:
+    if actor is not None and actor.id == user.id:
         raise UserInputError(_("You cannot delete yourself."))
     end_all_sessions(session=session, user_id=user.id)
     revoke_refresh_token(session=session, user_id=user.id)
@@ -449,9 +455,11 @@ def list_users(
     offset: int = 0,
     limit: int = 50,
     only_ids: Collection[int] | None = None,
+    blocked: bool | None = None,
 ) -> UserPage:
     """Users ordered by e-mail; `search` matches part of the e-mail or name, any case;
-    ``only_ids`` keeps those users alone (the locked ones, say)."""
+    ``only_ids`` keeps those users alone (the locked ones, say); ``blocked`` the blocked ones
+    (True) or the others (False)."""
     condition = None
     text = search.strip().lower()
     if text:
@@ -462,6 +470,9 @@ def list_users(
     if only_ids is not None:
         among = User.id.in_(sorted(only_ids))
         condition = among if condition is None else condition & among
+    if blocked is not None:
+        chosen = User.is_blocked.is_(blocked)
+        condition = chosen if condition is None else condition & chosen
     query = select(User).order_by(User.email)
     count = select(func.count()).select_from(User)
     if condition is not None:

@@ -551,3 +551,25 @@ class PasswordLink(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     password_fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class ApiKey(Base):
+    """A key an application of the organization's calls `/api/v1` with (access/api_keys.py).
+
+    The secret (``ep_<id>_<random>``) is shown once, when the key is made; only its sha256 is
+    stored. `scopes` say what the key may do; `last_used_at` is written at most once a minute."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_by_email: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

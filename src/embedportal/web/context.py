@@ -130,7 +130,9 @@ class RequestContext(HttpMiddleware):
         request.state.organization_name = DEFAULT_BRAND.name
         request.state.brand = DEFAULT_BRAND
         new_anonymous_csrf: str | None = None
-        if not scope["path"].startswith(("/static/", "/healthz", "/brand/")):
+        # The integration API (/api/v1) knows API keys only: no session is looked up (nor
+        # kept alive) for it, and no CSRF cookie is handed out.
+        if not scope["path"].startswith(("/static/", "/healthz", "/brand/", "/api/v1/")):
             identity = await _identity_of(request, settings.session_idle_minutes)
             request.state.organization_name = identity.brand.name
             request.state.brand = identity.brand

@@ -74,9 +74,17 @@ def wants_json(request: Request) -> bool:
     )
 
 
+def _json_body(request: Request, message: str, code: str) -> dict[str, object]:
+    """The integration API (`/api/v1`, docs/integration-api.md) says `{"code", "message"}`;
+    the viewer's API `{"detail", "code"}`, as it always has."""
+    if request.url.path.startswith("/api/v1/"):
+        return {"code": code, "message": message}
+    return {"detail": message, "code": code}
+
+
 def error_response(request: Request, status: int, message: str, code: str) -> Response:
     if wants_json(request):
-        return JSONResponse({"detail": message, "code": code}, status_code=status)
+        return JSONResponse(_json_body(request, message, code), status_code=status)
     return render(
         request,
         "error.html",
@@ -120,7 +128,7 @@ def _database_unavailable_response(request: Request) -> Response:
     message = _("The database is not answering at the moment. Try again in a few seconds.")
     if wants_json(request):
         response: Response = JSONResponse(
-            {"detail": message, "code": "DatabaseUnavailable"}, status_code=503
+            _json_body(request, message, "DatabaseUnavailable"), status_code=503
         )
     else:
         try:
@@ -205,7 +213,7 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "Invalid input."
         if wants_json(request):
             return JSONResponse(
-                {"detail": message, "code": "InvalidRequest", "problems": problems},
+                {**_json_body(request, message, "InvalidRequest"), "problems": problems},
                 status_code=422,
             )
         return error_response(request, 400, message, "InvalidRequest")

@@ -419,3 +419,12 @@ class CapacityAuditQuery(PostedForm):
 
     def filter_fields(self) -> dict[str, str]:
         return self.model_dump(exclude={"page"})
+
+
+class ApiKeyForm(PostedForm):
+    """Admin → API keys' "new key": a name, the scopes ticked, an optional expiry day
+    (`YYYY-MM-DD`, the end of that day in the organization's time zone)."""
+
+    name: str = ""
+    scopes: list[str] = []
+    expires_on: str = ""

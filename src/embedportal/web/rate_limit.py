@@ -1,7 +1,9 @@
-"""Token buckets by key, in memory: how the telemetry endpoint limits each web session.
+"""Token buckets by key, in memory: how the telemetry endpoint limits each web session, and the
+integration API each key.
 
-Pure bookkeeping, no I/O: a bucket holds up to `capacity` tokens and regains `capacity` per
-minute, continuously; `take` either spends what a request costs or says how long until it could.
+Pure bookkeeping, no I/O: a bucket holds up to `capacity` tokens (by default `per_minute`) and
+regains `per_minute` per minute, continuously; `take` either spends what a request costs or says
+how long until it could.
 Each instance keeps its own buckets (a client spread over several instances gets each one's
 allowance): the limit bounds what one session can do to the figures, it is no quota.
 """
@@ -21,12 +23,16 @@ class SessionBuckets:
         self,
         *,
         per_minute: int,
+        capacity: int | None = None,
         max_keys: int = DEFAULT_MAX_KEYS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
-        self.capacity = float(per_minute)
+        # The burst: as many as a minute's allowance unless told (the API keys' is smaller).
+        self.capacity = float(capacity if capacity is not None else per_minute)
+        if self.capacity < 1:
+            raise ValueError("capacity must be at least 1")
         self._per_second = per_minute / 60.0
         self._max_keys = max(1, max_keys)
         self._monotonic = monotonic
