@@ -73,6 +73,7 @@ class PortalMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_latency_children: dict[tuple[str, str, int], Histogram] = {}
         self.token_latency = Histogram(
             "embedportal_token_request_seconds",
             "Token API requests' time to answer, by outcome (hit, miss, stale, error).",
@@ -115,9 +116,14 @@ class PortalMetrics:
         )
 
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
-        self.request_latency.labels(
-            route=route, method=method, status=f"{status // 100}xx"
-        ).observe(seconds)
+        # The labelled child, remembered: `labels()` checks, orders and locks on every call,
+        # and every request comes here. Few keys: route templates × methods × status classes.
+        key = (route, method, status // 100)
+        child = self._request_latency_children.get(key)
+        if child is None:
+            child = self.request_latency.labels(route, method, f"{status // 100}xx")
+            self._request_latency_children[key] = child
+        child.observe(seconds)
 
     def observe_token_request(self, *, outcome: str, seconds: float) -> None:
         """One token API answer; `outcome` one of TOKEN_OUTCOMES (anything else: error)."""

@@ -58,9 +58,8 @@ from embedportal.tokens.policy import TokenPolicy
 from embedportal.tokens.service import IssuedToken, TokenWaitTimeoutError, policy_of
 from embedportal.web.deps import (
     NotSignedIn,
-    SignedInUserWithCsrf,
+    TokenApiCallDep,
     TokenApiServices,
-    TokenApiServicesDep,
 )
 
 logger = logging.getLogger("embedportal.tokens")
@@ -314,10 +313,10 @@ def _refusal_in_plain_words(error: PowerBIError) -> str:
 async def issue_token(
     report_id: str,
     # The session is checked before CSRF, so a signed-out caller gets 401, not 403.
-    user: SignedInUserWithCsrf,
-    api: TokenApiServicesDep,
+    call: TokenApiCallDep,
     body: Annotated[TokenRequestBody | None, Body()] = None,
 ) -> JSONResponse:
+    user, api = call.user, call.api
     reason = body.reason if body is not None and body.reason else "load"
     try:
         async with api.gate.turn() as queued:
