@@ -54,8 +54,10 @@ test-postgres:
 	EMBEDPORTAL_TEST_DATABASE_URL=$(PG_TEST_URL) EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) \
 	  $(BIN)/pytest -m "not browser and not fleet" -q -p no:cacheprovider
 
+# Two workers, each with whole files (their module-scoped portals start once): the browser tests
+# mostly wait on real token lifetimes, so two side by side take about two thirds of the time.
 test-browser:
-	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m browser
+	EMBEDPORTAL_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest -m browser -n 2 --dist loadfile
 
 # Two instances and a `--workers 2` one, the emulator and a redis-server of the tests' own.
 test-fleet:
