@@ -263,6 +263,45 @@ def _failed(
     entry.actor_email = claimed
 
 
+def _refused(
+    *,
+    session: Session,
+    email: str,
+    address: str,
+    user: User | None,
+    reason: str,
+    locked_until: datetime | None = None,
+) -> LoginFailure:
+    """An attempt refused before its password or code is weighed: held back (``locked_until``)
+    or a blocked account. Audited; the answer says which."""
+    _failed(
+        session=session,
+        email=email,
+        address=address,
+        user=user,
+        reason=reason,
+        locked_until=locked_until,
+    )
+    session.flush()
+    if locked_until is not None:
+        return LoginFailure(LoginFailureReason.LOCKED, locked_until=locked_until)
+    return LoginFailure(LoginFailureReason.BLOCKED)
+
+
+def _signed_in(*, session: Session, user: User, now: datetime, detail: dict[str, object]) -> User:
+    user.last_login_at = now
+    record(
+        session=session,
+        actor=user,
+        action="login.succeeded",
+        target_type="user",
+        target_id=str(user.id),
+        detail=detail,
+    )
+    session.flush()
+    return user
+
+
 def _wrong_guess(
     *,
     session: Session,
@@ -372,7 +411,7 @@ def authenticate(
     if decision.wait_until is not None:
         # While held back the password is not even checked: no guessing goes on meanwhile.
         verify_password(dummy_hash(), candidate)
-        _failed(
+        return _refused(
             session=session,
             email=email,
             address=address,
@@ -380,8 +419,6 @@ def authenticate(
             reason="throttled",
             locked_until=decision.wait_until,
         )
-        session.flush()
-        return LoginFailure(LoginFailureReason.LOCKED, locked_until=decision.wait_until)
 
     right = verify_password(user.password_hash if user else dummy_hash(), candidate)
     if user is None or not right or too_long:
@@ -395,16 +432,7 @@ def authenticate(
         )
 
     if user.is_blocked:
-        _failed(
-            session=session,
-            email=email,
-            address=address,
-            user=user,
-            reason="blocked",
-            locked_until=None,
-        )
-        session.flush()
-        return LoginFailure(LoginFailureReason.BLOCKED)
+        return _refused(session=session, email=email, address=address, user=user, reason="blocked")
 
     if needs_rehash(user.password_hash):
         # The hashing parameters were raised since this hash was made: upgrade it while the
@@ -415,17 +443,7 @@ def authenticate(
         session.flush()
         return SecondStepNeeded(user_id=user.id)
     _give_back(session=session, keys=keys, user=user, now=now)
-    user.last_login_at = now
-    record(
-        session=session,
-        actor=user,
-        action="login.succeeded",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"address": address},
-    )
-    session.flush()
-    return user
+    return _signed_in(session=session, user=user, now=now, detail={"address": address})
 
 
 def complete_second_step(
@@ -448,7 +466,7 @@ def complete_second_step(
     keys = _keys(email, address, settings)
     decision = _reserve(session=session, keys=keys, user=user, settings=settings, now=now)
     if decision.wait_until is not None:
-        _failed(
+        return _refused(
             session=session,
             email=email,
             address=address,
@@ -456,19 +474,8 @@ def complete_second_step(
             reason="throttled",
             locked_until=decision.wait_until,
         )
-        session.flush()
-        return LoginFailure(LoginFailureReason.LOCKED, locked_until=decision.wait_until)
     if user.is_blocked:
-        _failed(
-            session=session,
-            email=email,
-            address=address,
-            user=user,
-            reason="blocked",
-            locked_until=None,
-        )
-        session.flush()
-        return LoginFailure(LoginFailureReason.BLOCKED)
+        return _refused(session=session, email=email, address=address, user=user, reason="blocked")
     factor = verify_second_factor(
         session=session, user=user, typed=code, settings=settings, now=now
     )
@@ -484,17 +491,8 @@ def complete_second_step(
         )
     # This code's reservation and the password's, kept since the first step.
     _give_back(session=session, keys=keys, user=user, now=now, given_back=2)
-    user.last_login_at = now
-    record(
-        session=session,
-        actor=user,
-        action="login.succeeded",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"address": address, "second_factor": SecondFactor(factor).value},
-    )
-    session.flush()
-    return user
+    detail: dict[str, object] = {"address": address, "second_factor": SecondFactor(factor).value}
+    return _signed_in(session=session, user=user, now=now, detail=detail)
 
 
 # --- what administrators see and do ----------------------------------------------------------
