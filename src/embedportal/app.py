@@ -64,6 +64,7 @@ from embedportal.web.routes import (
     api_v1_audit,
     api_v1_groups,
     api_v1_reports,
+    api_v1_sso,
     api_v1_users,
     auth,
     brand,
@@ -73,6 +74,7 @@ from embedportal.web.routes import (
     microsoft_signin,
     password,
     reports,
+    sso,
     tv,
     two_step,
     vendor,
@@ -256,7 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (admin_groups, admin_audit, events, api_session, api_docs, admin_capacities):
         app.include_router(module.router)
     # The integration API (docs/integration-api.md).
-    for module in (api_v1_users, api_v1_groups, api_v1_reports, api_v1_audit):
+    for module in (api_v1_users, api_v1_groups, api_v1_reports, api_v1_audit, api_v1_sso):
         app.include_router(module.router)
     # Pages of HTML only, left out of the API reference.
     html_pages = (
@@ -273,6 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_branding,
         admin_view_as,
         admin_api_keys,
+        sso,
     )
     for module in html_pages:
         app.include_router(module.router, include_in_schema=False)

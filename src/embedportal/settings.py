@@ -264,6 +264,20 @@ class Settings(BaseSettings):
         description="Who may show the portal in a frame (CSP `frame-ancestors`): `'self'`, "
         "`'none'`, or space-separated origins such as `https://intranet.example.com`.",
     )
+    sso_frame_ancestors: str | None = Field(
+        None,
+        description="The origins of your own applications that may frame the portal's pages "
+        "for a session opened by a single sign-on link (space-separated, e.g. "
+        "`https://app.example.com`); other sessions keep `EMBEDPORTAL_FRAME_ANCESTORS`.",
+    )
+    sso_session_minutes: int = Field(
+        480,
+        ge=5,
+        le=24 * 60,
+        description="A session opened by a single sign-on link ends this many minutes after it "
+        "began, however much it is used: about as long as the sessions of the application "
+        "that issued the link.",
+    )
     report_frame_origins: str | None = Field(
         None,
         description="Further origins report frames may load from (CSP `frame-src`, "
@@ -507,7 +521,7 @@ class Settings(BaseSettings):
             raise ValueError("give the emulator's base URL, e.g. http://127.0.0.1:8001")
         return value.strip().rstrip("/")
 
-    @field_validator("frame_ancestors", "report_frame_origins")
+    @field_validator("frame_ancestors", "report_frame_origins", "sso_frame_ancestors")
     @classmethod
     def _csp_sources(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:

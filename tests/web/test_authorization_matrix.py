@@ -155,6 +155,8 @@ EXPECTED: dict[str, Row] = {
     "POST /password/set/{token}": public(
         REFUSED, form={"new_password": "x", "repeat_password": "x"}
     ),
+    # A single sign-on link: an unknown one is refused alike for everyone (test_sso_links.py).
+    "GET /sso/{secret}": public(Expect(410)),
     "GET /account": signed_in(),
     "POST /account/language": signed_in(Expect(303, "/account"), form={"language": "en"}),
     "POST /account/password": signed_in(REFUSED, form={"current_password": "wrong"}),
@@ -353,6 +355,7 @@ EXPECTED: dict[str, Row] = {
     "POST /api/v1/reports/{report_id}/grants": integration(json={"user_id": 1}),
     "DELETE /api/v1/reports/{report_id}/grants/{grant_id}": integration(),
     "GET /api/v1/audit": integration(query={"action": "user.created"}),
+    "POST /api/v1/sso/links": integration(json={"email": "api@example.com"}),
 }
 
 
@@ -438,6 +441,7 @@ def world(app: FastAPI, make_user: MakeUser) -> World:
             "key_id": key.id,
             # No link was ever made with it: the link pages refuse it (400), for everyone.
             "token": "no-such-link-token-0000000000000000000000000",
+            "secret": "no-such-sso-link-00000000000000000000000000",
         }
     return World(users=users, values=values)
 

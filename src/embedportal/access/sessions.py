@@ -52,6 +52,7 @@ def start_session(
     user_agent: str = "",
     lifetime: timedelta = DEFAULT_LIFETIME,
     now: datetime | None = None,
+    via_sso: bool = False,
 ) -> NewSession:
     """A new session with a new random token (never one the browser brought: no fixation),
     which ends ``lifetime`` after now however much it is used."""
@@ -65,6 +66,7 @@ def start_session(
         created_at=now,
         last_seen_at=now,
         expires_at=now + lifetime,
+        via_sso=via_sso,
     )
     session.add(record)
     session.flush()

@@ -210,6 +210,9 @@ class WebSession(Base):
     # (EMBEDPORTAL_SESSION_LIFETIME_DAYS then).
     expires_at: Mapped[datetime] = mapped_column()
     user_agent: Mapped[str] = mapped_column(String(300), default="")
+    # Started by a single sign-on link from the organization's own application: framed by
+    # the origins allowed for that, kept short, and never an administrator's session.
+    via_sso: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship()
 
@@ -573,3 +576,22 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SsoLink(Base):
+    """A single sign-on link an application issued for one user (access/sso_links.py): usable
+    once, for a few minutes. Only the sha256 of the link's secret is stored."""
+
+    __tablename__ = "sso_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    report_id: Mapped[str | None] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), default=None
+    )
+    hide_navigation: Mapped[bool] = mapped_column(default=False)
+    tv: Mapped[bool] = mapped_column(default=False)
+    api_key_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -28,6 +28,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import User, WebSession
 from embedportal.db.session import session_scope
 from embedportal.settings import Settings
+from embedportal.web.security_headers import mark_embeddable
 
 ANONYMOUS_CSRF_COOKIE = "embedportal_csrf"
 LANGUAGE_COOKIE = "embedportal_lang"
@@ -55,6 +56,7 @@ class _Identity:
     web_session_id: str | None
     csrf_token: str
     brand: Brand
+    via_sso: bool = False
 
 
 def _load_identity(
@@ -65,7 +67,7 @@ def _load_identity(
         brand = brand_of(session=db)
         if record is None:
             return _Identity(None, None, "", brand)
-        return _Identity(record.user, record.id, record.csrf_token, brand)
+        return _Identity(record.user, record.id, record.csrf_token, brand, record.via_sso)
 
 
 # Session ids per query when checking open streams: well under SQLite's bound-parameter limit.
@@ -127,6 +129,7 @@ class RequestContext(HttpMiddleware):
         settings = request.app.state.settings
         request.state.user = None
         request.state.web_session_id = None
+        request.state.via_sso = False
         request.state.organization_name = DEFAULT_BRAND.name
         request.state.brand = DEFAULT_BRAND
         new_anonymous_csrf: str | None = None
@@ -140,6 +143,10 @@ class RequestContext(HttpMiddleware):
                 request.state.user = identity.user
                 request.state.web_session_id = identity.web_session_id
                 request.state.csrf_token = identity.csrf_token
+                request.state.via_sso = identity.via_sso
+                if identity.via_sso:
+                    # The security headers then let the allowed applications frame the answer.
+                    mark_embeddable(scope)
             if request.state.user is None:
                 token, is_new = _anonymous_csrf(request)
                 request.state.csrf_token = token

@@ -264,9 +264,14 @@ async def signed_in_user_with_csrf(request: Request) -> User:
 
 
 def require_admin(
-    user: Annotated[User, Depends(require_user)], db: DbSession, settings: AppSettings
+    request: Request,
+    user: Annotated[User, Depends(require_user)],
+    db: DbSession,
+    settings: AppSettings,
 ) -> User:
-    if not user.is_admin:
+    # A session a single sign-on link opened is another application's word for who this is,
+    # meant for reading reports: never the way into the admin pages, even for an admin.
+    if not user.is_admin or request.state.via_sso:
         raise NotAllowed()
     if must_enrol_before_admin_pages(session=db, user=user, settings=settings):
         raise TwoStepEnrolmentRequired()

@@ -101,6 +101,30 @@ def strict_transport_security(settings: Settings) -> str | None:
     return f"max-age={settings.hsts_max_age_seconds}"
 
 
+# The request-state key that lets an answer be framed by the single sign-on origins.
+EMBEDDABLE = "embedportal_embeddable"
+
+
+def mark_embeddable(scope: Scope) -> None:
+    """This request's answer may be framed by EMBEDPORTAL_SSO_FRAME_ANCESTORS (a single sign-on
+    session's page, or the link that starts one)."""
+    scope.setdefault("state", {})[EMBEDDABLE] = True
+
+
+def embeddable_headers(settings: Settings) -> dict[str, str]:
+    """The header set for answers a single sign-on session may be shown in a frame with: the
+    same, but `frame-ancestors` names the allowed applications too, and no X-Frame-Options."""
+    ancestors = " ".join(
+        source
+        for source in (settings.frame_ancestors, settings.sso_frame_ancestors or "")
+        if source and source != "'none'"
+    )
+    framed = settings.model_copy(update={"frame_ancestors": ancestors or "'self'"})
+    headers = security_headers(framed)
+    headers.pop("X-Frame-Options", None)
+    return headers
+
+
 def security_headers(settings: Settings) -> dict[str, str]:
     """Every header the portal adds to each answer (HSTS only when served over https)."""
     headers = {
@@ -133,15 +157,19 @@ class SecurityHeaders(HttpMiddleware):
         if self.always_hsts:
             self.always = self.always + self.hsts
         self.no_store = (b"cache-control", b"no-store")
+        self.embeddable = _encoded(embeddable_headers(settings).items())
+        if self.always_hsts:
+            self.embeddable = self.embeddable + self.hsts
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         static = scope["path"].startswith(STATIC_PREFIX)
         https_request = not self.always_hsts and scope.get("scheme") == "https"
+        state = scope.setdefault("state", {})
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: Headers = list(message.get("headers", ()))
-                headers.extend(self.always)
+                headers.extend(self.embeddable if state.get(EMBEDDABLE) else self.always)
                 if https_request:
                     headers.extend(self.hsts)
                 if not static and not any(name == b"cache-control" for name, _ in headers):

@@ -80,6 +80,15 @@ def is_https(request: Request, settings: Settings) -> bool:
     )
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+def secure_cookies_possible(request: Request, settings: Settings) -> bool:
+    """Whether the browser takes a `Secure` cookie from this answer: over https, or from a
+    loopback address (which browsers count as a secure context even over plain HTTP)."""
+    return is_https(request, settings) or (request.url.hostname or "") in LOOPBACK_HOSTS
+
+
 def remember_language(
     response: Response, *, request: Request, settings: Settings, language: str | None
 ) -> None:
@@ -223,6 +232,7 @@ def finish_sign_in(
     user: User,
     next_url: str,
     now: datetime,
+    via_sso: bool = False,
 ) -> Response:
     """The user is who they say (password, and code when they have two steps): a new session,
     its cookie, and on to where the sign-in leads."""
@@ -230,24 +240,35 @@ def finish_sign_in(
     # new one gets a new token: a session id planted before sign-in is never promoted.
     for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
         end_session(session=db, cookie_value=request.cookies.get(name))
+    if via_sso:
+        lifetime = timedelta(minutes=settings.sso_session_minutes)
+    else:
+        lifetime = timedelta(days=settings.session_lifetime_days)
     new = start_session(
         session=db,
         user=user,
         user_agent=request.headers.get("user-agent", ""),
-        lifetime=timedelta(days=settings.session_lifetime_days),
+        lifetime=lifetime,
         now=now,
+        via_sso=via_sso,
     )
     db.commit()  # before the browser follows the redirect with its new cookie
     response = RedirectResponse(safe_next(next_url), status_code=303)
-    secure = is_https(request, settings)
+    # Inside another site's frame a browser sends no SameSite=Lax cookie: a single sign-on
+    # session's cookie is SameSite=None, which must be Secure, and Partitioned (CHIPS), so it
+    # is sent only under the application that framed it, never to the portal opened elsewhere.
+    cross_site = via_sso and secure_cookies_possible(request, settings)
+    secure = cross_site or is_https(request, settings)
     response.set_cookie(
         session_cookie_name(secure=secure),
         new.cookie_value,
         httponly=True,
-        samesite="lax",
+        samesite="none" if cross_site else "lax",
         secure=secure,
         path="/",
     )
+    if cross_site:
+        _partition_last_cookie(response)
     if secure and SESSION_COOKIE in request.cookies:
         # A plain-named cookie is an older session's (ended above): the new one is `__Host-`.
         forget_session_cookies(response, plain_only=True)
@@ -255,6 +276,15 @@ def finish_sign_in(
     response.delete_cookie(ANONYMOUS_CSRF_COOKIE, path="/")
     forget_pending_sign_in(response)
     return response
+
+
+def _partition_last_cookie(response: Response) -> None:
+    """Add `Partitioned` to the cookie just set (Starlette's own flag needs Python 3.14)."""
+    for index in range(len(response.raw_headers) - 1, -1, -1):
+        name, value = response.raw_headers[index]
+        if name == b"set-cookie":
+            response.raw_headers[index] = (name, value + b"; Partitioned")
+            return
 
 
 def tell_open_viewers_of_sign_out(hub: PushHub, user_id: int) -> None:

@@ -1,4 +1,5 @@
-"""The report viewer: one report, full window; `?tv=1` hides the portal's chrome."""
+"""The report viewer: one report, full window; `?tv=1` hides the portal's chrome and the
+toolbar, `?nav=0` the portal's navigation only (for a report inside another application)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def viewer_page(
     db: DbSession,
     rights: PersonRightsDep,
     tv: bool = False,
+    nav: bool = True,
 ) -> HTMLResponse:
     """The page holds no token: the viewer script asks the token API for the first one."""
     if not within_power_bi_rights(session=db, user=user, reports=[report], rights=rights):
@@ -31,4 +33,4 @@ def viewer_page(
                 "administrator for access to it."
             ),
         )
-    return render(request, "viewer.html", {"report": report, "tv": tv})
+    return render(request, "viewer.html", {"report": report, "tv": tv, "nav": nav})
