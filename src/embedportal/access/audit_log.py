@@ -186,6 +186,8 @@ def action_label(action: str) -> str:
         "audit.exported": _("Audit log downloaded as CSV"),
         "api_key.created": _("API key created"),
         "api_key.revoked": _("API key revoked"),
+        "sso.link_issued": _("Single sign-on link issued"),
+        "sso.signed_in": _("Signed in through a single sign-on link"),
     }
     return labels.get(action, action)
 
