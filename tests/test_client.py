@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from embedportal.client import (
     ApiError,
     EmbedportalClient,
+    Filter,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -97,6 +98,9 @@ def test_single_sign_on_links(portal: EmbedportalClient, base_url: str) -> None:
     link = portal.issue_sso_link(email="ana@example.com", report_id="sales", tv=True)
     assert link.url.startswith(base_url + "/sso/") and link.report_id == "sales"
     assert link.user_id == ana.id and link.expires_at.tzinfo is not None
+    north = Filter(table="Sales", column="Region", values=("North",))
+    filtered = portal.issue_sso_link(email="ana@example.com", report_id="sales", filters=[north])
+    assert filtered.report_id == "sales"
     with pytest.raises(PermissionDenied) as refused:
         portal.issue_sso_link(
             email=portal.create_user(email="bo@example.com").email, report_id="sales"

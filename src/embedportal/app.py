@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_limiter = SessionBuckets(
         per_minute=settings.api_requests_per_minute, capacity=settings.api_burst
     )
+    # Wrong keys by address: a guesser is slowed to a crawl, a mistyped key costs a moment.
+    app.state.api_key_failures = SessionBuckets(per_minute=settings.api_failed_keys_per_minute)
     app.state.api_key_memo = LastUseMemo()
     if settings.audit_retention_days:
         app.state.background.append(

@@ -28,6 +28,7 @@ __all__ = [
     "ApiError",
     "AuditEntry",
     "EmbedportalClient",
+    "Filter",
     "Grant",
     "Group",
     "Member",
@@ -149,6 +150,17 @@ class AuditEntry:
     target_type: str
     target_id: str
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A basic filter a report opens with: rows whose `column` of `table` is (operator "In")
+    or is not ("NotIn") one of `values`. A view option: the reader can change it."""
+
+    table: str
+    column: str
+    values: tuple[str | int | float | bool, ...]
+    operator: typing.Literal["In", "NotIn"] = "In"
 
 
 @dataclass(frozen=True)
@@ -357,8 +369,10 @@ class EmbedportalClient:
         hide_navigation: bool = False,
         tv: bool = False,
         lifetime_seconds: int = 300,
+        filters: typing.Sequence[Filter] = (),
     ) -> SsoLink:
-        """A link that signs the user in once and shows the report (docs/embedding-sso.md)."""
+        """A link that signs the user in once and shows the report (docs/embedding-sso.md),
+        opened with `filters` if any."""
         body: dict[str, Any] = {
             "email": email,
             "hide_navigation": hide_navigation,
@@ -367,6 +381,10 @@ class EmbedportalClient:
         }
         if report_id is not None:
             body["report_id"] = report_id
+        if filters:
+            body["filters"] = [
+                {**dataclasses.asdict(item), "values": list(item.values)} for item in filters
+            ]
         return _parse(SsoLink, self._call("POST", "/sso/links", json=body))
 
     # --- the wire ---------------------------------------------------------------------------

@@ -234,6 +234,14 @@ class Settings(BaseSettings):
         description="Integration API requests one API key may make at once, before "
         "`api_requests_per_minute` paces it.",
     )
+    api_failed_keys_per_minute: int = Field(
+        20,
+        ge=1,
+        le=1_000_000,
+        description="Wrong API keys one address may send to `/api/v1` per minute (as many at "
+        "once), each instance counting its own; beyond it every call from the address answers "
+        "429 TooManyFailedKeys with Retry-After until it regains one.",
+    )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     emulator_port: int | None = Field(

@@ -3,7 +3,7 @@ sign-on link, from another site: the host at http://localhost, the portal at
 http://127.0.0.1 (different sites for the browser, so its third-party cookie rules apply). The
 report renders inside the host's frame with no sign-in, stays alive across several short
 token lifetimes, a second use of the link is refused, and a site the portal does not allow
-cannot frame it."""
+cannot frame it. A link may open the report filtered."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Frame, Page, expect
 from sqlalchemy import select
@@ -38,6 +39,8 @@ class Embedding:
     portal: Portal
     host_url: str  # allowed to frame the portal
     stranger_url: str  # the same application on an origin the portal does not allow
+    api_key: str  # the host's `sso:issue` key
+    report_id: str
 
 
 def _sso_key(data_dir: Path) -> tuple[str, str]:
@@ -100,7 +103,13 @@ def embedding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedding]:
             _host_app(host_port, host_env, data_dir) as host,
             _host_app(stranger_port, host_env, data_dir) as stranger,
         ):
-            yield Embedding(portal=portal, host_url=host.base_url, stranger_url=stranger.base_url)
+            yield Embedding(
+                portal=portal,
+                host_url=host.base_url,
+                stranger_url=stranger.base_url,
+                api_key=secret,
+                report_id=report_id,
+            )
 
 
 def _viewer_frame(page: Page, portal_url: str) -> Frame:
@@ -171,3 +180,37 @@ def test_a_site_the_portal_does_not_allow_cannot_frame_it(
         assert any("frame-ancestors" in text for text in refusals), refusals
     finally:
         context.close()
+
+
+def test_a_link_opens_the_report_with_the_filters_it_was_issued_with(
+    page: Page, embedding: Embedding
+) -> None:
+    wanted = {"table": "Sales", "column": "Category", "operator": "In", "values": ["Bikes"]}
+    answer = httpx.post(
+        f"{embedding.portal.url}/api/v1/sso/links",
+        json={"email": VIEWER_EMAIL, "report_id": embedding.report_id, "filters": [wanted]},
+        headers={"Authorization": f"Bearer {embedding.api_key}"},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    page.goto(answer.json()["url"])
+    assert "/reports/" in page.url and "filters=" in page.url
+    card = (
+        page.frame_locator(".report-frame iframe")
+        .locator(".card", has_text="Total revenue")
+        .get_by_test_id("card-value")
+    )
+    expect(card).to_have_text(re.compile(r"\$[\d,]+"), timeout=REPORT_LOAD_TIMEOUT)
+    # What Power BI (here the emulator) holds as the report's filters, asked through the SDK.
+    applied = page.evaluate(
+        "() => document.querySelector('#viewer [data-frame]').powerBiEmbed.getFilters()"
+    )
+    assert [(f["target"], f["operator"], f["values"]) for f in applied] == [
+        ({"table": "Sales", "column": "Category"}, "In", ["Bikes"])
+    ]
+    # The filter is what the visuals show: without it, the total is larger.
+    filtered = card.inner_text()
+    page.evaluate(
+        "() => document.querySelector('#viewer [data-frame]').powerBiEmbed.removeFilters()"
+    )
+    expect(card).not_to_have_text(filtered, timeout=REPORT_LOAD_TIMEOUT)

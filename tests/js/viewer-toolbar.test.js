@@ -9,6 +9,7 @@ import {
   fillMinutes,
   parseMinutes,
   readAutoRefresh,
+  openingFilters,
   resetFilters,
   writeAutoRefresh,
 } from '../../src/embedportal/web/static/js/viewer-toolbar.js';
@@ -87,6 +88,25 @@ test('reset removes report and page filters and clears every slicer', async () =
     ['page', 'p2', 0],
     ['slicer', 'p2', 's2', { filters: [] }],
   ]);
+});
+
+test('a report opened filtered is reset to its opening filters, not to none', async () => {
+  const calls = [];
+  const opening = [{ target: { table: 'Sales', column: 'Region' }, operator: 'In', values: ['North'] }];
+  const report = {
+    updateFilters: async (op, filters) => calls.push(['report', op, filters]),
+    getPages: async () => [],
+  };
+  assert.equal(await resetFilters(report, 0, opening, 1), 0);
+  assert.deepEqual(calls, [['report', 1, opening]]);
+});
+
+test('opening filters come from the slot, and a broken attribute is none', () => {
+  assert.deepEqual(openingFilters({ dataset: { filters: '[{"operator":"In"}]' } }), [{ operator: 'In' }]);
+  assert.deepEqual(openingFilters({ dataset: { filters: '{not json' } }), []);
+  assert.deepEqual(openingFilters({ dataset: { filters: '{"a":1}' } }), []);
+  assert.deepEqual(openingFilters({ dataset: {} }), []);
+  assert.deepEqual(openingFilters(null), []);
 });
 
 test('a refusal from the report rejects the reset', async () => {

@@ -14,6 +14,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import ApiKey
 from embedportal.db.session import session_scope
 from embedportal.logs import scrub
+from embedportal.settings import Settings
 from tests.support.api_keys import bearer, make_api_key
 from tests.support.portal import LoginAs, MakeUser, csrf_of
 
@@ -156,3 +157,23 @@ def test_the_key_is_never_logged(
 def test_messages_follow_the_callers_language(client: TestClient) -> None:
     response = client.get("/api/v1/users", headers={"Accept-Language": "pt-BR"})
     assert "Envie uma chave de API" in _refused(response, 401, "InvalidApiKey")
+
+
+def test_an_address_sending_wrong_keys_is_held_off_whatever_key_it_sends(
+    app: FastAPI, client: TestClient, settings: Settings
+) -> None:
+    good = make_api_key(app, ["users:read"])
+    for attempt in range(settings.api_failed_keys_per_minute):
+        wrong = bearer(f"ep_guess{attempt:04d}_{'x' * 40}")
+        _refused(client.get("/api/v1/users", headers=wrong), 401, "InvalidApiKey")
+    for headers in (bearer("ep_another_guess"), bearer(good)):
+        response = client.get("/api/v1/users", headers=headers)
+        _refused(response, 429, "TooManyFailedKeys")
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # Another address is not held off, and a right key never spends from its allowance (the
+    # key's own rate limit, small in this module, still applies).
+    other = TestClient(app, client=("203.0.113.9", 50000))
+    for _attempt in range(settings.api_failed_keys_per_minute + 5):
+        answer = other.get("/api/v1/users", headers=bearer(good))
+        assert answer.status_code == 200 or answer.json()["code"] == "RateLimited"
+    _refused(other.get("/api/v1/users", headers=bearer("nope")), 401, "InvalidApiKey")

@@ -4,6 +4,8 @@ every other use with a page saying why."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, Report, ReportGrant, SsoLink, User, WebSession
 from embedportal.db.session import session_scope
 from tests.support.api_keys import bearer, make_api_key
-from tests.support.portal import MakeUser, a_report
+from tests.support.portal import LoginAs, MakeUser, a_report
 
 HOST_APP = "https://app.example.com"
 
@@ -226,3 +228,93 @@ def test_the_secret_is_kept_only_as_a_hash(
         assert secret not in link.id
         details = [str(entry.detail) for entry in db.scalars(select(AuditEntry))]
     assert not any(secret in detail for detail in details)
+
+
+NORTH_ONLY = {"table": "Sales", "column": "Region", "operator": "In", "values": ["North", 2]}
+
+
+def test_a_link_with_filters_opens_the_report_filtered(
+    app: FastAPI, client: TestClient, granted: tuple[User, Report]
+) -> None:
+    _user, report = granted
+    answer = _issue(app, client, email="ana@example.com", report_id=report.id, filters=[NORTH_ONLY])
+    opened = client.get(_path(answer), follow_redirects=False)
+    location = opened.headers["location"]
+    assert location.startswith("/reports/sales?filters=")
+    viewer = client.get(location)
+    assert viewer.status_code == 200
+    slot = re.search(r'data-filters="([^"]*)"', viewer.text)
+    assert slot is not None
+    embedded = json.loads(html.unescape(slot.group(1)))
+    assert embedded == [
+        {
+            "$schema": "http://powerbi.com/product/schema#basic",
+            "target": {"table": "Sales", "column": "Region"},
+            "filterType": 1,
+            "operator": "In",
+            "values": ["North", 2],
+            "requireSingleSelection": False,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("filters", "status", "code"),
+    [
+        ([{"table": "Sales", "column": "Region", "values": []}], 422, None),
+        ([{"table": "", "column": "Region", "values": ["North"]}], 422, None),
+        ([{"table": "Sales", "column": "Region", "operator": "Like", "values": ["N"]}], 422, None),
+        ([{"table": "Sales", "column": "Region", "values": ["North"], "extra": 1}], 422, None),
+        ([NORTH_ONLY] * 11, 422, None),
+        (
+            [{"table": "Sales", "column": "Region", "values": ["x" * 200] * 20}],
+            400,
+            "FiltersTooLong",
+        ),
+    ],
+)
+def test_filters_that_are_not_basic_filters_are_refused(
+    app: FastAPI,
+    client: TestClient,
+    granted: tuple[User, Report],
+    filters: list[object],
+    status: int,
+    code: str | None,
+) -> None:
+    _user, report = granted
+    secret = make_api_key(app, ["sso:issue"], name="Customer app")
+    body = {"email": "ana@example.com", "report_id": report.id, "filters": filters}
+    response = client.post("/api/v1/sso/links", json=body, headers=bearer(secret))
+    assert response.status_code == status, response.text
+    if code is not None:
+        assert response.json()["code"] == code
+
+
+def test_filters_need_a_report(
+    app: FastAPI, client: TestClient, granted: tuple[User, Report]
+) -> None:
+    secret = make_api_key(app, ["sso:issue"], name="Customer app")
+    body = {"email": "ana@example.com", "filters": [NORTH_ONLY]}
+    response = client.post("/api/v1/sso/links", json=body, headers=bearer(secret))
+    assert response.status_code == 400
+    assert response.json()["code"] == "FiltersWithoutReport"
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        "{",
+        "[1]",
+        '[{"table":"Sales"}]',
+        '{"table":"Sales"}',
+        '[{"table":"S","column":"C","values":[NaN]}]',
+    ],
+)
+def test_the_viewer_refuses_filters_it_cannot_read_with_a_reason(
+    app: FastAPI, client: TestClient, granted: tuple[User, Report], login_as: LoginAs, param: str
+) -> None:
+    user, report = granted
+    login_as(user)
+    response = client.get(f"/reports/{report.id}", params={"filters": param})
+    assert response.status_code == 400
+    assert "filters" in response.text.lower()

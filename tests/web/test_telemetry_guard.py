@@ -184,3 +184,15 @@ def test_buckets_forget_the_least_recently_used_keys() -> None:
         buckets.take(key, 10)
     assert len(buckets) == 2
     assert buckets.take("a", 10) == 0, "forgotten: a full bucket again"
+
+
+def test_waiting_is_asked_without_spending() -> None:
+    clock = Clock()
+    buckets = SessionBuckets(per_minute=60, capacity=2, monotonic=clock)
+    assert buckets.wait("a") == 0
+    buckets.take("a", 2)
+    assert buckets.wait("a") == pytest.approx(1.0)
+    assert buckets.wait("a") == pytest.approx(1.0), "asking spends nothing"
+    clock.now += 1
+    assert buckets.wait("a") == 0
+    assert buckets.wait("a", 3) == float("inf")

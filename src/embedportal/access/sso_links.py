@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from embedportal.access.audit import record
 from embedportal.access.grants import can_view
+from embedportal.access.view_filters import ReportFilter
 from embedportal.db.models import Report, SsoLink, User
 
 DEFAULT_LIFETIME = timedelta(minutes=5)
@@ -75,6 +76,7 @@ def issue_link(
     lifetime: timedelta,
     api_key_name: str,
     now: datetime,
+    filters: list[ReportFilter] | None = None,
 ) -> IssuedLink | IssueRefusal:
     """A new link for ``user`` (to ``report``, or to their list of reports), valid for
     ``lifetime`` (clamped to the bounds above); audited."""
@@ -91,6 +93,7 @@ def issue_link(
         report_id=report.id if report is not None else None,
         hide_navigation=hide_navigation,
         tv=tv,
+        view_filters=[item.model_dump(mode="json") for item in filters or []],
         api_key_name=api_key_name[:200],
         created_at=now,
         expires_at=now + lifetime,

@@ -591,6 +591,8 @@ class SsoLink(Base):
     )
     hide_navigation: Mapped[bool] = mapped_column(default=False)
     tv: Mapped[bool] = mapped_column(default=False)
+    # The report opens with these (access/view_filters.py, as JSON): a view option only.
+    view_filters: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     api_key_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -6,7 +6,10 @@ scope it needs with `require_scope("users:write")`; the dependency authenticates
 hands the route the `ApiCaller`. Refusals are JSON `{"code", "message"}`: 401 (with
 `WWW-Authenticate: Bearer`) for no key, a wrong one (InvalidApiKey), an expired one
 (ApiKeyExpired) or a revoked one (ApiKeyRevoked); 429 RateLimited with Retry-After; 403
-InsufficientScope naming the scope. CSRF does not apply: a browser never sends the key by itself.
+InsufficientScope naming the scope. An address that sent too many wrong keys gets 429
+TooManyFailedKeys for every call, right key or wrong, until its allowance comes back (so a
+guesser learns nothing from the answers meanwhile). CSRF does not apply: a browser never sends
+the key by itself.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from embedportal.access.api_keys import (
 from embedportal.db.base import utcnow
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
-from embedportal.web.deps import SessionFactoryDep
+from embedportal.web.deps import ClientAddress, SessionFactoryDep
 from embedportal.web.rate_limit import SessionBuckets
 
 API_V1_PREFIX = "/api/v1"
@@ -74,6 +77,11 @@ async def get_api_limiter(request: Request) -> SessionBuckets:
     return limiter
 
 
+async def get_api_key_failures(request: Request) -> SessionBuckets:
+    failures: SessionBuckets = request.app.state.api_key_failures
+    return failures
+
+
 async def get_api_key_memo(request: Request) -> LastUseMemo:
     memo: LastUseMemo = request.app.state.api_key_memo
     return memo
@@ -81,6 +89,7 @@ async def get_api_key_memo(request: Request) -> LastUseMemo:
 
 ApiLimiterDep = Annotated[SessionBuckets, Depends(get_api_limiter)]
 ApiKeyMemoDep = Annotated[LastUseMemo, Depends(get_api_key_memo)]
+ApiKeyFailuresDep = Annotated[SessionBuckets, Depends(get_api_key_failures)]
 
 # Declared for the OpenAPI (the reference shows both ways in); the dependency reads the headers.
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -91,6 +100,10 @@ _api_key_header = APIKeyHeader(
 
 def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _retry_after(wait: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(min(wait, 3600))))}
 
 
 def _authenticate(session_factory: sessionmaker[Session], secret: str) -> ApiCaller:
@@ -107,6 +120,8 @@ def require_scope(scope: str) -> Any:
         session_factory: SessionFactoryDep,
         limiter: ApiLimiterDep,
         memo: ApiKeyMemoDep,
+        failures: ApiKeyFailuresDep,
+        address: ClientAddress,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> ApiCaller:
@@ -119,9 +134,18 @@ def require_scope(scope: str) -> Any:
                     "Administrators make keys in Admin → API keys."
                 ),
             )
+        barred = failures.wait(address)
+        if barred:
+            raise ApiError(
+                429,
+                "TooManyFailedKeys",
+                _("Too many wrong API keys from this address. Wait a moment and try again."),
+                headers=_retry_after(barred),
+            )
         try:
             caller = await run_in_threadpool(_authenticate, session_factory, secret.strip())
         except ApiKeyRefused as refusal:
+            failures.take(address)
             raise _unauthorized(refusal.code, refusal.message) from None
         wait = limiter.take(caller.key_id)
         if wait:
@@ -129,7 +153,7 @@ def require_scope(scope: str) -> Any:
                 429,
                 "RateLimited",
                 _("Too many requests with this API key. Wait a moment and try again."),
-                headers={"Retry-After": str(max(1, math.ceil(min(wait, 3600))))},
+                headers=_retry_after(wait),
             )
         if scope not in caller.scopes:
             raise ApiError(

@@ -1,5 +1,5 @@
-"""Token buckets by key, in memory: how the telemetry endpoint limits each web session, and the
-integration API each key.
+"""Token buckets by key, in memory: how the telemetry endpoint limits each web session, the
+integration API each key, and wrong API keys each address.
 
 Pure bookkeeping, no I/O: a bucket holds up to `capacity` tokens (by default `per_minute`) and
 regains `per_minute` per minute, continuously; `take` either spends what a request costs or says
@@ -60,6 +60,16 @@ class SessionBuckets:
             while len(self._buckets) > self._max_keys:
                 self._buckets.popitem(last=False)
         return wait
+
+    def wait(self, key: Hashable, amount: float = 1.0) -> float:
+        """The seconds until ``key``'s bucket holds ``amount`` (0: now), spending nothing."""
+        if amount > self.capacity:
+            return float("inf")
+        now = self._monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self._per_second)
+        return 0.0 if tokens >= amount else (amount - tokens) / self._per_second
 
     def __len__(self) -> int:
         return len(self._buckets)

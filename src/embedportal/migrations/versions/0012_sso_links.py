@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("report_id", sa.String(length=64), nullable=True),
         sa.Column("hide_navigation", sa.Boolean(), nullable=False),
         sa.Column("tv", sa.Boolean(), nullable=False),
+        sa.Column("view_filters", sa.JSON(), nullable=False),
         sa.Column("api_key_name", sa.String(length=200), nullable=False),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("expires_at", UTC_DATETIME, nullable=False),

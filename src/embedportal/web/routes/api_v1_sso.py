@@ -13,6 +13,7 @@ from embedportal.access import sso_links
 from embedportal.access.api_keys import ApiCaller
 from embedportal.access.audit import through_api_key
 from embedportal.access.users import UserInputError, find_user_by_email, normalise_email
+from embedportal.access.view_filters import MAX_PARAM_LENGTH, FilterList, filters_param
 from embedportal.db.base import utcnow
 from embedportal.db.models import Report
 from embedportal.i18n import _
@@ -41,6 +42,12 @@ class SsoLinkRequest(ApiModel):
         False, description="Show the report without the portal's header and navigation."
     )
     tv: bool = Field(False, description="Show the report in TV mode: full window, no toolbar.")
+    filters: FilterList = Field(
+        default_factory=list,
+        description="Basic filters the report opens with (at most 10). A view option only: the "
+        "reader can change them; keep rows from a user with row-level security.",
+        examples=[[{"table": "Sales", "column": "Region", "operator": "In", "values": ["North"]}]],
+    )
     lifetime_seconds: int = Field(
         int(sso_links.DEFAULT_LIFETIME.total_seconds()),
         ge=int(sso_links.MIN_LIFETIME.total_seconds()),
@@ -63,7 +70,8 @@ def issue_sso_link(
     """A link that signs the user in once, within `lifetime_seconds`, and shows the report.
     Put it in an iframe (or open it) at once; issue a new one each time the page is shown.
     400 `UserBlocked` for a blocked user; 403 `ReportNotAllowed` when the user may not open
-    the report; 404 `NotFound` for an unknown e-mail or report."""
+    the report; 404 `NotFound` for an unknown e-mail or report; 400 `FiltersWithoutReport` for
+    filters without a report, `FiltersTooLong` for more than 2,000 characters of them."""
     try:
         email = normalise_email(body.email)
     except UserInputError as error:
@@ -71,6 +79,17 @@ def issue_sso_link(
     user = find_user_by_email(session=db, email=email)
     if user is None:
         raise not_found(_("There is no user with this e-mail."))
+    if body.filters and body.report_id is None:
+        raise ApiError(400, "FiltersWithoutReport", _("Filters need a report to open (report_id)."))
+    if len(filters_param(body.filters)) > MAX_PARAM_LENGTH:
+        raise ApiError(
+            400,
+            "FiltersTooLong",
+            _(
+                "The filters take more than %(limit)s characters as JSON: send fewer values.",
+                limit=MAX_PARAM_LENGTH,
+            ),
+        )
     report = None
     if body.report_id is not None:
         report = db.get(Report, body.report_id)
@@ -83,6 +102,7 @@ def issue_sso_link(
             report=report,
             hide_navigation=body.hide_navigation,
             tv=body.tv,
+            filters=body.filters,
             lifetime=timedelta(seconds=body.lifetime_seconds),
             api_key_name=caller.name,
             now=utcnow(),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from embedportal.access.sso_links import LinkRefusal, redeem_link
+from embedportal.access.view_filters import ReportFilter, filters_param
 from embedportal.db.base import utcnow
 from embedportal.db.models import SsoLink
 from embedportal.i18n import _
@@ -61,6 +62,9 @@ def _destination(link: SsoLink) -> str:
     if link.report_id is None:
         return "/reports"
     options = {"tv": "1"} if link.tv else ({"nav": "0"} if link.hide_navigation else {})
+    if link.view_filters:
+        filters = [ReportFilter.model_validate(item) for item in link.view_filters]
+        options["filters"] = filters_param(filters)
     path = f"/reports/{quote(link.report_id, safe='')}"
     return f"{path}?{urlencode(options)}" if options else path
 

@@ -1,12 +1,21 @@
 """The report viewer: one report, full window; `?tv=1` hides the portal's chrome and the
-toolbar, `?nav=0` the portal's navigation only (for a report inside another application)."""
+toolbar, `?nav=0` the portal's navigation only (for a report inside another application),
+`?filters=` opens it filtered (access/view_filters.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from embedportal.access.catalogue import within_power_bi_rights
+from embedportal.access.view_filters import (
+    MAX_PARAM_LENGTH,
+    FilterParamError,
+    embed_filters,
+    parse_filters_param,
+)
 from embedportal.i18n import _
 from embedportal.web.deps import CurrentUser, DbSession, PersonRightsDep, ViewableReport
 from embedportal.web.templating import render
@@ -23,8 +32,13 @@ def viewer_page(
     rights: PersonRightsDep,
     tv: bool = False,
     nav: bool = True,
+    filters: Annotated[str, Query(max_length=MAX_PARAM_LENGTH)] = "",
 ) -> HTMLResponse:
     """The page holds no token: the viewer script asks the token API for the first one."""
+    try:
+        opening_filters = parse_filters_param(filters) if filters else []
+    except FilterParamError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
     if not within_power_bi_rights(session=db, user=user, reports=[report], rights=rights):
         raise HTTPException(
             status_code=403,
@@ -33,4 +47,5 @@ def viewer_page(
                 "administrator for access to it."
             ),
         )
-    return render(request, "viewer.html", {"report": report, "tv": tv, "nav": nav})
+    context = {"report": report, "tv": tv, "nav": nav, "filters": embed_filters(opening_filters)}
+    return render(request, "viewer.html", context)

@@ -15,8 +15,9 @@ export const MIN_MINUTES = 1;
 export const MAX_MINUTES = 59;
 const MINUTE_MS = 60_000;
 
-// powerbi-models' FiltersOperations.RemoveAll, for a report object without the models at hand.
+// powerbi-models' FiltersOperations, for a report object without the models at hand.
 const REMOVE_ALL = 0;
+const REPLACE_ALL = 1;
 
 /** Whole minutes 1–59 from a form value, or null for anything else. */
 export function parseMinutes(value) {
@@ -52,11 +53,26 @@ export function writeAutoRefresh(storage, key, minutes) {
 }
 
 /**
- * Put every filter the reader changed back: the report's filters, each page's filters and each
- * slicer's selection, through the SDK's own calls. Resolves to the number of slicers cleared.
+ * The basic filters a slot's report opened with (`data-filters`, set for a report opened
+ * filtered by a single sign-on link), or none.
  */
-export async function resetFilters(report, removeAll = REMOVE_ALL) {
-  await report.updateFilters(removeAll);
+export function openingFilters(slot) {
+  try {
+    const filters = JSON.parse(slot?.dataset?.filters || '[]');
+    return Array.isArray(filters) ? filters : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Put every filter the reader changed back: the report's filters (to those it opened with, if
+ * any), each page's filters and each slicer's selection, through the SDK's own calls. Resolves
+ * to the number of slicers cleared.
+ */
+export async function resetFilters(report, removeAll = REMOVE_ALL, opening = [], replaceAll = REPLACE_ALL) {
+  if (opening.length) await report.updateFilters(replaceAll, opening);
+  else await report.updateFilters(removeAll);
   const pages = await report.getPages();
   let slicers = 0;
   for (const page of pages) {
@@ -149,8 +165,12 @@ export function mountToolbar({ toolbar, slot, stage, getReport, userId }) {
 
   find('refresh')?.addEventListener('click', () => run('refresh', (report) => report.refresh()));
   find('print')?.addEventListener('click', () => run('print', (report) => report.print()));
+  const operations = () => window['powerbi-client']?.models?.FiltersOperations ?? {};
   find('reset')?.addEventListener('click', () => run('reset', (report) => resetFilters(
-    report, window['powerbi-client']?.models?.FiltersOperations?.RemoveAll ?? REMOVE_ALL,
+    report,
+    operations().RemoveAll ?? REMOVE_ALL,
+    openingFilters(slot),
+    operations().ReplaceAll ?? REPLACE_ALL,
   )));
 
   // --- auto-refresh ---

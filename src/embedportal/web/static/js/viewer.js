@@ -29,7 +29,7 @@ import {
   retryAfterSeconds,
   sessionPollDelaySeconds,
 } from './token-keeper.js';
-import { mountToolbar } from './viewer-toolbar.js';
+import { mountToolbar, openingFilters } from './viewer-toolbar.js';
 
 // Hosts powerbi-client itself accepts (its allow-list), so production embeds take its own path.
 const MICROSOFT_HOST = /(^|\.)(powerbi\.com|fabric\.microsoft\.com|analysis\.windows-int\.net|analysis-df\.windows\.net|powerbigov\.us|powerbi\.cn|powerbi\.de|powerbi\.sovcloud-api\.fr)$/i;
@@ -304,7 +304,7 @@ function isMicrosoftEmbedUrl(url) {
   }
 }
 
-function embedReport(frame, { reportId, embedUrl, name, accessToken, accessTokenProvider }) {
+function embedReport(frame, { reportId, embedUrl, name, accessToken, accessTokenProvider, filters }) {
   const pbi = window['powerbi-client'];
   const service = window.powerbi
     ?? new pbi.service.Service(pbi.factories.hpmFactory, pbi.factories.wpmpFactory, pbi.factories.routerFactory);
@@ -316,6 +316,8 @@ function embedReport(frame, { reportId, embedUrl, name, accessToken, accessToken
     // A user-owned report: the person's own Entra token, renewed through the iframe's hook.
     tokenType: accessTokenProvider ? pbi.models.TokenType.Aad : pbi.models.TokenType.Embed,
     ...(accessTokenProvider ? { eventHooks: { accessTokenProvider } } : {}),
+    // Opened filtered (a single sign-on link's view option): powerbi-models basic filters.
+    ...(filters?.length ? { filters } : {}),
     permissions: pbi.models.Permissions.Read,
     viewMode: pbi.models.ViewMode.View,
     settings: {
@@ -515,6 +517,7 @@ export async function mountSlot(slot) {
   }) : undefined;
   const report = embedReport(frame, {
     reportId, embedUrl, name: reportName, accessToken: first.token, accessTokenProvider,
+    filters: openingFilters(slot),
   });
   viewer.report = report;
   report.on('loaded', () => {
