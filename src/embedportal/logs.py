@@ -48,8 +48,19 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 LogFormat = Literal["text", "json"]
 
 
+# Each pattern above needs one of these: text without any is returned as it is, at the cost of
+# one search (a request's log line is written for every request, the token API's included).
+_MAYBE_SECRET = re.compile(r"eyJ|ep_|[:=]|(?i:bearer)")
+# An `extra=` field whose name says it holds a secret (as pattern 3 reads a key=value pair).
+_SECRET_FIELD = re.compile(
+    r"[a-z_]*(?:token|secret|password|cookie|session|csrf|api_key)[a-z_]*", re.IGNORECASE
+)
+
+
 def scrub(text: str) -> str:
     """``text`` without anything that looks like a credential."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     text = _SECRETS[0].sub(REDACTED, text)
     text = _SECRETS[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return _SECRETS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
@@ -66,28 +77,46 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s%(request_suffix)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        # As logging.Formatter.format, scrubbing what the program wrote (the message, a
+        # traceback) rather than the whole line, whose own colons would wake the scrubber.
         request_id = getattr(record, "request_id", None)
         record.request_suffix = f" [{request_id}]" if request_id else ""
-        return scrub(super().format(record))
+        record.message = scrub(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info:
+            line = f"{line}\n{scrub(self.formatException(record.exc_info))}"
+        if record.stack_info:
+            line = f"{line}\n{scrub(self.formatStack(record.stack_info))}"
+        return line
+
+
+def _extra_value(key: str, value: object) -> object:
+    if _SECRET_FIELD.fullmatch(key) and not isinstance(value, bool):
+        return REDACTED
+    return value if isinstance(value, int | float | bool) else scrub(str(value))
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # Each field is scrubbed on its own: the JSON's own colons would wake the scrubber.
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage()),
         }
         request_id = getattr(record, "request_id", None)
         if request_id:
             entry["request_id"] = request_id
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):
-                entry[key] = value if isinstance(value, int | float | bool) else str(value)
+                entry[key] = _extra_value(key, value)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, ensure_ascii=False))
+            entry["exception"] = scrub(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = scrub(self.formatStack(record.stack_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def configure_logging(

@@ -30,8 +30,11 @@ from embedportal.powerbi import (
 from embedportal.settings import Settings
 from embedportal.tokens.gate import TokenGate
 from embedportal.tokens.service import MemoryTokenCache, RedisTokenCache, TokenService
-from embedportal.web.deps import TokenApiServices, get_token_api_services
+from embedportal.web.deps import TokenApiServices, get_token_api_services, token_api_call
+from embedportal.web.input_guard import guard_input
 from embedportal.web.push import PushEvent
+from embedportal.web.routes import api_tokens
+from embedportal.web.routes.api_tokens import TokenRoute
 from tests.emulator.harness import Emulator
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
 from tests.support.servers import free_port
@@ -620,3 +623,53 @@ def test_a_burst_of_256_viewers_is_answered_and_healthz_answers_throughout(
         if response.status_code == 503:
             assert response.headers.get("retry-after"), response.text
     assert health and set(health) == {200}
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"", None, 200),
+        (b"{}", "application/json", 200),
+        (b'{"reason":"margin"}', "application/json", 200),
+        (b"null", "application/json", 200),
+        (b'{"reason":"two words"}', "application/json", 422),
+        (b'{"reason":7}', "application/json", 422),
+        (b"not json", "application/json", 422),
+        (b"[1]", "application/json", 422),
+        (b'{"reason":"margin"}', "text/plain", 422),
+        (b'{"reason":"margin"}', None, 422),
+        (b"reason=margin", "application/x-www-form-urlencoded", 422),
+    ],
+)
+def test_the_token_request_body_is_optional_and_refused_when_malformed(
+    synced_reports: SyncedReports,
+    make_user: MakeUser,
+    login_as: LoginAs,
+    grant: Grant,
+    content: bytes,
+    content_type: str | None,
+    status: int,
+) -> None:
+    viewer = make_user("viewer@example.com")
+    grant(synced_reports[SALES], user=viewer)
+    client = login_as(viewer)
+    headers = {"X-CSRF-Token": csrf_of(client, "/reports"), "Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post(
+        f"/api/reports/{synced_reports[SALES]}/token", content=content, headers=headers
+    )
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert response.json()["code"] == "InvalidRequest"
+
+
+def test_the_hand_written_token_handler_runs_what_the_route_declares(app: FastAPI) -> None:
+    """TokenRoute skips FastAPI's dependency solving and runs these itself: a dependency added
+    to the app or the route must be added there too."""
+    (route,) = api_tokens.router.routes
+    assert isinstance(route, TokenRoute)
+    assert [dependency.call for dependency in route.dependant.dependencies] == [token_api_call]
+    assert [dependency.dependency for dependency in app.router.dependencies] == [guard_input]
+    assert [param.name for param in route.dependant.path_params] == ["report_id"]
+    assert not route.dependant.query_params and not route.dependant.header_params

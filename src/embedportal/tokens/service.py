@@ -470,9 +470,27 @@ def cache_key(
 ) -> str:
     """The key two viewers must share to share a token. Hashed: identities stay out of Redis
     key names."""
-    parts: list[Any] = [scope, report.id, report.dataset_id, lifetime_minutes]
-    if identity is not None:
-        parts += [identity.username, sorted(identity.roles)]
+    if identity is None:
+        return _hashed_key(scope, report.id, report.dataset_id, lifetime_minutes, None, ())
+    roles = tuple(sorted(identity.roles))
+    return _hashed_key(
+        scope, report.id, report.dataset_id, lifetime_minutes, identity.username, roles
+    )
+
+
+# Every token request asks for its key: the same few keys over and over.
+@functools.lru_cache(maxsize=4096)
+def _hashed_key(
+    scope: str,
+    report_id: str,
+    dataset_id: str | None,
+    lifetime_minutes: int,
+    username: str | None,
+    roles: tuple[str, ...],
+) -> str:
+    parts: list[Any] = [scope, report_id, dataset_id, lifetime_minutes]
+    if username is not None:
+        parts += [username, list(roles)]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

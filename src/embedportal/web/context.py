@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -127,39 +128,42 @@ class RequestContext(HttpMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         settings = request.app.state.settings
-        request.state.user = None
-        request.state.web_session_id = None
-        request.state.via_sso = False
-        request.state.organization_name = DEFAULT_BRAND.name
-        request.state.brand = DEFAULT_BRAND
+        # `request.state` is this dict (Starlette's State wraps it); written directly, as every
+        # request (each token API call) pays for these.
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["user"] = None
+        state["web_session_id"] = None
+        state["via_sso"] = False
+        state["organization_name"] = DEFAULT_BRAND.name
+        state["brand"] = DEFAULT_BRAND
         new_anonymous_csrf: str | None = None
         # The integration API (/api/v1) knows API keys only: no session is looked up (nor
         # kept alive) for it, and no CSRF cookie is handed out.
         if not scope["path"].startswith(("/static/", "/healthz", "/brand/", "/api/v1/")):
             identity = await _identity_of(request, settings.session_idle_minutes)
-            request.state.organization_name = identity.brand.name
-            request.state.brand = identity.brand
+            state["organization_name"] = identity.brand.name
+            state["brand"] = identity.brand
             if identity.user is not None:
-                request.state.user = identity.user
-                request.state.web_session_id = identity.web_session_id
-                request.state.csrf_token = identity.csrf_token
-                request.state.via_sso = identity.via_sso
+                state["user"] = identity.user
+                state["web_session_id"] = identity.web_session_id
+                state["csrf_token"] = identity.csrf_token
+                state["via_sso"] = identity.via_sso
                 if identity.via_sso:
                     # The security headers then let the allowed applications frame the answer.
                     mark_embeddable(scope)
-            if request.state.user is None:
+            if state["user"] is None:
                 token, is_new = _anonymous_csrf(request)
-                request.state.csrf_token = token
+                state["csrf_token"] = token
                 if is_new:
                     new_anonymous_csrf = token
 
-        user = request.state.user
+        user = state["user"]
         language = (
             (user.language if user is not None and user.language else None)
             or i18n.match_language(request.cookies.get(LANGUAGE_COOKIE, ""))
             or i18n.negotiate(request.headers.get("accept-language"), settings.default_language)
         )
-        request.state.language = language
+        state["language"] = language
         # Reset afterwards: an app called in the caller's task (a test's ASGI transport) must
         # not leave the caller speaking this request's language.
         activated = i18n.activate(language)

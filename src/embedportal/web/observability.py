@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -30,7 +30,7 @@ def request_id_of(raw: str | None) -> str:
     """The caller's id when it is short and plain (it lands in logs), else a fresh one."""
     if raw and _SANE_REQUEST_ID.match(raw):
         return raw
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # as a uuid4's hex, for a fifth of the time
 
 
 def route_template(scope: Scope) -> str:
