@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from embedportal.emulator.demo import REGIONAL_DATASET_ID
 from embedportal.i18n import activate, deactivate
 from embedportal.powerbi import PowerBIBadRequestError
-from embedportal.web.routes.api_tokens import _refusal_in_plain_words
+from embedportal.web.token_answers import refusal_in_plain_words
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
 
 REGIONAL = "Regional Performance"
@@ -58,13 +58,13 @@ def test_a_role_the_data_lacks_is_said_in_plain_words(
 def test_other_refusals_keep_power_bis_words_without_ids() -> None:
     token = activate("en")
     try:
-        said = _refusal_in_plain_words(
+        said = refusal_in_plain_words(
             PowerBIBadRequestError(
                 "The effective identity names dataset '4a7f1c2e-0000-4000-8000-00000000da01', "
                 "which is not part of the request"
             )
         )
-        roles = _refusal_in_plain_words(
+        roles = refusal_in_plain_words(
             PowerBIBadRequestError(
                 "Creating embed token for accessing dataset 4a7f1c2e-0000-4000-8000-00000000da01 "
                 "requires roles to be included in provided effective identity"

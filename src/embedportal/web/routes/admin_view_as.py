@@ -33,17 +33,17 @@ from embedportal.web.deps import (
     stored_or_404,
 )
 from embedportal.web.forms import MAX_ID
-from embedportal.web.routes.api_tokens import (
-    STALE_OK_REASONS,
-    TokenRequestBody,
-    _capacity_refusal,
-    _error,
-    _load_token_context,
-    _powerbi_failure,
-    _Refusal,
-    _TokenContext,
-)
 from embedportal.web.templating import render
+from embedportal.web.token_answers import (
+    STALE_OK_REASONS,
+    Refusal,
+    TokenContext,
+    TokenRequestBody,
+    capacity_refusal,
+    error_answer,
+    load_token_context,
+    powerbi_failure,
+)
 
 logger = logging.getLogger("embedportal.tokens")
 router = APIRouter(tags=["admin"])
@@ -110,18 +110,18 @@ def _load_view_as_context(
     admin_id: int,
     user_id: int,
     report_id: str,
-) -> tuple[Report, _TokenContext] | _Refusal:
+) -> tuple[Report, TokenContext] | Refusal:
     """The chosen user's token context (access, RLS identity), with the capacity rights of the
     administrator, who is the one in front of the report (and may start its capacity)."""
     with session_scope(session_factory) as session:
         admin = session.get(User, admin_id)
         if admin is None:
-            return _Refusal(401, "")
+            return Refusal(401, "")
         if session.get(User, user_id) is None:
-            return _Refusal(404, N_("There is no such user."))
+            return Refusal(404, N_("There is no such user."))
         rights = capacity_rights(session=session, user=admin)
-    loaded = _load_token_context(session_factory, settings, user_id, report_id)
-    if isinstance(loaded, _Refusal) or loaded[1].capacity is None:
+    loaded = load_token_context(session_factory, settings, user_id, report_id)
+    if isinstance(loaded, Refusal) or loaded[1].capacity is None:
         return loaded
     report, context = loaded
     assert context.capacity is not None
@@ -142,17 +142,17 @@ async def view_as_token(
     loaded = await run_in_threadpool(
         _load_view_as_context, api.session_factory, api.settings, admin.id, user_id, report_id
     )
-    if isinstance(loaded, _Refusal):
+    if isinstance(loaded, Refusal):
         if loaded.status == 404:
             raise HTTPException(status_code=404, detail=_(loaded.detail))
         # The chosen user may not open it (or no longer exists, or is blocked): for the
         # administrator's viewer that is "access removed", never "signed out".
         detail = _(loaded.detail) if loaded.detail else _("This user cannot open any report.")
-        return _error(403, detail, loaded.code or "Forbidden")
+        return error_answer(403, detail, loaded.code or "Forbidden")
     report, context = loaded
     connection = context.connection
     if not connection.ready or connection.connection is None:
-        return _error(
+        return error_answer(
             503,
             _(
                 "The portal is not connected to Power BI yet. An administrator must set the "
@@ -160,7 +160,7 @@ async def view_as_token(
             ),
             "PowerBINotConnected",
         )
-    refusal = await _capacity_refusal(
+    refusal = await capacity_refusal(
         context,
         connection.connection,
         admin,
@@ -182,8 +182,8 @@ async def view_as_token(
             allow_stale=reason in STALE_OK_REASONS,
         )
     except TokenWaitTimeoutError as error:
-        return _powerbi_failure(error)
+        return powerbi_failure(error)
     except PowerBIError as error:
         logger.warning("view-as token for report %s refused: %s", report.id, error)
-        return _powerbi_failure(error)
+        return powerbi_failure(error)
     return JSONResponse(issued.as_json(), headers={"Cache-Control": "no-store"})
