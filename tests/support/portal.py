@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import httpx
 from fastapi.testclient import TestClient
 
 from embedportal.db.models import Report, User
@@ -33,6 +34,18 @@ def csrf_of(client: TestClient, path: str = "/account") -> str:
     match = _CSRF_META.search(response.text)
     assert match and match.group(1), f"no CSRF token on {response.url} ({response.status_code})"
     return match.group(1)
+
+
+def post_token(
+    client: TestClient, report_id: str, *, reason: str = "load", csrf: str | None = None
+) -> httpx.Response:
+    """What the viewer sends for a token: its session's CSRF token and why it asks."""
+    token = csrf if csrf is not None else csrf_of(client, "/reports")
+    return client.post(
+        f"/api/reports/{report_id}/token",
+        headers={"X-CSRF-Token": token},
+        json={"reason": reason},
+    )
 
 
 def portal_settings_for(emulator: Emulator) -> dict[str, object]:

@@ -36,7 +36,7 @@ from embedportal.web.push import PushEvent
 from embedportal.web.routes import api_tokens
 from embedportal.web.routes.api_tokens import TokenRoute
 from tests.emulator.harness import Emulator
-from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of, post_token
 from tests.support.servers import free_port
 from tests.support.threaded import serve_in_thread
 
@@ -67,15 +67,6 @@ def cache_backend(request: pytest.FixtureRequest, app: FastAPI) -> str:
         use_services(app, service=service)
         app.state.on_shutdown.append(service.aclose)
     return str(request.param)
-
-
-def post_token(client: TestClient, report_id: str, csrf: str | None = None) -> httpx.Response:
-    token = csrf if csrf is not None else csrf_of(client, "/reports")
-    return client.post(
-        f"/api/reports/{report_id}/token",
-        headers={"X-CSRF-Token": token},
-        json={"reason": "load"},
-    )
 
 
 def generate_token_calls(emulator: Emulator) -> int:
@@ -137,7 +128,7 @@ def test_the_audit_log_keeps_the_first_token_of_the_day_and_the_counters_keep_ev
     client = login_as(viewer)
     csrf = csrf_of(client, "/reports")
     for _ in range(5):
-        assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+        assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 200
     with session_scope(app.state.session_factory) as db:
         # Nothing was written on the request path.
         assert db.scalars(select(AuditEntry).where(AuditEntry.action == "token.issued")).all() == []
@@ -245,12 +236,12 @@ def test_removing_access_stops_the_next_refresh(
     grant(synced_reports[SALES], group="Team", members=[viewer])
     client = login_as(viewer)
     csrf = csrf_of(client, "/reports")
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 200
     with session_scope(app.state.session_factory) as db:
         from embedportal.db.models import Group
 
         db.delete(db.scalars(select(Group).where(Group.name == "Team")).one())
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 403
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 403
 
 
 def test_two_viewers_with_the_same_identity_share_one_generate_token(
@@ -317,7 +308,7 @@ def test_twenty_concurrent_requests_cause_one_generate_token(
     before = generate_token_calls(emulator)
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(
-            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(20))
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf=csrf), range(20))
         )
     assert [response.status_code for response in responses] == [200] * 20
     assert len({response.json()["tokenId"] for response in responses}) == 1
@@ -422,7 +413,7 @@ def test_a_cache_hit_touches_no_database_at_all(
     grant(synced_reports[SALES], user=viewer)
     client = login_as(viewer)
     csrf = csrf_of(client, "/reports")
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 200
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -431,7 +422,7 @@ def test_a_cache_hit_touches_no_database_at_all(
     event.listen(app.state.engine, "before_cursor_execute", count)
     try:
         for _ in range(3):
-            assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+            assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 200
     finally:
         event.remove(app.state.engine, "before_cursor_execute", count)
     assert statements == []
@@ -449,7 +440,7 @@ def test_access_changed_on_another_instance_is_seen_once_its_push_event_arrives(
     grant(synced_reports[SALES], group="Team", members=[viewer])
     client = login_as(viewer)
     csrf = csrf_of(client, "/reports")
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 200
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 200
     # "Another instance": its own engine, so this process sees no commit of its own.
     elsewhere = create_db_engine(settings.resolved_database_url)
     try:
@@ -457,9 +448,9 @@ def test_access_changed_on_another_instance_is_seen_once_its_push_event_arrives(
             db.execute(delete(Group).where(Group.name == "Team"))
     finally:
         elsewhere.dispose()
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 200  # cached
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 200  # cached
     app.state.push_hub.publish(PushEvent(kind="access", user_id=viewer.id))
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 403
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 403
 
 
 class SlowClients:
@@ -505,7 +496,7 @@ def test_power_bi_hung_is_answered_503_with_retry_after_and_one_call(
     app.state.on_shutdown.append(patient.aclose)  # cancels the mint still waiting on Power BI
     with ThreadPoolExecutor(max_workers=10) as pool:
         responses = list(
-            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(10))
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf=csrf), range(10))
         )
     assert {response.status_code for response in responses} == {503}
     assert {response.json()["code"] for response in responses} == {"PowerBIUnavailable"}
@@ -530,11 +521,11 @@ def test_power_bi_throttling_costs_one_call_and_every_viewer_gets_its_retry_afte
     use_services(app, clients=throttled)
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(
-            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(20))
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf=csrf), range(20))
         )
     assert {response.status_code for response in responses} == {429}
     assert {int(response.headers["retry-after"]) for response in responses} <= set(range(25, 31))
-    assert post_token(client, synced_reports[SALES], csrf).status_code == 429
+    assert post_token(client, synced_reports[SALES], csrf=csrf).status_code == 429
     assert throttled.calls == 1
 
 
@@ -553,7 +544,7 @@ def test_a_saturated_token_api_answers_busy_with_retry_after_never_hangs(
     use_services(app, clients=SlowClients(delay=0.5))
     with ThreadPoolExecutor(max_workers=4) as pool:
         responses = list(
-            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf), range(4))
+            pool.map(lambda _: post_token(client, synced_reports[SALES], csrf=csrf), range(4))
         )
     statuses = sorted(response.status_code for response in responses)
     assert statuses[0] == 200 and 503 in statuses

@@ -32,8 +32,8 @@ from tests.support.portal import (
     LoginAs,
     MakeUser,
     SyncedReports,
-    csrf_of,
     portal_settings_for,
+    post_token,
 )
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
@@ -95,14 +95,6 @@ def pause(emulator: Emulator) -> None:
         time.sleep(0.02)
 
 
-def post_token(client: TestClient, report_id: str, reason: str = "load") -> object:
-    return client.post(
-        f"/api/reports/{report_id}/token",
-        headers={"X-CSRF-Token": csrf_of(client, "/reports")},
-        json={"reason": reason},
-    )
-
-
 def test_a_viewer_who_may_not_start_it_is_told_it_is_off(
     app: FastAPI,
     capacities: SyncedReports,
@@ -112,9 +104,9 @@ def test_a_viewer_who_may_not_start_it_is_told_it_is_off(
     client = viewer_of(capacities[SALES], "ana@example.com")
     pause(own_emulator)
     response = post_token(client, capacities[SALES])
-    assert response.status_code == 503  # type: ignore[attr-defined]
-    assert response.json()["code"] == "CapacityNotActive"  # type: ignore[attr-defined]
-    assert response.headers["retry-after"]  # type: ignore[attr-defined]
+    assert response.status_code == 503
+    assert response.json()["code"] == "CapacityNotActive"
+    assert response.headers["retry-after"]
     with session_scope(app.state.session_factory) as db:
         assert db.scalars(select(CapacityResumeRequest)).all() == []
 
@@ -132,8 +124,8 @@ def test_a_viewer_who_may_start_it_asks_for_it_and_sees_the_starting_text(
     client = viewer_of(capacities[SALES], "boss@example.com", may_start_capacity=True)
     pause(own_emulator)
     response = post_token(client, capacities[SALES])
-    assert response.status_code == 503  # type: ignore[attr-defined]
-    body = response.json()  # type: ignore[attr-defined]
+    assert response.status_code == 503
+    body = response.json()
     assert body == {"code": "CapacityStarting", "detail": "Waking the dashboards up, one moment."}
     with session_scope(app.state.session_factory) as db:
         request = db.get(CapacityResumeRequest, DEDICATED_ID)
@@ -153,7 +145,7 @@ def test_the_global_block_makes_everyone_wait(
     client = viewer_of(capacities[SALES], "boss@example.com", may_start_capacity=True)
     pause(own_emulator)
     response = post_token(client, capacities[SALES])
-    assert response.json()["code"] == "CapacityNotActive"  # type: ignore[attr-defined]
+    assert response.json()["code"] == "CapacityNotActive"
 
 
 def test_another_capacity_being_off_does_not_hold_back_this_report(
@@ -163,7 +155,7 @@ def test_another_capacity_being_off_does_not_hold_back_this_report(
 ) -> None:
     client = viewer_of(FINANCE_SUMMARY_REPORT_ID, "ana@example.com")
     pause(own_emulator)  # the dedicated capacity; Finance Summary runs on the Fabric one
-    assert post_token(client, FINANCE_SUMMARY_REPORT_ID).status_code == 200  # type: ignore[attr-defined]
+    assert post_token(client, FINANCE_SUMMARY_REPORT_ID).status_code == 200
 
 
 def test_opening_and_touching_a_report_are_noted_without_a_database_write(
@@ -172,8 +164,8 @@ def test_opening_and_touching_a_report_are_noted_without_a_database_write(
     viewer_of: SignIn,
 ) -> None:
     client = viewer_of(capacities[SALES], "ana@example.com")
-    assert post_token(client, capacities[SALES]).status_code == 200  # type: ignore[attr-defined]
-    assert post_token(client, capacities[SALES], "timed").status_code == 200  # type: ignore[attr-defined]
+    assert post_token(client, capacities[SALES]).status_code == 200
+    assert post_token(client, capacities[SALES], reason="timed").status_code == 200
     with session_scope(app.state.session_factory) as db:
         assert db.scalars(select(CapacityActivity)).all() == []
     ledger = app.state.activity_ledger
@@ -198,13 +190,13 @@ def test_an_open_report_nobody_touches_does_not_start_the_capacity(
     client = viewer_of(capacities[SALES], "boss@example.com", may_start_capacity=True)
     pause(own_emulator)
     for reason in ("capacity", "margin", "timed", "recovery"):
-        answer = post_token(client, capacities[SALES], reason)
-        assert answer.json()["code"] == "CapacityNotActive", reason  # type: ignore[attr-defined]
+        answer = post_token(client, capacities[SALES], reason=reason)
+        assert answer.json()["code"] == "CapacityNotActive", reason
     with session_scope(app.state.session_factory) as db:
         assert db.scalars(select(CapacityResumeRequest)).all() == []
-    assert post_token(client, capacities[SALES], "load").json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
-    waiting = post_token(client, capacities[SALES], "recovery")
-    assert waiting.json()["code"] == "CapacityStarting"  # type: ignore[attr-defined]
+    assert post_token(client, capacities[SALES], reason="load").json()["code"] == "CapacityStarting"
+    waiting = post_token(client, capacities[SALES], reason="recovery")
+    assert waiting.json()["code"] == "CapacityStarting"
 
 
 def test_an_arm_that_does_not_answer_does_not_hold_back_the_token(
@@ -215,9 +207,9 @@ def test_an_arm_that_does_not_answer_does_not_hold_back_the_token(
 ) -> None:
     """ARM hung: the capacity's state counts as unknown after a short wait, and the token flows
     (the reading goes on and fills the status cache for the next request)."""
-    from embedportal.web.routes import api_tokens
+    from embedportal.web import token_answers
 
-    monkeypatch.setattr(api_tokens, "CAPACITY_READ_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(token_answers, "CAPACITY_READ_WAIT_SECONDS", 0.2)
     readings = 0
 
     async def hung_status(**_: object) -> object:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -23,7 +22,7 @@ from embedportal.emulator.tokens import unverified_claims
 from embedportal.web.deps import TokenApiServices, get_token_api_services
 from embedportal.web.push import PushEvent
 from tests.emulator.harness import Emulator
-from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of, post_token
 from tests.web.test_microsoft_signin import NORTH, _sign_in
 
 SALES = "Sales Overview"
@@ -62,14 +61,6 @@ def north(
     user_owned(app, synced_reports[SALES])
     assert _sign_in(client, emulator).status_code == 303
     return client
-
-
-def post_token(client: TestClient, report_id: str) -> httpx.Response:
-    return client.post(
-        f"/api/reports/{report_id}/token",
-        headers={"X-CSRF-Token": csrf_of(client, "/reports")},
-        json={"reason": "load"},
-    )
 
 
 def test_a_user_owned_report_gets_the_persons_own_entra_token(
