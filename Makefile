@@ -67,13 +67,13 @@ test-js: node_modules/.installed
 	node --test tests/js/
 
 lint: install-test ## ruff (lint + format check) and mypy strict
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 format: install-test
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
 
 bench: install-test ## benchmarks print their figures; nothing here asserts timings
 	$(PY) -m bench

@@ -3,7 +3,9 @@ sign-on link, from another site: the host at http://localhost, the portal at
 http://127.0.0.1 (different sites for the browser, so its third-party cookie rules apply). The
 report renders inside the host's frame with no sign-in, stays alive across several short
 token lifetimes, a second use of the link is refused, and a site the portal does not allow
-cannot frame it. A link may open the report filtered."""
+cannot frame it. A link may open the report filtered. With provisioning on, the host makes a
+new person's portal user, RLS identity and grant through the API on their first visit, and
+the report in its frame shows only their rows."""
 
 from __future__ import annotations
 
@@ -24,12 +26,17 @@ from sqlalchemy import select
 from embedportal.access.api_keys import create_api_key
 from embedportal.db.models import Report
 from embedportal.db.session import create_db_engine, create_session_factory, session_scope
+from embedportal.emulator.demo import REGION_MANAGER_ROLE
+from tests.browser.keeper_support import total_revenue
 from tests.browser.portal_fixtures import Portal, running_portal
 from tests.support.servers import REPO_ROOT, RunningServer, free_port, wait_until_up
 
 pytestmark = pytest.mark.browser
 
 VIEWER_EMAIL = "north@example.com"
+# Someone the portal has never heard of, who manages the South region in the demo data.
+NEW_PERSON = "carla@customer.example"
+NEW_PERSON_REGION = "South"
 TOKEN_SECONDS = 15
 REPORT_LOAD_TIMEOUT = 20_000
 
@@ -41,16 +48,29 @@ class Embedding:
     stranger_url: str  # the same application on an origin the portal does not allow
     api_key: str  # the host's `sso:issue` key
     report_id: str
+    provisioning_url: str  # the application provisioning a new person just in time
 
 
-def _sso_key(data_dir: Path) -> tuple[str, str]:
-    """An `sso:issue` key, made as Admin → API keys makes one, and the Sales Overview id."""
+def _keys(data_dir: Path) -> tuple[str, str, str, str]:
+    """Two keys, made as Admin → API keys makes them (`sso:issue`; and one that also manages
+    users and grants), and the Sales Overview and Regional Performance ids."""
     engine = create_db_engine(f"sqlite:///{(data_dir / 'embedportal.db').as_posix()}")
     try:
         with session_scope(create_session_factory(engine)) as db:
             created = create_api_key(session=db, name="Host app", scopes=["sso:issue"], actor=None)
-            report_id = db.scalars(select(Report.id).where(Report.name == "Sales Overview")).one()
-            return created.secret, report_id
+            managing = create_api_key(
+                session=db,
+                name="Provisioning host app",
+                scopes=["users:write", "grants:write", "rls:write", "sso:issue"],
+                actor=None,
+            )
+            ids = dict(db.execute(select(Report.name, Report.id)).all())
+            return (
+                created.secret,
+                managing.secret,
+                ids["Sales Overview"],
+                ids["Regional Performance"],
+            )
     finally:
         engine.dispose()
 
@@ -86,22 +106,34 @@ def _host_app(port: int, env: dict[str, str], log_dir: Path) -> Iterator[Running
 @pytest.fixture(scope="module")
 def embedding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedding]:
     data_dir = tmp_path_factory.mktemp("portal-sso")
-    host_port, stranger_port = free_port(), free_port()
+    host_port, stranger_port, provisioning_port = free_port(), free_port(), free_port()
     env = {
         "EMBEDPORTAL_EMULATOR_TOKEN_LIFETIME_SECONDS": str(TOKEN_SECONDS),
-        "EMBEDPORTAL_SSO_FRAME_ANCESTORS": f"http://localhost:{host_port}",
+        "EMBEDPORTAL_SSO_FRAME_ANCESTORS": (
+            f"http://localhost:{host_port} http://localhost:{provisioning_port}"
+        ),
     }
     with running_portal(data_dir, env) as portal:
-        secret, report_id = _sso_key(data_dir)
+        secret, managing_secret, report_id, regional_id = _keys(data_dir)
         host_env = {
             "EMBEDPORTAL_URL": portal.url,
             "EMBEDPORTAL_API_KEY": secret,
             "HOST_USER_EMAIL": VIEWER_EMAIL,
             "HOST_REPORT_ID": report_id,
         }
+        provisioning_env = {
+            **host_env,
+            "EMBEDPORTAL_API_KEY": managing_secret,
+            "HOST_USER_EMAIL": NEW_PERSON,
+            "HOST_REPORT_ID": regional_id,
+            "HOST_PROVISION": "1",
+            "HOST_RLS_USERNAME": f"{NEW_PERSON_REGION.lower()}@example.com",
+            "HOST_RLS_ROLES": REGION_MANAGER_ROLE,
+        }
         with (
             _host_app(host_port, host_env, data_dir) as host,
             _host_app(stranger_port, host_env, data_dir) as stranger,
+            _host_app(provisioning_port, provisioning_env, data_dir) as provisioning,
         ):
             yield Embedding(
                 portal=portal,
@@ -109,6 +141,7 @@ def embedding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedding]:
                 stranger_url=stranger.base_url,
                 api_key=secret,
                 report_id=report_id,
+                provisioning_url=provisioning.base_url,
             )
 
 
@@ -214,3 +247,18 @@ def test_a_link_opens_the_report_with_the_filters_it_was_issued_with(
         "() => document.querySelector('#viewer [data-frame]').powerBiEmbed.removeFilters()"
     )
     expect(card).not_to_have_text(filtered, timeout=REPORT_LOAD_TIMEOUT)
+
+
+def test_a_new_person_is_provisioned_by_the_host_and_sees_only_their_rows(
+    page: Page, embedding: Embedding
+) -> None:
+    for _visit in range(2):  # the second visit provisions again, harmlessly, with a new link
+        page.goto(embedding.provisioning_url)
+        revenue = (
+            page.frame_locator("#portal")
+            .frame_locator(".report-frame iframe")
+            .locator(".card", has_text="Revenue")
+            .get_by_test_id("card-value")
+        )
+        expect(revenue).to_have_text(total_revenue(NEW_PERSON_REGION), timeout=REPORT_LOAD_TIMEOUT)
+    assert total_revenue(NEW_PERSON_REGION) != total_revenue()
