@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, Frame, Page, expect
 from sqlalchemy import select
 
 from embedportal.access.api_keys import create_api_key
+from embedportal.access.sso_origins import set_sso_origins
 from embedportal.db.models import Report
 from embedportal.db.session import create_db_engine, create_session_factory, session_scope
 from embedportal.emulator.demo import REGION_MANAGER_ROLE
@@ -51,9 +52,11 @@ class Embedding:
     provisioning_url: str  # the application provisioning a new person just in time
 
 
-def _keys(data_dir: Path) -> tuple[str, str, str, str]:
+def _keys(data_dir: Path, provisioning_origin: str) -> tuple[str, str, str, str]:
     """Two keys, made as Admin → API keys makes them (`sso:issue`; and one that also manages
-    users and grants), and the Sales Overview and Regional Performance ids."""
+    users and grants), the provisioning application's origin allowed there too (the other
+    host's comes from the server's configuration), and the Sales Overview and Regional
+    Performance ids."""
     engine = create_db_engine(f"sqlite:///{(data_dir / 'embedportal.db').as_posix()}")
     try:
         with session_scope(create_session_factory(engine)) as db:
@@ -64,6 +67,7 @@ def _keys(data_dir: Path) -> tuple[str, str, str, str]:
                 scopes=["users:write", "grants:write", "rls:write", "sso:issue"],
                 actor=None,
             )
+            set_sso_origins(session=db, text=provisioning_origin, actor=None)
             ids = dict(db.execute(select(Report.name, Report.id)).all())
             return (
                 created.secret,
@@ -109,12 +113,12 @@ def embedding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedding]:
     host_port, stranger_port, provisioning_port = free_port(), free_port(), free_port()
     env = {
         "EMBEDPORTAL_EMULATOR_TOKEN_LIFETIME_SECONDS": str(TOKEN_SECONDS),
-        "EMBEDPORTAL_SSO_FRAME_ANCESTORS": (
-            f"http://localhost:{host_port} http://localhost:{provisioning_port}"
-        ),
+        "EMBEDPORTAL_SSO_FRAME_ANCESTORS": f"http://localhost:{host_port}",
     }
     with running_portal(data_dir, env) as portal:
-        secret, managing_secret, report_id, regional_id = _keys(data_dir)
+        secret, managing_secret, report_id, regional_id = _keys(
+            data_dir, f"http://localhost:{provisioning_port}"
+        )
         host_env = {
             "EMBEDPORTAL_URL": portal.url,
             "EMBEDPORTAL_API_KEY": secret,

@@ -334,6 +334,7 @@ EXPECTED: dict[str, Row] = {
     "POST /admin/api-keys": admin_only(REFUSED, form={"name": ""}),
     "GET /admin/api-keys/{key_id}/revoke": admin_only(),
     "POST /admin/api-keys/{key_id}/revoke": admin_only(Expect(303, "/admin/api-keys")),
+    "POST /admin/api-keys/sso-origins": admin_only(REFUSED, form={"origins": "not an origin"}),
     # --- the integration API (/api/v1) ------------------------------------------------------
     "GET /api/v1/users": integration(),
     "POST /api/v1/users": integration(json={"email": "api@example.com"}),

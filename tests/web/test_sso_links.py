@@ -20,7 +20,7 @@ from embedportal.db.base import utcnow
 from embedportal.db.models import AuditEntry, Report, ReportGrant, SsoLink, User, WebSession
 from embedportal.db.session import session_scope
 from tests.support.api_keys import bearer, make_api_key
-from tests.support.portal import LoginAs, MakeUser, a_report
+from tests.support.portal import LoginAs, MakeUser, a_report, csrf_of
 
 HOST_APP = "https://app.example.com"
 
@@ -318,3 +318,41 @@ def test_the_viewer_refuses_filters_it_cannot_read_with_a_reason(
     response = client.get(f"/reports/{report.id}", params={"filters": param})
     assert response.status_code == 400
     assert "filters" in response.text.lower()
+
+
+def test_an_administrator_allows_another_application_to_frame_sso_sessions(
+    app: FastAPI,
+    client: TestClient,
+    granted: tuple[User, Report],
+    make_user: MakeUser,
+    login_as: LoginAs,
+) -> None:
+    _user, report = granted
+    other = "https://portal-host.example.org"
+    login_as(make_user("admin@example.com", role="admin"))
+    page = client.get("/admin/api-keys")
+    assert HOST_APP in page.text  # the operator's, shown beside the form
+    token = csrf_of(client, "/admin/api-keys")
+    refused = client.post(
+        "/admin/api-keys/sso-origins",
+        data={"csrf_token": token, "origins": f"{other}\nhttps://x.example.com/path"},
+    )
+    assert refused.status_code == 400
+    assert "https://x.example.com/path" in html.unescape(refused.text)
+    saved = client.post(
+        "/admin/api-keys/sso-origins",
+        data={"csrf_token": token, "origins": other},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    client.cookies.clear()
+
+    answer = _issue(app, client, email="ana@example.com", report_id=report.id)
+    opened = client.get(_path(answer), follow_redirects=False)
+    policy = opened.headers["content-security-policy"]
+    assert other in policy and HOST_APP in policy
+    viewer = client.get(opened.headers["location"])
+    assert other in viewer.headers["content-security-policy"]
+    # A session not opened by a link is framed as before: not by the applications.
+    login_as(make_user("bo@example.com"))
+    assert other not in client.get("/reports").headers["content-security-policy"]

@@ -179,6 +179,9 @@ def action_label(action: str) -> str:
         "token.issued": _("First embed token of the day for a report"),
         "organization.changed": _("Organization settings changed"),
         "organization.branding_changed": _("Branding changed"),
+        "organization.sso_origins_changed": _(
+            "Applications allowed to frame single sign-on sessions changed"
+        ),
         "capacities.synced": _("Capacities read from Power BI"),
         "capacity.configured": _("Capacity's Azure coordinates set"),
         "capacity.settings_changed": _("Capacity settings changed"),

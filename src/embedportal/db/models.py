@@ -350,6 +350,8 @@ class Organization(Base):
     default_embedding: Mapped[str] = mapped_column(String(20), default="app-owned")
     # Branding: the primary colour as "#rrggbb", empty for the portal's own (access/branding.py).
     brand_color: Mapped[str] = mapped_column(String(7), default="")
+    # Origins allowed to frame single sign-on sessions, space-separated (access/sso_origins.py).
+    sso_frame_ancestors: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -24,6 +24,7 @@ from embedportal import i18n
 from embedportal.access.branding import DEFAULT_BRAND, Brand, brand_of
 from embedportal.access.read_cache import ReadCache
 from embedportal.access.sessions import resolve_session, session_cookie_of
+from embedportal.access.sso_origins import sso_origins
 from embedportal.asgi import HttpMiddleware
 from embedportal.db.base import utcnow
 from embedportal.db.models import User, WebSession
@@ -58,6 +59,7 @@ class _Identity:
     csrf_token: str
     brand: Brand
     via_sso: bool = False
+    sso_origins: str = ""  # who may frame an SSO session (access/sso_origins.py)
 
 
 def _load_identity(
@@ -68,7 +70,8 @@ def _load_identity(
         brand = brand_of(session=db)
         if record is None:
             return _Identity(None, None, "", brand)
-        return _Identity(record.user, record.id, record.csrf_token, brand, record.via_sso)
+        origins = sso_origins(session=db) if record.via_sso else ""
+        return _Identity(record.user, record.id, record.csrf_token, brand, record.via_sso, origins)
 
 
 # Session ids per query when checking open streams: well under SQLite's bound-parameter limit.
@@ -150,7 +153,7 @@ class RequestContext(HttpMiddleware):
                 state["via_sso"] = identity.via_sso
                 if identity.via_sso:
                     # The security headers then let the allowed applications frame the answer.
-                    mark_embeddable(scope)
+                    mark_embeddable(scope, identity.sso_origins)
             if state["user"] is None:
                 token, is_new = _anonymous_csrf(request)
                 state["csrf_token"] = token

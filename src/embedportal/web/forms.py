@@ -421,6 +421,12 @@ class CapacityAuditQuery(PostedForm):
         return self.model_dump(exclude={"page"})
 
 
+class SsoOriginsForm(PostedForm):
+    """Admin → API keys' "applications that may frame the portal": origins, one per line."""
+
+    origins: str = ""
+
+
 class ApiKeyForm(PostedForm):
     """Admin → API keys' "new key": a name, the scopes ticked, an optional expiry day
     (`YYYY-MM-DD`, the end of that day in the organization's time zone)."""

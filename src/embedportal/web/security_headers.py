@@ -103,20 +103,22 @@ def strict_transport_security(settings: Settings) -> str | None:
 
 # The request-state key that lets an answer be framed by the single sign-on origins.
 EMBEDDABLE = "embedportal_embeddable"
+MAX_EMBEDDABLE_SETS = 16
 
 
-def mark_embeddable(scope: Scope) -> None:
-    """This request's answer may be framed by EMBEDPORTAL_SSO_FRAME_ANCESTORS (a single sign-on
-    session's page, or the link that starts one)."""
-    scope.setdefault("state", {})[EMBEDDABLE] = True
+def mark_embeddable(scope: Scope, origins: str = "") -> None:
+    """This request's answer may be framed by EMBEDPORTAL_SSO_FRAME_ANCESTORS and ``origins``
+    (those the administrator allows, access/sso_origins.py): a single sign-on session's page,
+    or the link that starts one."""
+    scope.setdefault("state", {})[EMBEDDABLE] = origins
 
 
-def embeddable_headers(settings: Settings) -> dict[str, str]:
+def embeddable_headers(settings: Settings, origins: str = "") -> dict[str, str]:
     """The header set for answers a single sign-on session may be shown in a frame with: the
     same, but `frame-ancestors` names the allowed applications too, and no X-Frame-Options."""
     ancestors = " ".join(
         source
-        for source in (settings.frame_ancestors, settings.sso_frame_ancestors or "")
+        for source in (settings.frame_ancestors, settings.sso_frame_ancestors or "", origins)
         if source and source != "'none'"
     )
     framed = settings.model_copy(update={"frame_ancestors": ancestors or "'self'"})
@@ -157,9 +159,20 @@ class SecurityHeaders(HttpMiddleware):
         if self.always_hsts:
             self.always = self.always + self.hsts
         self.no_store = (b"cache-control", b"no-store")
-        self.embeddable = _encoded(embeddable_headers(settings).items())
-        if self.always_hsts:
-            self.embeddable = self.embeddable + self.hsts
+        self._settings = settings
+        # By the administrator's origins: one value at a time, so a handful at most.
+        self._embeddable: dict[str, Headers] = {}
+
+    def embeddable(self, origins: str) -> Headers:
+        headers = self._embeddable.get(origins)
+        if headers is None:
+            headers = _encoded(embeddable_headers(self._settings, origins).items())
+            if self.always_hsts:
+                headers = headers + self.hsts
+            if len(self._embeddable) >= MAX_EMBEDDABLE_SETS:
+                self._embeddable.clear()
+            self._embeddable[origins] = headers
+        return headers
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         static = scope["path"].startswith(STATIC_PREFIX)
@@ -169,7 +182,8 @@ class SecurityHeaders(HttpMiddleware):
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: Headers = list(message.get("headers", ()))
-                headers.extend(self.embeddable if state.get(EMBEDDABLE) else self.always)
+                origins = state.get(EMBEDDABLE)
+                headers.extend(self.always if origins is None else self.embeddable(origins))
                 if https_request:
                     headers.extend(self.hsts)
                 if not static and not any(name == b"cache-control" for name, _ in headers):

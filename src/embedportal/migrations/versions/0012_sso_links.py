@@ -1,4 +1,5 @@
-"""sso links: one-time sign-on links from the organization's own application, and SSO sessions
+"""sso links: one-time sign-on links from the organization's own application, SSO sessions,
+and the origins an administrator allows to frame them
 
 Revision ID: 0012
 Revises: 0011
@@ -50,9 +51,15 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("via_sso", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    with op.batch_alter_table("organization") as batch:
+        batch.add_column(
+            sa.Column("sso_frame_ancestors", sa.Text(), nullable=False, server_default="")
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("organization") as batch:
+        batch.drop_column("sso_frame_ancestors")
     with op.batch_alter_table("web_sessions") as batch:
         batch.drop_column("via_sso")
     op.drop_index(op.f("ix_sso_links_expires_at"), table_name="sso_links")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from embedportal.access.sso_links import LinkRefusal, redeem_link
+from embedportal.access.sso_origins import sso_origins
 from embedportal.access.view_filters import ReportFilter, filters_param
 from embedportal.db.base import utcnow
 from embedportal.db.models import SsoLink
@@ -74,7 +75,7 @@ def open_sso_link(
     request: Request, db: DbSession, settings: AppSettings, secret: LinkSecret
 ) -> Response:
     # Shown in the application's frame either way: the refusal too must be readable there.
-    mark_embeddable(request.scope)
+    mark_embeddable(request.scope, sso_origins(session=db))
     now = utcnow()
     outcome = redeem_link(session=db, secret=secret, now=now)
     if isinstance(outcome, LinkRefusal):
