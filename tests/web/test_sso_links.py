@@ -102,6 +102,25 @@ def test_the_cookie_may_travel_in_another_sites_frame_on_loopback(
     assert "samesite=none" in cookie and "secure" in cookie and "partitioned" in cookie
 
 
+def test_signing_out_in_the_frame_removes_the_partitioned_cookie_too(
+    app: FastAPI, client: TestClient, granted: tuple[User, Report]
+) -> None:
+    _user, report = granted
+    answer = _issue(app, client, email="ana@example.com", report_id=report.id)
+    client.get(_path(answer))
+    token = csrf_of(client, f"/reports/{report.id}")
+    signed_out = client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert signed_out.status_code == 303
+    removals = [
+        value.lower()
+        for value in signed_out.headers.get_list("set-cookie")
+        if value.lower().startswith("__host-embedportal_session=")
+    ]
+    assert any("partitioned" in value and "samesite=none" in value for value in removals)
+    assert all("max-age=0" in value for value in removals)
+    assert client.get(f"/reports/{report.id}", follow_redirects=False).status_code == 303
+
+
 def test_view_options_lead_to_the_viewer_without_navigation_or_in_tv_mode(
     app: FastAPI, client: TestClient, granted: tuple[User, Report]
 ) -> None:

@@ -305,6 +305,7 @@ def logout(
     hub: PushHubDep,
     person_tokens: PersonTokensDep,
 ) -> Response:
+    in_frame = bool(getattr(request.state, "via_sso", False))
     end_session(session=db, cookie_value=session_cookie_of(request.cookies))
     microsoft = False
     if user is not None:
@@ -322,6 +323,13 @@ def logout(
     else:
         response = flash_redirect(request, "/login", _("You have signed out."), category="info")
     forget_session_cookies(response)
+    if in_frame:
+        # A single sign-on session's cookie lives in the framing site's partition: only a
+        # removal that is Partitioned (and SameSite=None, as it was set) reaches it there.
+        response.delete_cookie(
+            SECURE_SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="none"
+        )
+        _partition_last_cookie(response)
     return response
 
 
