@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedportal import __version__
-from embedportal.access.api_keys import LastUseMemo
+from embedportal.access.api_keys import LastUseMemo, ReadMemo
 from embedportal.access.audit_log import prune_audit
 from embedportal.access.microsoft_accounts import MicrosoftSignIns
 from embedportal.access.organization import PowerBIClients
@@ -192,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Wrong keys by address: a guesser is slowed to a crawl, a mistyped key costs a moment.
     app.state.api_key_failures = SessionBuckets(per_minute=settings.api_failed_keys_per_minute)
     app.state.api_key_memo = LastUseMemo()
+    app.state.api_read_memo = ReadMemo()
     if settings.audit_retention_days:
         app.state.background.append(
             functools.partial(

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from embedportal.db.base import utcnow
-from embedportal.db.models import ApiKey
+from embedportal.db.models import ApiKey, AuditEntry
 from embedportal.db.session import session_scope
 from embedportal.logs import scrub
 from embedportal.settings import Settings
@@ -177,3 +177,19 @@ def test_an_address_sending_wrong_keys_is_held_off_whatever_key_it_sends(
         answer = other.get("/api/v1/users", headers=bearer(good))
         assert answer.status_code == 200 or answer.json()["code"] == "RateLimited"
     _refused(other.get("/api/v1/users", headers=bearer("nope")), 401, "InvalidApiKey")
+
+
+def test_reads_are_audited_once_a_day_per_key_and_call(app: FastAPI, client: TestClient) -> None:
+    secret = make_api_key(app, ["users:read", "audit:read"], name="CRM")
+    for _attempt in range(2):
+        assert client.get("/api/v1/users", headers=bearer(secret)).status_code == 200
+    assert client.get("/api/v1/users/12345", headers=bearer(secret)).status_code == 404
+    with session_scope(app.state.session_factory) as db:
+        reads = db.scalars(
+            select(AuditEntry).where(AuditEntry.action == "api_key.read").order_by(AuditEntry.id)
+        ).all()
+        assert [(entry.detail["call"], entry.detail["api_key"]) for entry in reads] == [
+            ("GET /api/v1/users", "CRM"),
+            ("GET /api/v1/users/{user_id}", "CRM"),
+        ]
+        assert {entry.target_id for entry in reads} == {secret.split("_")[1]}

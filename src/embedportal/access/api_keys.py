@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from embedportal.access.audit import record
+from embedportal.access.audit import record, through_api_key
 from embedportal.access.users import UserInputError
 from embedportal.db.base import utcnow
 from embedportal.db.models import ApiKey, User
@@ -270,3 +270,42 @@ def write_last_use(*, session_factory: sessionmaker[Session], key_id: str, now: 
     """Store the key's last use (called when `LastUseMemo.due` says so)."""
     with session_scope(session_factory) as session:
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+class ReadMemo:
+    """Which reads have been audited today, in memory: a change through the API is audited each
+    time (its service records it); a read, once a day for each key and call (`GET
+    /api/v1/users`), so the audit log says who reads what without a row per poll. Each
+    instance keeps its own (a fleet records a read once per instance and day at most)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max_entries = max_entries
+        self._day: date | None = None
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def due(self, key_id: str, call: str, day: date) -> bool:
+        """True (and noted) the first time ``key_id`` makes ``call`` on ``day`` (UTC)."""
+        with self._lock:
+            if day != self._day:
+                self._day = day
+                self._seen.clear()
+            if (key_id, call) in self._seen:
+                return False
+            if len(self._seen) >= self._max_entries:
+                self._seen.clear()  # a flood of keys and calls: audit again rather than grow
+            self._seen.add((key_id, call))
+            return True
+
+
+def record_read(*, session_factory: sessionmaker[Session], caller: ApiCaller, call: str) -> None:
+    """Audit the key's first ``call`` of the day (called when `ReadMemo.due` says so)."""
+    with session_scope(session_factory) as session, through_api_key(caller.name):
+        record(
+            session=session,
+            actor=None,
+            action="api_key.read",
+            target_type="api_key",
+            target_id=caller.key_id,
+            detail={"call": call},
+        )

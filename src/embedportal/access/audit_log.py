@@ -189,6 +189,7 @@ def action_label(action: str) -> str:
         "audit.exported": _("Audit log downloaded as CSV"),
         "api_key.created": _("API key created"),
         "api_key.revoked": _("API key revoked"),
+        "api_key.read": _("Read through the integration API (first time today for this call)"),
         "sso.link_issued": _("Single sign-on link issued"),
         "sso.signed_in": _("Signed in through a single sign-on link"),
     }

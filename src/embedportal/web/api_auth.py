@@ -6,7 +6,8 @@ scope it needs with `require_scope("users:write")`; the dependency authenticates
 hands the route the `ApiCaller`. Refusals are JSON `{"code", "message"}`: 401 (with
 `WWW-Authenticate: Bearer`) for no key, a wrong one (InvalidApiKey), an expired one
 (ApiKeyExpired) or a revoked one (ApiKeyRevoked); 429 RateLimited with Retry-After; 403
-InsufficientScope naming the scope. An address that sent too many wrong keys gets 429
+InsufficientScope naming the scope. Changes are audited by their services; a read, once a day
+per key and call (access/api_keys.py's ReadMemo). An address that sent too many wrong keys gets 429
 TooManyFailedKeys for every call, right key or wrong, until its allowance comes back (so a
 guesser learns nothing from the answers meanwhile). CSRF does not apply: a browser never sends
 the key by itself.
@@ -30,7 +31,9 @@ from embedportal.access.api_keys import (
     ApiCaller,
     ApiKeyRefused,
     LastUseMemo,
+    ReadMemo,
     authenticate,
+    record_read,
     write_last_use,
 )
 from embedportal.db.base import utcnow
@@ -91,6 +94,14 @@ ApiLimiterDep = Annotated[SessionBuckets, Depends(get_api_limiter)]
 ApiKeyMemoDep = Annotated[LastUseMemo, Depends(get_api_key_memo)]
 ApiKeyFailuresDep = Annotated[SessionBuckets, Depends(get_api_key_failures)]
 
+
+async def get_api_read_memo(request: Request) -> ReadMemo:
+    memo: ReadMemo = request.app.state.api_read_memo
+    return memo
+
+
+ApiReadMemoDep = Annotated[ReadMemo, Depends(get_api_read_memo)]
+
 # Declared for the OpenAPI (the reference shows both ways in); the dependency reads the headers.
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _api_key_header = APIKeyHeader(
@@ -119,7 +130,9 @@ def require_scope(scope: str) -> Any:
     async def api_caller(
         session_factory: SessionFactoryDep,
         limiter: ApiLimiterDep,
+        request: Request,
         memo: ApiKeyMemoDep,
+        reads: ApiReadMemoDep,
         failures: ApiKeyFailuresDep,
         address: ClientAddress,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -168,6 +181,14 @@ def require_scope(scope: str) -> Any:
                     write_last_use, session_factory=session_factory, key_id=caller.key_id, now=now
                 )
             )
+        if request.method == "GET":
+            call = f"GET {getattr(request.scope.get('route'), 'path', request.url.path)}"
+            if reads.due(caller.key_id, call, now.date()):
+                await run_in_threadpool(
+                    functools.partial(
+                        record_read, session_factory=session_factory, caller=caller, call=call
+                    )
+                )
         return caller
 
     api_caller.__name__ = f"api_caller_{scope.replace(':', '_')}"
