@@ -2,10 +2,14 @@
 
 `/healthz` and Admin → Health read one cached report: each check has a short timeout, the
 checks run concurrently, and a flood of probes within the cache window costs one check. A
-dependency that hangs costs a probe its timeout, never a stall. Past the cache window a probe
-gets the last report while the next check runs, as long as that report is a few seconds old:
-under a burst of token requests the check itself is slowed (its database thread waits for the
-interpreter), and a load balancer must not read a busy instance as a dead one.
+dependency that hangs costs a probe its timeout, never a stall. The checks run on an event loop
+of their own, in a thread: on the portal's loop, under a burst of token requests, each of
+their many awaits would wait its turn behind every request (seconds, at 256 callers); there,
+they wait only for the interpreter. Past the cache window a probe
+waits for the next check (shared by every probe meanwhile), never an older answer: a load
+balancer must see a dependency that went down at its first probe past the window. The
+database is asked on a thread and a connection of the checker's own, so a burst of requests
+holding the pool cannot make it look down.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -92,7 +97,12 @@ class HealthChecker:
         self._timeout = timeout_seconds
         self._cache_seconds = cache_seconds
         self._report: HealthReport | None = None
-        self._checking: asyncio.Task[HealthReport] | None = None
+        # The check in progress, on the checkers' loop; shared by every probe meanwhile (from
+        # any loop: a test's asyncio.run, the portal's).
+        self._checking: concurrent.futures.Future[HealthReport] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         # A database probe stuck in its thread is not started again until it ends, so a hung
         # server cannot pile up threads.
         self._database_probe: asyncio.Future[None] | None = None
@@ -109,11 +119,24 @@ class HealthChecker:
         cached = self._report
         if cached is not None and time.monotonic() - cached.checked_at < self._cache_seconds:
             return cached
-        if self._checking is None or self._checking.done():
-            self._checking = asyncio.create_task(self._check_all())
+        with self._lock:
+            if self._checking is None or self._checking.done():
+                self._checking = asyncio.run_coroutine_threadsafe(
+                    self._check_all(), self._checkers_loop()
+                )
+            checking = self._checking
         # Shielded: a probe whose client went away must not cancel everyone's check. Never a
         # stale answer past the window: a load balancer must see a database that went down.
-        return await asyncio.shield(self._checking)
+        return await asyncio.shield(asyncio.wrap_future(checking))
+
+    def _checkers_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the checks run on, started on first use (called under the lock)."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="healthz", daemon=True)
+            thread.start()
+            self._loop, self._loop_thread = loop, thread
+        return self._loop
 
     async def _check_all(self) -> HealthReport:
         checks: list[tuple[str, bool, Probe]] = [(DATABASE, True, self._check_database)]
@@ -215,10 +238,32 @@ class HealthChecker:
         # A probe stuck on a hung database must not hold up shutdown.
         self._database_thread.shutdown(wait=False, cancel_futures=True)
         self.close_database_probe()
+        with self._lock:
+            loop, thread = self._loop, self._loop_thread
+            self._loop = self._loop_thread = None
+        if loop is None:
+            return
+        # The clients belong to the checkers' loop: closed there, then the loop ends.
+        closing = asyncio.run_coroutine_threadsafe(self._close_clients(), loop)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.wrap_future(closing), self._timeout + 1)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, self._timeout + 1)
+        if not loop.is_running():
+            loop.close()
+
+    async def _close_clients(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+            self._http = None
         if self._redis is not None:
             await self._redis.aclose()  # type: ignore[attr-defined]
+            self._redis = None
+        # The check in progress, if any, ends with the loop.
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
 
 
 def _describe(error: BaseException) -> str:
