@@ -47,14 +47,9 @@ class SessionBuckets:
             return float("inf")
         now = self._monotonic()
         with self._lock:
-            tokens, then = self._buckets.pop(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - then) * self._per_second)
-            if tokens >= amount:
-                tokens -= amount
-                wait = 0.0
-            else:
-                wait = (amount - tokens) / self._per_second
-            self._buckets[key] = (tokens, now)
+            tokens = self._tokens(self._buckets.pop(key, None), now)
+            wait = self._wait_for(tokens, amount)
+            self._buckets[key] = (tokens - amount if wait == 0 else tokens, now)
             # A full bucket is what a new key gets anyway: forgetting the oldest loses nothing
             # but that key's recent spending.
             while len(self._buckets) > self._max_keys:
@@ -67,8 +62,18 @@ class SessionBuckets:
             return float("inf")
         now = self._monotonic()
         with self._lock:
-            tokens, then = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self._per_second)
+            bucket = self._buckets.get(key)
+        return self._wait_for(self._tokens(bucket, now), amount)
+
+    def _tokens(self, bucket: tuple[float, float] | None, now: float) -> float:
+        """What a bucket holds at ``now``: its tokens and what it regained since (a key not
+        seen, a full bucket)."""
+        if bucket is None:
+            return self.capacity
+        tokens, then = bucket
+        return min(self.capacity, tokens + (now - then) * self._per_second)
+
+    def _wait_for(self, tokens: float, amount: float) -> float:
         return 0.0 if tokens >= amount else (amount - tokens) / self._per_second
 
     def __len__(self) -> int:
