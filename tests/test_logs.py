@@ -99,7 +99,7 @@ def test_json_extras_are_scrubbed_and_secret_named_ones_dropped(json_log: io.Str
     entry = json.loads(json_log.getvalue().strip().splitlines()[-1])
     assert entry["client_secret"] == REDACTED
     assert JWT not in entry["detail"] and REDACTED in entry["detail"]
-    assert entry["session_count"] == REDACTED  # as `session_count=3` in a message would be
+    assert entry["session_count"] == REDACTED  # named for a secret: dropped whatever its type
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])

@@ -4,12 +4,11 @@
 checks run concurrently, and a flood of probes within the cache window costs one check. A
 dependency that hangs costs a probe its timeout, never a stall. The checks run on an event loop
 of their own, in a thread: on the portal's loop, under a burst of token requests, each of
-their many awaits would wait its turn behind every request (seconds, at 256 callers); there,
-they wait only for the interpreter. Past the cache window a probe
-waits for the next check (shared by every probe meanwhile), never an older answer: a load
-balancer must see a dependency that went down at its first probe past the window. The
-database is asked on a thread and a connection of the checker's own, so a burst of requests
-holding the pool cannot make it look down.
+their awaits would wait its turn behind every request; there, they wait only for the
+interpreter. Past the cache window a probe waits for the next check (shared by every probe
+meanwhile), never an older answer: a load balancer must see a dependency that went down at
+its first probe past the window. The database is asked on a thread and a connection of the
+checker's own, so a burst of requests holding the pool cannot make it look down.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _extra_value(key: str, value: object) -> object:
-    if _SECRET_FIELD.fullmatch(key) and not isinstance(value, bool):
+    if _SECRET_FIELD.fullmatch(key):
         return REDACTED
     return value if isinstance(value, int | float | bool) else scrub(str(value))
 

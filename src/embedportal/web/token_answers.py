@@ -197,7 +197,7 @@ def powerbi_failure(error: PowerBIError) -> JSONResponse:
     if error.code == CAPACITY_NOT_ACTIVE or CAPACITY_NOT_ACTIVE in error.message:
         return error_answer(
             503,
-            _("The Power BI capacity is off. The report comes back when it is running again."),
+            _(CAPACITY_OFF_MESSAGE),
             CAPACITY_NOT_ACTIVE,
             retry_after=error.retry_after_seconds or DEFAULT_RETRY_SECONDS,
         )

@@ -22,9 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from embedportal.capacity.activity import ActivityKind
 from embedportal.db.models import Report, User
 from embedportal.i18n import _
-from embedportal.powerbi import (
-    PowerBIError,
-)
+from embedportal.powerbi import PowerBIError
 from embedportal.tokens.gate import GateBusyError
 from embedportal.tokens.person import PersonTokenRefusal, aad_answer, person_token
 from embedportal.tokens.service import IssuedToken, TokenWaitTimeoutError

@@ -4,18 +4,11 @@ toolbar, `?nav=0` the portal's navigation only (for a report inside another appl
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from embedportal.access.catalogue import within_power_bi_rights
-from embedportal.access.view_filters import (
-    MAX_PARAM_LENGTH,
-    FilterParamError,
-    embed_filters,
-    parse_filters_param,
-)
+from embedportal.access.view_filters import FilterParamError, embed_filters, parse_filters_param
 from embedportal.i18n import _
 from embedportal.web.deps import CurrentUser, DbSession, PersonRightsDep, ViewableReport
 from embedportal.web.templating import render
@@ -32,7 +25,8 @@ def viewer_page(
     rights: PersonRightsDep,
     tv: bool = False,
     nav: bool = True,
-    filters: Annotated[str, Query(max_length=MAX_PARAM_LENGTH)] = "",
+    # Its length is bounded by the input guard (and parse_filters_param), with a reason.
+    filters: str = "",
 ) -> HTMLResponse:
     """The page holds no token: the viewer script asks the token API for the first one."""
     try:
