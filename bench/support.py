@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 
+from embedportal.server import free_loopback_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Outside the kernel's ephemeral range, so a parallel suite's outgoing connection cannot take it.
+free_port = free_loopback_port
 
 
 @contextlib.contextmanager

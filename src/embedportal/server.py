@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -308,6 +310,40 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_DEFAULT_EPHEMERAL_PORTS = (32768, 60999)
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ranges:
+            low, high = (int(part) for part in ranges.read().split())
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL_PORTS
+    return low, high
+
+
+def free_loopback_port() -> int:
+    """A loopback port free now, for a server a test or benchmark starts a moment later.
+
+    Chosen outside the kernel's ephemeral range on purpose: a port the kernel hands out for
+    bind(0) is also what it hands to the next outgoing connection, and with suites running side
+    by side one of those connections can take it before the server binds (seen in CI as
+    'address already in use'). Ports below the range are never picked by the kernel itself."""
+    low, high = _ephemeral_ports()
+    candidates = range(10_000, low) if low > 11_000 else range(high + 1, 65_536)
+    for _ in range(200):
+        port = random.choice(candidates)  # noqa: S311 - spreading choices, not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextmanager

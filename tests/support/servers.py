@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,12 @@ from pathlib import Path
 
 import httpx
 
+from embedportal.server import free_loopback_port
+
+# Outside the kernel's ephemeral range, so a parallel suite's outgoing connection cannot take it.
+free_port = free_loopback_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from html import unescape
 
 import pytest
@@ -19,6 +18,7 @@ from embedportal.web.push import PushEvent
 from tests.emulator.harness import Emulator
 from tests.support.html import elements, form_fields, links
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.servers import free_port
 
 HTMX = {"HX-Request": "true"}
 
@@ -333,9 +333,7 @@ def test_unknown_reports_are_404(admin: TestClient) -> None:
 
 def dead_power_bi(app: FastAPI) -> None:
     """Point the Power BI API at a loopback port nobody listens on (Entra still answers)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     unreachable = app.state.settings.model_copy(
         update={"powerbi_api_url": f"http://127.0.0.1:{port}"}
     )

@@ -3,7 +3,6 @@ roles in use are offered (issue #13)."""
 
 from __future__ import annotations
 
-import socket
 from html import unescape
 
 import pytest
@@ -16,6 +15,7 @@ from embedportal.emulator.demo import REGION_MANAGER_ROLE
 from embedportal.web.deps import get_settings
 from tests.support.html import elements, form_fields
 from tests.support.portal import Grant, LoginAs, MakeUser, SyncedReports, csrf_of
+from tests.support.servers import free_port
 
 
 @pytest.fixture
@@ -87,9 +87,7 @@ def test_power_bi_unreachable_asks_before_saving_unchecked(
     app: FastAPI, admin: TestClient, manager: tuple[User, str]
 ) -> None:
     user, _report_id = manager
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     dead = app.state.settings.model_copy(update={"powerbi_api_url": f"http://127.0.0.1:{port}"})
     app.dependency_overrides[get_settings] = lambda: dead
     status, page = post_user(admin, user, rls_roles=REGION_MANAGER_ROLE)

@@ -3,7 +3,6 @@ with the tokens handed out (the audit trail's `token.issued`)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from embedportal.db.models import AuditEntry, Report, User, ViewerEventCount
 from embedportal.db.session import session_scope
 from tests.support.html import elements, form_fields, links, table_rows
 from tests.support.portal import Grant, LoginAs, MakeUser, csrf_of
+from tests.support.servers import free_port
 from tests.support.streams import watch_events
 from tests.support.threaded import serve_in_thread
 
@@ -634,9 +634,7 @@ def test_with_redis_every_instance_lists_every_viewer(redis_url: str) -> None:
 
 
 def test_without_an_answer_from_redis_the_instance_lists_its_own() -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
+    port = free_port()
     registry = health_module.OpenViewers(redis_url=f"redis://127.0.0.1:{port}/0")
     with registry.watching(user_id=1, user_email="a@example.com", report_ids=["r1"]):
         watchers = registry.gather()
