@@ -7,8 +7,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from embedportal.client import (
     ApiError,
@@ -19,6 +21,7 @@ from embedportal.client import (
     RateLimited,
     Unauthorized,
 )
+from embedportal.db.models import SsoLink
 from embedportal.db.session import session_scope
 from tests.support.api_keys import make_api_key
 from tests.support.portal import a_report
@@ -150,3 +153,35 @@ def test_the_client_imports_no_server_code() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+class LosesSecondAnswer(httpx.HTTPTransport):
+    """Delivers every request, but drops the answer to the second: that call times out on the
+    caller's side after the portal did what it asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        response = super().handle_request(request)
+        if len(self.sent) == 2:
+            response.read()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+def test_a_change_whose_answer_was_lost_is_sent_again_and_done_once(
+    app: FastAPI, base_url: str
+) -> None:
+    transport = LosesSecondAnswer()
+    with EmbedportalClient(base_url, make_api_key(app), transport=transport) as portal:
+        ana = portal.create_user(email="ana@example.com")
+        link = portal.issue_sso_link(email=ana.email)
+    created, lost, again = transport.sent
+    assert lost.headers["idempotency-key"] == again.headers["idempotency-key"]
+    assert created.headers["idempotency-key"] != lost.headers["idempotency-key"]
+    assert link.url
+    with session_scope(app.state.session_factory) as db:
+        assert db.scalar(select(func.count()).select_from(SsoLink)) == 1

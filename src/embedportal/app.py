@@ -39,6 +39,7 @@ from embedportal.tokens.service import TokenService, create_token_cache
 from embedportal.web.api_auth import install_api_error_handlers
 from embedportal.web.context import RequestContext
 from embedportal.web.errors import install_error_handlers
+from embedportal.web.idempotency import IdempotentAnswers
 from embedportal.web.input_guard import guard_input
 from embedportal.web.last_resort import LastResort
 from embedportal.web.observability import RequestObservability
@@ -242,6 +243,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.mail_sender:
         app.state.background.append(app.state.mail_sender.run)
 
+    # Innermost: it keeps the answer a route gave to an `Idempotency-Key` (web/idempotency.py).
+    app.add_middleware(IdempotentAnswers)
     app.add_middleware(RequestContext)
     # Inside the observability layer: an unhandled error becomes a generic 500 naming the request
     # id, logged with its traceback (web/last_resort.py).

@@ -17,6 +17,7 @@ import dataclasses
 import time
 import types
 import typing
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -207,7 +208,9 @@ class EmbedportalClient:
     """The integration API of one portal, with one API key (`ep_…`).
 
     `retry_rate_limited=True` waits out one 429 (its Retry-After, at most 60 s) and tries once
-    more; otherwise a 429 raises `RateLimited` at once. Pass `transport` to route the calls
+    more; otherwise a 429 raises `RateLimited` at once. Each change (POST, PATCH) is sent with
+    an `Idempotency-Key` of its own, so a call whose answer was lost on the way is sent once
+    more and gets the first answer, never a second change. Pass `transport` to route the calls
     elsewhere (tests, a proxy)."""
 
     def __init__(
@@ -405,17 +408,43 @@ class EmbedportalClient:
         params: Mapping[str, Any] | None = None,
         json: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        for attempt in (1, 2):
-            response = self._http.request(method, path, params=params, json=json)
+        # A change carries a key of its own, the same on each try: a retry after a lost answer
+        # gets the first answer instead of doing the change twice.
+        headers = {"Idempotency-Key": str(uuid.uuid4())} if method in _CHANGES else None
+        retried = False
+        for _attempt in range(3):
+            try:
+                response = self._http.request(
+                    method, path, params=params, json=json, headers=headers
+                )
+            except httpx.TransportError:
+                # The answer was lost (or the call never went): safe to send once more, but
+                # for a DELETE, whose retry would say "not found" for a deletion that was made.
+                if retried or method == "DELETE":
+                    raise
+                retried = True
+                continue
             if response.status_code < 400:
                 return response.json() if response.content else {}
             error = _error_of(response)
-            waited = self._retry_rate_limited and attempt == 1
-            if isinstance(error, RateLimited) and waited and error.retry_after is not None:
-                time.sleep(min(error.retry_after, 60.0))
+            if not retried and _worth_waiting_for(error, self._retry_rate_limited):
+                retried = True
+                time.sleep(min(error.retry_after or 1.0, 60.0))
                 continue
             raise error
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_CHANGES = ("POST", "PATCH")
+
+
+def _worth_waiting_for(error: ApiError, retry_rate_limited: bool) -> bool:
+    """A 429 when asked to wait it out; the first of two identical changes still being served."""
+    if error.retry_after is None:
+        return False
+    if isinstance(error, RateLimited):
+        return retry_rate_limited
+    return error.code == "IdempotentRequestInProgress"
 
 
 def _segment(value: str) -> str:

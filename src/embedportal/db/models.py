@@ -599,3 +599,23 @@ class SsoLink(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class IdempotentRequest(Base):
+    """A change sent to `/api/v1` with an `Idempotency-Key` (access/idempotency.py): the same
+    key from the same API key within a day answers what the first request answered, without
+    doing it again. Only the sha256 of the API key is stored; `status_code` is empty while the
+    first request is still being served."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("credential_hash", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    credential_hash: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    # The sha256 of the method, path, query and body: the same key for another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(default=None)
+    content_type: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -19,7 +19,7 @@ import functools
 import math
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Header, Request, Security
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -40,6 +40,14 @@ from embedportal.db.base import utcnow
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
 from embedportal.web.deps import ClientAddress, SessionFactoryDep
+from embedportal.web.idempotency import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENT_METHODS,
+    IdempotencyRefused,
+    IdempotentReplay,
+    claim_or_replay,
+    replay_response,
+)
 from embedportal.web.rate_limit import SessionBuckets
 
 API_V1_PREFIX = "/api/v1"
@@ -73,6 +81,10 @@ def install_api_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> Response:
         return api_error_response(error.status, error.code, error.message, headers=error.headers)
+
+    @app.exception_handler(IdempotentReplay)
+    async def replayed(_request: Request, answer: IdempotentReplay) -> Response:
+        return replay_response(answer.replay)
 
 
 async def get_api_limiter(request: Request) -> SessionBuckets:
@@ -109,6 +121,13 @@ _api_key_header = APIKeyHeader(
 )
 
 
+IDEMPOTENCY_DOC = (
+    "On a change (POST, PATCH): the same key again, from the same API key within 24 hours, "
+    "answers what the first request answered without doing it again (marked "
+    "`Idempotent-Replayed: true`). 1 to 255 visible ASCII characters; a new UUID per change."
+)
+
+
 def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -127,6 +146,9 @@ def require_scope(scope: str) -> Any:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
+    # Documented where it does something: on the calls that change.
+    documented = not scope.endswith(":read")
+
     async def api_caller(
         session_factory: SessionFactoryDep,
         limiter: ApiLimiterDep,
@@ -137,6 +159,14 @@ def require_scope(scope: str) -> Any:
         address: ClientAddress,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
+        # A default rather than Annotated: the annotation is a string that cannot see
+        # `documented`, a variable of this closure.
+        idempotency_key: str | None = Header(  # noqa: B008 - FastAPI's parameter declaration
+            None,
+            alias=IDEMPOTENCY_HEADER,
+            description=IDEMPOTENCY_DOC,
+            include_in_schema=documented,
+        ),
     ) -> ApiCaller:
         secret = (bearer.credentials if bearer is not None else None) or header_key
         if not secret:
@@ -189,6 +219,14 @@ def require_scope(scope: str) -> Any:
                         record_read, session_factory=session_factory, caller=caller, call=call
                     )
                 )
+        elif idempotency_key is not None and request.method in IDEMPOTENT_METHODS:
+            try:
+                await claim_or_replay(request=request, secret=secret.strip(), key=idempotency_key)
+            except IdempotencyRefused as refusal:
+                retry = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
+                raise ApiError(
+                    refusal.status, refusal.code, refusal.message, headers=retry
+                ) from None
         return caller
 
     api_caller.__name__ = f"api_caller_{scope.replace(':', '_')}"
