@@ -73,7 +73,13 @@ def serve(
     if emulator_port is not None:
         overrides["emulator_port"] = emulator_port
     settings = load_settings(**overrides)
-    from embedportal.server import emulator_refusal, run_portal, run_workers, workers_refusal
+    from embedportal.server import (
+        emulator_refusal,
+        run_portal,
+        run_workers,
+        serving_loop,
+        workers_refusal,
+    )
 
     refusal = workers_refusal(settings, workers)
     if refusal is not None:
@@ -86,11 +92,7 @@ def serve(
     if workers > 1:
         run_workers(settings, workers=workers, console=console)
     else:
-        # The event loop uvicorn picks for its own workers (uvloop where installed): the token
-        # API's and the push channel's socket work costs less on it.
-        from uvicorn.loops.auto import auto_loop_factory
-
-        with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=serving_loop) as runner:
             runner.run(run_portal(settings, console=console))
 
 

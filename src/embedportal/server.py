@@ -33,6 +33,19 @@ def setup_logging(settings: Settings) -> None:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
 
 
+# asyncio's own loop, not uvloop: uvloop (libuv) takes a few waiting connections per turn of
+# the loop, so on a loop busy with a burst of token requests each turn lasts ~0.1 s and a new
+# connection (a viewer reconnecting, a load balancer's /healthz probe) waited seconds to be
+# accepted (bench/README.md, 7 December). asyncio's accepts every waiting connection at once,
+# and served as many token requests a second in the same runs.
+EVENT_LOOP = "asyncio"
+
+
+def serving_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind the portal serves on (EVENT_LOOP)."""
+    return asyncio.SelectorEventLoop()
+
+
 def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
@@ -43,6 +56,7 @@ def _server(app: object, *, host: str, port: int) -> uvicorn.Server:
         # uvicorn would trust X-Forwarded-For from any loopback peer; the portal reads it itself,
         # and only from EMBEDPORTAL_TRUSTED_PROXIES (web/client_address.py).
         proxy_headers=False,
+        loop=EVENT_LOOP,
         lifespan="on",
         # Open viewers hold push streams forever; on shutdown give them a moment, not forever.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -235,6 +249,7 @@ def run_workers(settings: Settings, *, workers: int, console: Console) -> None:
             log_config=None,
             access_log=False,
             proxy_headers=False,  # as in _server: web/client_address.py decides
+            loop=EVENT_LOOP,
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
@@ -358,6 +373,7 @@ def serve_in_thread(
         port=port,
         log_config=None,  # leave the host process's logging alone
         access_log=False,
+        loop=EVENT_LOOP,
         lifespan="on",
         ws="none",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
