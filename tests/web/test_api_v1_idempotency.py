@@ -167,3 +167,40 @@ def test_the_openapi_documents_the_header_on_changes_only(app: FastAPI) -> None:
     assert "Idempotency-Key" in header_names("/api/v1/groups", "post")
     assert "Idempotency-Key" in header_names("/api/v1/users/{user_id}", "patch")
     assert "Idempotency-Key" not in header_names("/api/v1/groups", "get")
+
+
+def test_a_failure_after_the_claim_leaves_the_retry_to_be_served(
+    app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from embedportal.access import groups
+
+    real_create = groups.create_group
+
+    def broken(**_kwargs: object) -> None:
+        raise RuntimeError("the database went away mid-request")
+
+    monkeypatch.setattr(groups, "create_group", broken)
+    headers = {"Idempotency-Key": "after-a-failure", **bearer(make_api_key(app))}
+    with TestClient(app, raise_server_exceptions=False) as failing:
+        assert (
+            failing.post("/api/v1/groups", json={"name": "A"}, headers=headers).status_code == 500
+        )
+    monkeypatch.setattr(groups, "create_group", real_create)
+    assert client.post("/api/v1/groups", json={"name": "A"}, headers=headers).status_code == 201
+    assert _count(app, Group) == 1
+
+
+def test_an_answer_that_cannot_be_kept_is_still_sent(
+    app: FastAPI, api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from embedportal.access import idempotency
+
+    def database_gone(**_kwargs: object) -> None:
+        raise OperationalError("UPDATE", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(idempotency, "keep_answer", database_gone)
+    created = api.post("/api/v1/groups", json={"name": "A"}, headers={"Idempotency-Key": "x"})
+    assert created.status_code == 201
+    assert created.json()["name"] == "A"

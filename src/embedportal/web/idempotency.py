@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -165,30 +166,30 @@ class IdempotentAnswers(HttpMiddleware):
             if name.lower() == b"content-type":
                 content_type = value.decode("latin-1")
         body = b"".join(part.get("body", b"") for part in held[1:])
-        credential, key = claim
-        await run_in_threadpool(
-            functools.partial(
-                idempotency.keep_answer,
-                session_factory=_session_factory(scope),
-                credential=credential,
-                key=key,
-                status_code=status,
-                content_type=content_type,
-                body=body,
-            )
+        await _on_claim(
+            scope,
+            claim,
+            idempotency.keep_answer,
+            status_code=status,
+            content_type=content_type,
+            body=body,
         )
 
     async def _forget(self, scope: Scope, claim: tuple[str, str]) -> None:
-        credential, key = claim
-        await run_in_threadpool(
-            functools.partial(
-                idempotency.forget,
-                session_factory=_session_factory(scope),
-                credential=credential,
-                key=key,
-            )
+        await _on_claim(scope, claim, idempotency.forget)
+
+
+async def _on_claim(
+    scope: Scope, claim: tuple[str, str], service: Callable[..., None], **details: Any
+) -> None:
+    """Run ``service`` (keep or forget) for ``claim``, off the event loop."""
+    credential, key = claim
+    await run_in_threadpool(
+        functools.partial(
+            service,
+            session_factory=scope["app"].state.session_factory,
+            credential=credential,
+            key=key,
+            **details,
         )
-
-
-def _session_factory(scope: Scope) -> Any:
-    return scope["app"].state.session_factory
+    )
