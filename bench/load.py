@@ -861,7 +861,8 @@ def _verdict(row: dict[str, Any], ratio: float | None) -> str:
     parts = []
     if row["kind"] == "hit" and row["config"] == "1 worker" and ratio is not None:
         parts.append(f">= 40% anchor: {'met' if ratio >= TARGET_HIT_RATIO else 'NOT met'}")
-    if row["kind"] != "anchor" and row["callers"] == 64 and row["p99Ms"] is not None:
+    # The latency target is the cache hit's; a miss waits for Power BI, and must be answered.
+    if row["kind"] == "hit" and row["callers"] == 64 and row["p99Ms"] is not None:
         parts.append(f"p99 < 50: {'met' if row['p99Ms'] < TARGET_P99_MS_AT_64 else 'NOT met'}")
     if row["kind"] != "anchor" and row["callers"] >= 256:
         errors = {k: v for k, v in row["outcomes"].items() if not k.startswith("2")}
