@@ -412,7 +412,7 @@ class EmbedportalClient:
         # gets the first answer instead of doing the change twice.
         headers = {"Idempotency-Key": str(uuid.uuid4())} if method in _CHANGES else None
         retried = False
-        for _attempt in range(3):
+        for _attempt in range(2):  # one try and, at most, one retry
             try:
                 response = self._http.request(
                     method, path, params=params, json=json, headers=headers
