@@ -3,9 +3,11 @@ and each refusal raised as its own error class."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +28,8 @@ from embedportal.db.session import session_scope
 from tests.support.api_keys import make_api_key
 from tests.support.portal import a_report
 from tests.support.threaded import serve_in_thread
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -185,3 +189,20 @@ def test_a_change_whose_answer_was_lost_is_sent_again_and_done_once(
     assert link.url
     with session_scope(app.state.session_factory) as db:
         assert db.scalar(select(func.count()).select_from(SsoLink)) == 1
+
+
+def test_the_host_examples_provisioning_sets_a_changed_identity_on_a_known_user(
+    portal: EmbedportalClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("host_app", ROOT / "examples/host_app/app.py")
+    assert spec is not None and spec.loader is not None
+    host_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(host_app)
+
+    monkeypatch.setenv("HOST_RLS_USERNAME", "north@example.com")
+    host_app.provision(portal, "dora@customer.example", "sales")
+    monkeypatch.setenv("HOST_RLS_USERNAME", "south@example.com")
+    host_app.provision(portal, "dora@customer.example", "sales")
+    (dora,) = portal.list_users(q="dora").items
+    assert dora.rls_username == "south@example.com"
+    assert [grant.user_id for grant in portal.list_grants("sales")] == [dora.id]

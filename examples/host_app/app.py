@@ -29,9 +29,13 @@ def current_user_email() -> str:
 
 def provision(portal: EmbedportalClient, email: str, report_id: str) -> None:
     """Just in time: the person's portal user (with the identity Power BI filters their rows
-    by) and their grant to the report. Both calls are idempotent, so every visit may make them."""
+    by) and their grant to the report. Every call is idempotent, so every visit may make them:
+    creating an existing user answers it unchanged, so a changed identity is set after."""
     roles = [role for role in os.environ.get("HOST_RLS_ROLES", "").split(",") if role]
-    user = portal.create_user(email=email, rls_username=os.environ.get("HOST_RLS_USERNAME"))
+    rls_username = os.environ.get("HOST_RLS_USERNAME") or None
+    user = portal.create_user(email=email, rls_username=rls_username)
+    if user.rls_username != rls_username:
+        portal.update_user(user.id, rls_username=rls_username)
     portal.grant_report(report_id, user_id=user.id, rls_roles=roles)
 
 
