@@ -241,17 +241,22 @@ async def test_token_expired_answer_fetches_a_new_entra_token(
 ) -> None:
     """A provider whose clock lags believes an expired token is fine; the API's TokenExpired
     makes the client drop it, fetch another and retry once."""
-    with start_emulator(entra_min_lifetime_seconds=1, entra_max_lifetime_seconds=1) as emu:
+    # Two-second tokens: the fresh token must outlive the retry even on a busy machine (with
+    # one-second ones a CI run saw the retry's token expire too, and a third fetched).
+    with start_emulator(entra_min_lifetime_seconds=2, entra_max_lifetime_seconds=2) as emu:
         frozen = time.monotonic()
         conn = emu.connection()
         provider = EntraTokenProvider(conn, scope=POWERBI_SCOPE, clock=lambda: frozen)
-        async with PowerBIClient(conn, token_provider=provider) as client:
-            await client.list_workspaces()
-            await anyio.sleep(1.2)  # the token is dead, but the provider's clock says otherwise
-            workspaces = await client.list_workspaces()
-            assert workspaces
-            assert emu.counters.entra_tokens_issued == 2
-        provider.close()
+        try:
+            async with PowerBIClient(conn, token_provider=provider) as client:
+                await client.list_workspaces()
+                # The token is dead, but the provider's clock says otherwise.
+                await anyio.sleep(2.2)
+                workspaces = await client.list_workspaces()
+                assert workspaces
+                assert emu.counters.entra_tokens_issued == 2
+        finally:
+            provider.close()
 
 
 # -- throttling --------------------------------------------------------------------------------
