@@ -15,7 +15,7 @@ from embedportal.access.idempotency import Claimed, InProgress, KeyReused, Repla
 from embedportal.db.session import create_db_engine, create_session_factory
 
 NOW = datetime(2026, 12, 7, 9, tzinfo=UTC)
-CREDENTIAL = idempotency.credential_hash("ep_key_secret")
+API_KEY_ID = "3f9c0a1b2c4d"
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def _claim(
 ) -> object:
     return idempotency.claim(
         session_factory=factory,
-        credential=CREDENTIAL,
+        api_key_id=API_KEY_ID,
         key=key,
         fingerprint=fingerprint,
         now=now,
@@ -40,7 +40,7 @@ def _claim(
 def _keep(factory: sessionmaker[Session], key: str = "k") -> None:
     idempotency.keep_answer(
         session_factory=factory,
-        credential=CREDENTIAL,
+        api_key_id=API_KEY_ID,
         key=key,
         status_code=201,
         content_type="application/json",
@@ -87,14 +87,14 @@ def test_past_the_window_a_key_is_new_again_and_old_ones_are_swept(
 
 def test_a_forgotten_claim_is_served_afresh(factory: sessionmaker[Session]) -> None:
     assert _claim(factory) == Claimed()
-    idempotency.forget(session_factory=factory, credential=CREDENTIAL, key="k")
+    idempotency.forget(session_factory=factory, api_key_id=API_KEY_ID, key="k")
     assert _claim(factory, fingerprint="other") == Claimed()
 
 
 def test_a_kept_answer_is_never_forgotten(factory: sessionmaker[Session]) -> None:
     assert _claim(factory) == Claimed()
     _keep(factory)
-    idempotency.forget(session_factory=factory, credential=CREDENTIAL, key="k")
+    idempotency.forget(session_factory=factory, api_key_id=API_KEY_ID, key="k")
     assert isinstance(_claim(factory), Replay)
 
 

@@ -7,7 +7,7 @@ The same key with another request (method, path, query or body) is refused, and 
 while the first is still being served. Only successful answers are kept: a refusal or a failure
 is not an outcome worth repeating, so a retry of one is served afresh.
 
-Records are keyed by the sha256 of the presented API key, never the key itself, and the
+Records belong to the API key that made them (its id, known once it authenticated), so the
 answer is replayed only to a caller whose key still authenticates (web/idempotency.py).
 """
 
@@ -58,10 +58,6 @@ class KeyReused:
 Claim = Claimed | Replay | InProgress | KeyReused
 
 
-def credential_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def request_fingerprint(*, method: str, path: str, query: bytes, body: bytes) -> str:
     digest = hashlib.sha256()
     for part in (method.encode(), path.encode(), query, body):
@@ -79,7 +75,7 @@ def valid_key(key: str) -> bool:
 def claim(
     *,
     session_factory: sessionmaker[Session],
-    credential: str,
+    api_key_id: str,
     key: str,
     fingerprint: str,
     now: datetime,
@@ -87,20 +83,16 @@ def claim(
     """Decide what a request with ``key`` gets, recording it as being served when it is new."""
     for _attempt in range(2):
         with session_scope(session_factory) as session:
-            row = _find(session, credential, key)
-            if row is not None and row.created_at <= now - WINDOW:
-                session.delete(row)
-                session.flush()
-                row = None
-            if row is None:
-                # Rows past the window go as new ones come: no sweeper needed, and the index
-                # on created_at keeps it one short delete.
+            row = _find(session, api_key_id, key)
+            if row is None or row.created_at <= now - WINDOW:
+                # Rows past the window (this key's too) go as new ones come: no sweeper
+                # needed, and the index on created_at keeps it one short delete.
                 session.execute(
                     delete(IdempotentRequest).where(IdempotentRequest.created_at <= now - WINDOW)
                 )
                 session.add(
                     IdempotentRequest(
-                        credential_hash=credential,
+                        api_key_id=api_key_id,
                         idempotency_key=key,
                         fingerprint=fingerprint,
                         created_at=now,
@@ -128,39 +120,37 @@ def claim(
 def keep_answer(
     *,
     session_factory: sessionmaker[Session],
-    credential: str,
+    api_key_id: str,
     key: str,
     status_code: int,
     content_type: str,
     body: bytes,
 ) -> None:
     with session_scope(session_factory) as session:
-        row = _find(session, credential, key)
+        row = _find(session, api_key_id, key)
         if row is None:
             return
         row.status_code = status_code
         row.content_type = content_type[:200]
         row.body = body
-        session.commit()
 
 
-def forget(*, session_factory: sessionmaker[Session], credential: str, key: str) -> None:
+def forget(*, session_factory: sessionmaker[Session], api_key_id: str, key: str) -> None:
     """Drop a claim whose request was refused or failed, so a retry is served afresh."""
     with session_scope(session_factory) as session:
         session.execute(
             delete(IdempotentRequest).where(
-                IdempotentRequest.credential_hash == credential,
+                IdempotentRequest.api_key_id == api_key_id,
                 IdempotentRequest.idempotency_key == key,
                 IdempotentRequest.status_code.is_(None),
             )
         )
-        session.commit()
 
 
-def _find(session: Session, credential: str, key: str) -> IdempotentRequest | None:
+def _find(session: Session, api_key_id: str, key: str) -> IdempotentRequest | None:
     return session.scalars(
         select(IdempotentRequest).where(
-            IdempotentRequest.credential_hash == credential,
+            IdempotentRequest.api_key_id == api_key_id,
             IdempotentRequest.idempotency_key == key,
         )
     ).one_or_none()

@@ -604,14 +604,14 @@ class SsoLink(Base):
 class IdempotentRequest(Base):
     """A change sent to `/api/v1` with an `Idempotency-Key` (access/idempotency.py): the same
     key from the same API key within a day answers what the first request answered, without
-    doing it again. Only the sha256 of the API key is stored; `status_code` is empty while the
-    first request is still being served."""
+    doing it again. `status_code` is empty while the first request is still being served."""
 
     __tablename__ = "idempotent_requests"
-    __table_args__ = (UniqueConstraint("credential_hash", "idempotency_key"),)
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    credential_hash: Mapped[str] = mapped_column(String(64))
+    # Keys are revoked, never deleted (access/api_keys.py): no cascade to keep.
+    api_key_id: Mapped[str] = mapped_column(String(16))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     # The sha256 of the method, path, query and body: the same key for another request is refused.
     fingerprint: Mapped[str] = mapped_column(String(64))

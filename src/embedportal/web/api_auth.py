@@ -221,7 +221,9 @@ def require_scope(scope: str) -> Any:
                 )
         elif idempotency_key is not None and request.method in IDEMPOTENT_METHODS:
             try:
-                await claim_or_replay(request=request, secret=secret.strip(), key=idempotency_key)
+                await claim_or_replay(
+                    request=request, api_key_id=caller.key_id, key=idempotency_key
+                )
             except IdempotencyRefused as refusal:
                 retry = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
                 raise ApiError(

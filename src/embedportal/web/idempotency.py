@@ -46,7 +46,7 @@ class IdempotencyRefused(Exception):  # noqa: N818 - the API key dependency answ
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
-async def claim_or_replay(*, request: Request, secret: str, key: str) -> None:
+async def claim_or_replay(*, request: Request, api_key_id: str, key: str) -> None:
     """Claim ``key`` for this request, or raise what the caller gets instead: the first answer
     (IdempotentReplay) or a refusal (IdempotencyRefused)."""
     if not idempotency.valid_key(key):
@@ -64,7 +64,6 @@ async def claim_or_replay(*, request: Request, secret: str, key: str) -> None:
         raise IdempotencyRefused(
             413, "BodyTooLarge", _("This request is too large to be sent idempotently."), None
         )
-    credential = idempotency.credential_hash(secret)
     fingerprint = idempotency.request_fingerprint(
         method=request.method,
         path=request.url.path,
@@ -75,7 +74,7 @@ async def claim_or_replay(*, request: Request, secret: str, key: str) -> None:
         functools.partial(
             idempotency.claim,
             session_factory=request.app.state.session_factory,
-            credential=credential,
+            api_key_id=api_key_id,
             key=key,
             fingerprint=fingerprint,
             now=utcnow(),
@@ -83,7 +82,7 @@ async def claim_or_replay(*, request: Request, secret: str, key: str) -> None:
     )
     match outcome:
         case idempotency.Claimed():
-            request.scope.setdefault("state", {})[_STATE_KEY] = (credential, key)
+            request.scope.setdefault("state", {})[_STATE_KEY] = (api_key_id, key)
         case idempotency.Replay() as replay:
             raise IdempotentReplay(replay)
         case idempotency.InProgress():
@@ -183,12 +182,12 @@ async def _on_claim(
     scope: Scope, claim: tuple[str, str], service: Callable[..., None], **details: Any
 ) -> None:
     """Run ``service`` (keep or forget) for ``claim``, off the event loop."""
-    credential, key = claim
+    api_key_id, key = claim
     await run_in_threadpool(
         functools.partial(
             service,
             session_factory=scope["app"].state.session_factory,
-            credential=credential,
+            api_key_id=api_key_id,
             key=key,
             **details,
         )

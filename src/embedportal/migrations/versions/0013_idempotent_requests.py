@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "idempotent_requests",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("credential_hash", sa.String(length=64), nullable=False),
+        sa.Column("api_key_id", sa.String(length=16), nullable=False),
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
@@ -33,9 +33,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotent_requests")),
         sa.UniqueConstraint(
-            "credential_hash",
+            "api_key_id",
             "idempotency_key",
-            name=op.f("uq_idempotent_requests_credential_hash"),
+            name=op.f("uq_idempotent_requests_api_key_id"),
         ),
     )
     op.create_index(
