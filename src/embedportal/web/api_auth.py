@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request, Security
 from fastapi.params import Depends as DependsParam
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -39,11 +39,11 @@ from embedportal.access.api_keys import (
 from embedportal.db.base import utcnow
 from embedportal.db.session import session_scope
 from embedportal.i18n import _
+from embedportal.web.api_v1 import ApiError, api_error_response
 from embedportal.web.deps import ClientAddress, SessionFactoryDep
 from embedportal.web.idempotency import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENT_METHODS,
-    IdempotencyRefused,
     IdempotentReplay,
     claim_or_replay,
     replay_response,
@@ -52,29 +52,6 @@ from embedportal.web.rate_limit import SessionBuckets
 
 API_V1_PREFIX = "/api/v1"
 API_KEY_HEADER = "X-API-Key"
-
-
-class ApiError(Exception):
-    """A refusal of the integration API: the status, its machine code and a message."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def api_error_response(
-    status: int, code: str, message: str, *, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"code": code, "message": message},
-        status_code=status,
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
 
 
 def install_api_error_handlers(app: FastAPI) -> None:
@@ -220,15 +197,7 @@ def require_scope(scope: str) -> Any:
                     )
                 )
         elif idempotency_key is not None and request.method in IDEMPOTENT_METHODS:
-            try:
-                await claim_or_replay(
-                    request=request, api_key_id=caller.key_id, key=idempotency_key
-                )
-            except IdempotencyRefused as refusal:
-                retry = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
-                raise ApiError(
-                    refusal.status, refusal.code, refusal.message, headers=retry
-                ) from None
+            await claim_or_replay(request=request, api_key_id=caller.key_id, key=idempotency_key)
         return caller
 
     api_caller.__name__ = f"api_caller_{scope.replace(':', '_')}"

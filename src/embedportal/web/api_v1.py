@@ -6,12 +6,36 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from embedportal.access.api_keys import ApiCaller
 from embedportal.access.users import UserInputError
 from embedportal.i18n import _
-from embedportal.web.api_auth import ApiError
+
+
+class ApiError(Exception):
+    """A refusal of the integration API: the status, its machine code and a message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def api_error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "message": message},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
 
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50

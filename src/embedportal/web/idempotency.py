@@ -23,6 +23,7 @@ from embedportal.access import idempotency
 from embedportal.asgi import HttpMiddleware
 from embedportal.db.base import utcnow
 from embedportal.i18n import _
+from embedportal.web.api_v1 import ApiError
 from embedportal.web.errors import DATABASE_ERRORS
 
 logger = logging.getLogger("embedportal.web")
@@ -40,30 +41,21 @@ class IdempotentReplay(Exception):  # noqa: N818 - an answer, not an error
         self.replay = replay
 
 
-class IdempotencyRefused(Exception):  # noqa: N818 - the API key dependency answers it
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
-
-
 async def claim_or_replay(*, request: Request, api_key_id: str, key: str) -> None:
     """Claim ``key`` for this request, or raise what the caller gets instead: the first answer
-    (IdempotentReplay) or a refusal (IdempotencyRefused)."""
+    (IdempotentReplay) or a refusal (ApiError)."""
     if not idempotency.valid_key(key):
-        raise IdempotencyRefused(
+        raise ApiError(
             400,
             "InvalidIdempotencyKey",
             _(
                 "An Idempotency-Key is 1 to %(limit)d visible ASCII characters (a UUID will do).",
                 limit=idempotency.MAX_KEY_LENGTH,
             ),
-            None,
         )
     body = await request.body()
     if len(body) > idempotency.MAX_BODY_BYTES:
-        raise IdempotencyRefused(
-            413, "BodyTooLarge", _("This request is too large to be sent idempotently."), None
-        )
+        raise ApiError(413, "BodyTooLarge", _("This request is too large to be sent idempotently."))
     fingerprint = idempotency.request_fingerprint(
         method=request.method,
         path=request.url.path,
@@ -86,21 +78,20 @@ async def claim_or_replay(*, request: Request, api_key_id: str, key: str) -> Non
         case idempotency.Replay() as replay:
             raise IdempotentReplay(replay)
         case idempotency.InProgress():
-            raise IdempotencyRefused(
+            raise ApiError(
                 409,
                 "IdempotentRequestInProgress",
                 _("A request with this Idempotency-Key is still being served. Try again shortly."),
-                1,
+                headers={"Retry-After": "1"},
             )
         case idempotency.KeyReused():
-            raise IdempotencyRefused(
+            raise ApiError(
                 422,
                 "IdempotencyKeyReused",
                 _(
                     "This Idempotency-Key was sent with another request. "
                     "Use a new key for each change."
                 ),
-                None,
             )
 
 

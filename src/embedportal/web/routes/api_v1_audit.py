@@ -13,8 +13,8 @@ from embedportal.access.api_keys import ApiCaller
 from embedportal.access.audit_log import organization_zone, search_audit
 from embedportal.db.models import AuditEntry
 from embedportal.i18n import _
-from embedportal.web.api_auth import ApiError, require_scope
-from embedportal.web.api_v1 import COMMON_ERRORS, PagingQuery
+from embedportal.web.api_auth import require_scope
+from embedportal.web.api_v1 import COMMON_ERRORS, ApiError, PagingQuery
 from embedportal.web.deps import DbSession
 
 router = APIRouter(prefix="/api/v1/audit", tags=["integration: audit"], responses=COMMON_ERRORS)

@@ -24,8 +24,15 @@ from embedportal.access.grants import (
 from embedportal.access.rls_check import grant_trials
 from embedportal.db.models import Group, Report, ReportGrant, User
 from embedportal.i18n import _
-from embedportal.web.api_auth import ApiError, require_scope
-from embedportal.web.api_v1 import COMMON_ERRORS, MAX_ID, ApiModel, not_found, require_also
+from embedportal.web.api_auth import require_scope
+from embedportal.web.api_v1 import (
+    COMMON_ERRORS,
+    MAX_ID,
+    ApiError,
+    ApiModel,
+    not_found,
+    require_also,
+)
 from embedportal.web.deps import AppSettings, DbSession, PowerBIClientsDep, PushHubDep
 from embedportal.web.push import notify_access_changed
 from embedportal.web.rls_checks import roles_refused

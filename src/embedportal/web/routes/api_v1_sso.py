@@ -17,8 +17,8 @@ from embedportal.access.view_filters import MAX_PARAM_LENGTH, FilterList, filter
 from embedportal.db.base import utcnow
 from embedportal.db.models import Report
 from embedportal.i18n import _
-from embedportal.web.api_auth import ApiError, require_scope
-from embedportal.web.api_v1 import COMMON_ERRORS, ApiModel, not_found, refused
+from embedportal.web.api_auth import require_scope
+from embedportal.web.api_v1 import COMMON_ERRORS, ApiError, ApiModel, not_found, refused
 from embedportal.web.deps import AppSettings, DbSession
 from embedportal.web.links import portal_base_url
 

@@ -21,10 +21,11 @@ from embedportal.access.rls_check import user_trials
 from embedportal.access.users import UserInputError
 from embedportal.db.models import User
 from embedportal.i18n import _
-from embedportal.web.api_auth import ApiError, require_scope
+from embedportal.web.api_auth import require_scope
 from embedportal.web.api_v1 import (
     COMMON_ERRORS,
     MAX_ID,
+    ApiError,
     ApiModel,
     PagingQuery,
     not_found,
